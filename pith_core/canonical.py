@@ -1,0 +1,123 @@
+"""Canonical JSON: the one byte form every hash and signature in Pith is taken over.
+
+`json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)` as UTF-8, restricted to
+a profile on which those bytes equal RFC 8785 (JCS) output, so any language gets the same hash:
+strings, integers within ±(2^53−1), booleans, null, lists and objects with ASCII keys. Floats are
+refused (they do not canonicalize alike across languages: write metrics as decimal strings).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from .errors import CanonicalError
+
+MAX_SAFE_INTEGER = 2**53 - 1
+
+_dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _child(path: str, key: str) -> str:
+    return f"{path}.{key}" if key.isidentifier() else f"{path}[{json.dumps(key)}]"
+
+
+def _has_lone_surrogate(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def check_canonical(value: Any, path: str = "$") -> None:
+    """Raise CanonicalError naming the path of the first value outside the profile."""
+
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        v, p = stack.pop()
+        t = type(v)
+        if t is str:
+            if not v.isascii() and _has_lone_surrogate(v):
+                raise CanonicalError(p, "string holds a lone surrogate (not valid Unicode)")
+        elif t is bool or v is None:
+            continue
+        elif t is int:
+            if not -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER:
+                raise CanonicalError(p, f"integer {v} is beyond ±(2^53−1)")
+        elif t is dict:
+            for k, item in v.items():
+                if type(k) is not str:
+                    raise CanonicalError(p, f"object key {k!r} is not a string")
+                if not k.isascii():
+                    raise CanonicalError(p, f"object key {k!r} is not ASCII")
+                stack.append((item, _child(p, k)))
+        elif t is list:
+            stack.extend((item, f"{p}[{i}]") for i, item in enumerate(v))
+        elif t is float:
+            raise CanonicalError(
+                p, f"float {v!r} is not allowed (write numbers as decimal strings or integers)"
+            )
+        else:
+            raise CanonicalError(p, f"{t.__name__} is not a JSON value of the profile")
+
+
+def canonical_json(value: Any) -> bytes:
+    """The canonical bytes of `value`, after checking it against the profile."""
+    check_canonical(value)
+    return _dumps(value).encode("utf-8")
+
+
+def canonical_json_prechecked(value: Any) -> bytes:
+    """The canonical bytes of a value already known to be in the profile (a hot-path shortcut)."""
+    return _dumps(value).encode("utf-8")
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def canonical_sha256(value: Any) -> str:
+    """Hex SHA-256 of the canonical JSON of `value`."""
+    return hashlib.sha256(canonical_json(value)).hexdigest()
+
+
+class _Pairs(list):
+    """An object as parsed, before its keys are checked (keeps duplicates visible)."""
+
+
+def _build(value: Any, path: str) -> Any:
+
+    if type(value) is _Pairs:
+        out: dict[str, Any] = {}
+        for k, v in value:
+            if k in out:
+                raise CanonicalError(path, f"duplicate object key {k!r}")
+            out[k] = _build(v, _child(path, k))
+        return out
+    if type(value) is list:
+        return [_build(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def parse_json(text: str | bytes) -> Any:
+    """Parse JSON text, refusing duplicate object keys (with their path) and NaN/Infinity.
+
+    Floats are kept as floats here; canonical_json refuses them with their path if they are to be
+    hashed or signed. Errors are CanonicalError (a ValueError).
+    """
+
+    def constant(name: str) -> Any:
+        raise CanonicalError("$", f"{name} is not JSON")
+
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise CanonicalError("$", f"not UTF-8: {e.reason} at byte {e.start}") from e
+    try:
+        raw = json.loads(text, object_pairs_hook=_Pairs, parse_constant=constant)
+    except json.JSONDecodeError as e:
+        raise CanonicalError("$", f"not JSON: {e.msg} at line {e.lineno} column {e.colno}") from e
+    return _build(raw, "$")

@@ -1,0 +1,207 @@
+"""The deterministic merge: one subject's events, as a set, into its state.
+
+Validity first, then deduplication (valid events by `event_id`, invalid ones by their whole
+canonical bytes, so a tampered copy reusing a real id never hides the real event), equivocations
+set aside with their proof, the rest applied in (`created_at`, `event_id`) order. The state depends
+only on the set of events: any order, duplication or split across mirrors gives the same bytes.
+
+An invalid event is listed by the SHA-256 of its canonical bytes with a reason code only (never
+free text, which would make the state's hash depend on an implementation's wording). The code is
+the first failing check, in the order of `events.verify_event`: bad_shape, not_canonical,
+bad_signer, fingerprint_mismatch, event_id_mismatch, bad_signature, not_registry_signed,
+bad_payload; then wrong_subject.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from nacl.signing import VerifyKey
+
+from .canonical import CanonicalError, canonical_json, canonical_sha256
+from .errors import EventError, PithError
+from .events import verify_event
+from .keys import fingerprint
+from .number import record_aliases
+
+STATE_TYPE = "pith_open_graph_state"
+STATE_VERSION = "1.0"
+MERGE_VERSION = "pith-open-graph-merge-v1"
+
+# target -> its list under `current` (record and alias are special: see _current)
+STATE_LISTS: dict[str, str] = {
+    "graph": "graph_snapshots",
+    "author_attestation": "author_attestations",
+    "timestamp_anchor": "timestamp_anchors",
+    "storage_attestation": "storage_attestations",
+    "citation_signature": "citation_signatures",
+    "replication": "replication_records",
+    "correction": "corrections",
+    "mirror_hint": "mirror_hints",
+}
+
+
+def _identity_bytes(event: Any) -> tuple[bytes, bool]:
+    """The bytes an event is deduplicated by, and whether they are canonical."""
+    try:
+        return canonical_json(event), True
+    except CanonicalError:
+        try:
+            return json.dumps(
+                event, sort_keys=True, ensure_ascii=True, default=repr
+            ).encode(), False
+        except (TypeError, ValueError):
+            return repr(event).encode("utf-8", "backslashreplace"), False
+
+
+def _subject_of(events: list[Any]) -> str:
+    subjects = {
+        e.get("subject_pith_number")
+        for e in events
+        if isinstance(e, dict) and isinstance(e.get("subject_pith_number"), str)
+    }
+    if len(subjects) != 1:
+        raise PithError(
+            "cannot tell which subject to merge: the events name "
+            f"{len(subjects)} subjects; pass the subject explicitly"
+        )
+    return subjects.pop()
+
+
+def _entry(event: dict[str, Any]) -> dict[str, Any]:
+    s = event["signer"]
+    return {
+        "event_id": event["event_id"],
+        "target": event["target"],
+        "created_at": event["created_at"],
+        "signer": {
+            "key_id": s["key_id"],
+            "public_key_fingerprint": s["public_key_fingerprint"],
+            "signer_id": s["signer_id"],
+            "signer_type": s["signer_type"],
+        },
+        "payload": event["payload"],
+    }
+
+
+def _current(applied: list[dict[str, Any]]) -> dict[str, Any]:
+    current: dict[str, Any] = {
+        "canonical_record": None,
+        "source_aliases": [],
+        **{name: [] for name in STATE_LISTS.values()},
+        "record_created": None,
+    }
+    aliases: dict[tuple[str, str], str] = {}
+    for event in applied:
+        target = event["target"]
+        if target == "record":
+            if current["record_created"] is None:
+                current["record_created"] = _entry(event)
+                record = event["payload"]["canonical_record"]
+                current["canonical_record"] = record
+                for kind, value in record_aliases(record):
+                    aliases.setdefault((kind, value), event["created_at"])
+        elif target == "alias":
+            key = (event["payload"]["alias_kind"], event["payload"]["alias_value"])
+            aliases.setdefault(key, event["created_at"])
+        else:
+            current[STATE_LISTS[target]].append(_entry(event))
+    current["source_aliases"] = [
+        {"alias_kind": k, "alias_value": v, "created_at": at}
+        for (k, v), at in sorted(aliases.items())
+    ]
+    return current
+
+
+def merge(
+    events: Iterable[Any], registry_keys: Iterable[bytes], subject: str | None = None
+) -> dict[str, Any]:
+    """The merged state of `subject` (inferred when all events name one) from `events`.
+
+    `registry_keys` are the raw 32-byte public keys pinned as the registry's: only they may sign
+    the registry-only targets (record, graph, alias).
+    """
+    events = list(events)
+    if subject is None:
+        subject = _subject_of(events)
+    registry_fps = frozenset(fingerprint(bytes(k)) for k in registry_keys)
+    verify_keys: dict[bytes, VerifyKey] = {}
+
+    valid: dict[str, tuple[bytes, dict[str, Any]]] = {}
+    invalid: dict[str, dict[str, Any]] = {}
+    seen: set[bytes] = set()
+    for event in events:
+        raw, is_canonical = _identity_bytes(event)
+        if raw in seen:
+            continue
+        seen.add(raw)
+        try:
+            verify_event(
+                event, registry_fps, already_canonical=is_canonical, verify_keys=verify_keys
+            )
+            if event["subject_pith_number"] != subject:
+                raise EventError(
+                    "wrong_subject", f"the event is about {event['subject_pith_number']}"
+                )
+        except EventError as e:
+            digest = hashlib.sha256(raw).hexdigest()
+            claimed = event.get("event_id") if isinstance(event, dict) else None
+            invalid[digest] = {
+                "event_sha256": digest,
+                "claimed_event_id": claimed if isinstance(claimed, str) else None,
+                "reason": e.reason,
+            }
+            continue
+        eid = event["event_id"]
+        kept = valid.get(eid)
+        if kept is None or raw < kept[0]:  # two encodings of one signed body: keep the least
+            valid[eid] = (raw, event)
+
+    by_slot: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    for _, event in valid.values():
+        by_slot[(event["signer"]["public_key_fingerprint"], event["seq"])].append(event)
+    equivocations = []
+    equivocating: set[str] = set()
+    for (fp, seq), group in sorted(by_slot.items()):
+        if len(group) > 1:
+            group.sort(key=lambda e: e["event_id"])
+            equivocating.update(e["event_id"] for e in group)
+            equivocations.append(
+                {
+                    "signer_fingerprint": fp,
+                    "subject_pith_number": subject,
+                    "seq": seq,
+                    "event_ids": [e["event_id"] for e in group],
+                    "events": group,
+                }
+            )
+
+    applied = sorted(
+        (e for eid, (_, e) in valid.items() if eid not in equivocating),
+        key=lambda e: (e["created_at"], e["event_id"]),
+    )
+    state: dict[str, Any] = {
+        "state_type": STATE_TYPE,
+        "state_version": STATE_VERSION,
+        "pith_number": subject,
+        "merge_version": MERGE_VERSION,
+        "event_count": len(valid) + len(invalid),
+        "valid_event_count": len(valid),
+        "invalid_event_count": len(invalid),
+        "equivocation_count": len(equivocations),
+        "current": _current(applied),
+        "equivocations": equivocations,
+        "invalid_events": [invalid[k] for k in sorted(invalid)],
+        "applied_event_ids": [e["event_id"] for e in applied],
+    }
+    state["state_sha256"] = canonical_sha256(state)
+    return state
+
+
+def state_sha256(state: dict[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of a state without its `state_sha256`."""
+    return canonical_sha256({k: v for k, v in state.items() if k != "state_sha256"})
