@@ -31,42 +31,80 @@ def _has_lone_surrogate(s: str) -> bool:
     return False
 
 
-def check_canonical(value: Any, path: str = "$") -> None:
-    """Raise CanonicalError naming the path of the first value outside the profile."""
+def first_violation(value: Any, path: str = "$") -> CanonicalError | None:
+    """The first value outside the profile, as an error naming its path (None if there is none).
 
+    A plain walk: the slow path, run only to explain a refusal or on non-ASCII documents.
+    """
     stack: list[tuple[Any, str]] = [(value, path)]
     while stack:
         v, p = stack.pop()
         t = type(v)
         if t is str:
             if not v.isascii() and _has_lone_surrogate(v):
-                raise CanonicalError(p, "string holds a lone surrogate (not valid Unicode)")
+                return CanonicalError(p, "string holds a lone surrogate (not valid Unicode)")
         elif t is bool or v is None:
             continue
         elif t is int:
             if not -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER:
-                raise CanonicalError(p, f"integer {v} is beyond ±(2^53−1)")
+                return CanonicalError(p, f"integer {v} is beyond ±(2^53−1)")
         elif t is dict:
             for k, item in v.items():
                 if type(k) is not str:
-                    raise CanonicalError(p, f"object key {k!r} is not a string")
+                    return CanonicalError(p, f"object key {k!r} is not a string")
                 if not k.isascii():
-                    raise CanonicalError(p, f"object key {k!r} is not ASCII")
+                    return CanonicalError(p, f"object key {k!r} is not ASCII")
                 stack.append((item, _child(p, k)))
         elif t is list:
-            stack.extend((item, f"{p}[{i}]") for i, item in enumerate(v))
+            stack.extend((item, f"{p}[{i}]") for i, item in reversed(list(enumerate(v))))
         elif t is float:
-            raise CanonicalError(
+            return CanonicalError(
                 p, f"float {v!r} is not allowed (write numbers as decimal strings or integers)"
             )
         else:
-            raise CanonicalError(p, f"{t.__name__} is not a JSON value of the profile")
+            return CanonicalError(p, f"{t.__name__} is not a JSON value of the profile")
+    return None
+
+
+def in_profile(value: Any) -> bool:
+    """True when `value` is inside the profile: the fast walk (no paths) of the hot paths."""
+    stack = [value]
+    pop, push, extend = stack.pop, stack.append, stack.extend
+    while stack:
+        v = pop()
+        t = type(v)
+        if t is str:
+            if not v.isascii() and _has_lone_surrogate(v):
+                return False
+        elif t is dict:
+            for k, item in v.items():
+                if type(k) is not str or not k.isascii():
+                    return False
+                push(item)
+        elif t is list:
+            extend(v)
+        elif t is int:
+            if not -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER:
+                return False
+        elif t is not bool and v is not None:
+            return False
+    return True
 
 
 def canonical_json(value: Any) -> bytes:
-    """The canonical bytes of `value`, after checking it against the profile."""
-    check_canonical(value)
-    return _dumps(value).encode("utf-8")
+    """The canonical bytes of `value`; CanonicalError naming the path of a value out of profile."""
+    if not in_profile(value):
+        raise first_violation(value) or CanonicalError("$", "value is outside the profile")
+    try:
+        return _dumps(value).encode("utf-8")
+    except RecursionError as e:
+        raise CanonicalError("$", "value is nested too deeply") from e
+
+
+def check_canonical(value: Any, path: str = "$") -> None:
+    """Raise CanonicalError naming the path of the first value outside the profile."""
+    if not in_profile(value):
+        raise first_violation(value, path) or CanonicalError(path, "value is outside the profile")
 
 
 def canonical_json_prechecked(value: Any) -> bytes:
@@ -118,6 +156,8 @@ def parse_json(text: str | bytes) -> Any:
             raise CanonicalError("$", f"not UTF-8: {e.reason} at byte {e.start}") from e
     try:
         raw = json.loads(text, object_pairs_hook=_Pairs, parse_constant=constant)
+    except RecursionError as e:
+        raise CanonicalError("$", "JSON is nested too deeply") from e
     except json.JSONDecodeError as e:
         raise CanonicalError("$", f"not JSON: {e.msg} at line {e.lineno} column {e.colno}") from e
     return _build(raw, "$")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from nacl.exceptions import BadSignatureError
@@ -21,6 +22,7 @@ from .canonical import (
     canonical_json_prechecked,
     canonical_sha256,
     check_canonical,
+    in_profile,
 )
 from .errors import EventError, RecordError, SignatureError
 from .keys import KeyPair, b64decode_strict, b64encode, fingerprint
@@ -65,6 +67,10 @@ SIGNER_FIELDS = frozenset(
 )
 _EVENT_ID = re.compile(r"sha256:[0-9a-f]{64}")
 MAX_SEQ = 2**53 - 1
+
+
+def is_event_id(value: object) -> bool:
+    return isinstance(value, str) and _EVENT_ID.fullmatch(value) is not None
 
 
 def signer_info(key: KeyPair, *, signer_id: str, signer_type: str) -> dict[str, str]:
@@ -167,103 +173,132 @@ def _check_payload(target: str, subject: str, payload: Mapping[str, Any]) -> Non
         )
 
 
+@dataclass(frozen=True)
+class SignerKey:
+    """A signer's public key, parsed once: raw bytes, fingerprint and verifier."""
+
+    raw: bytes
+    fingerprint: str
+    verifier: VerifyKey
+
+
+def parse_signer_key(public_key_b64: Any) -> SignerKey:
+    try:
+        raw = b64decode_strict(public_key_b64, "signer.public_key_b64")
+    except SignatureError as e:
+        raise EventError("bad_signer", str(e)) from e
+    if len(raw) != 32:
+        raise EventError("bad_signer", "signer public key is not 32 bytes")
+    return SignerKey(raw, fingerprint(raw), VerifyKey(raw))
+
+
+def _check_fields(event: dict[str, Any]) -> None:
+    target, etype = event["target"], event["event_type"]
+    if target not in EVENT_TYPES:
+        raise EventError("bad_shape", f"unknown target {target!r}")
+    if EVENT_TYPES[target] != etype:
+        raise EventError(
+            "bad_shape",
+            f"event_type {etype!r} does not go with target {target!r} "
+            f"(expected {EVENT_TYPES[target]!r})",
+        )
+    if not is_pith_number(event["subject_pith_number"]):
+        raise EventError("bad_shape", "subject_pith_number is not a Pith number")
+    if not is_utc_second(event["created_at"]):
+        raise EventError("bad_shape", "created_at must be UTC time as YYYY-MM-DDTHH:MM:SSZ")
+    seq = event["seq"]
+    if type(seq) is not int or not 1 <= seq <= MAX_SEQ:
+        raise EventError("bad_shape", "seq must be a positive integer")
+    prev = event["prev"]
+    if prev is not None and not (isinstance(prev, str) and _EVENT_ID.fullmatch(prev)):
+        raise EventError("bad_shape", "prev must be null or sha256:<64 hex>")
+    if type(event["payload"]) is not dict:
+        raise EventError("bad_shape", "payload must be an object")
+    if not isinstance(event["event_id"], str) or not isinstance(event["signature_b64"], str):
+        raise EventError("bad_shape", "event_id and signature_b64 must be strings")
+    signer = event["signer"]
+    if type(signer) is not dict or signer.keys() != SIGNER_FIELDS:
+        raise EventError("bad_signer", f"signer must hold exactly {sorted(SIGNER_FIELDS)}")
+    for k in ("key_id", "signer_id", "signer_type"):
+        if not isinstance(signer[k], str) or not signer[k]:
+            raise EventError("bad_signer", f"signer.{k} must be a non-empty string")
+
+
 def verify_event(
     event: Any,
     registry_fingerprints: Collection[str] = (),
     *,
-    already_canonical: bool = False,
-    verify_keys: dict[bytes, VerifyKey] | None = None,
+    signer_keys: dict[str, SignerKey] | None = None,
+    verified: set[tuple[bytes, str]] | None = None,
 ) -> dict[str, Any]:
     """Return `event` if valid; raise EventError(reason, detail) naming the first failure.
 
-    Checks, in order: shape, canonical profile, field types, signer key and fingerprint, event_id,
-    signature, registry-only targets signed by a pinned registry key, payload shape.
-    `verify_keys` is a cache the caller may pass to reuse parsed public keys across events.
+    Checks, in order: fields (bad_shape, bad_signer), the payload and signer inside the canonical
+    profile (not_canonical), signer key and fingerprint (bad_signer, fingerprint_mismatch),
+    event_id (event_id_mismatch), signature (bad_signature), registry-only targets signed by a
+    pinned registry key (not_registry_signed), payload shape (bad_payload).
+    Two caches a caller may pass across many events: `signer_keys`, each signer's parsed key;
+    `verified`, (digest, signature) pairs whose signature already verified (the digest covers the
+    signer's key, so an exact copy needs no second Ed25519 check).
     """
-    _require(isinstance(event, dict), "bad_shape", "an event is a JSON object")
-    keys = event.keys()
-    if keys != EVENT_FIELDS:
+    if type(event) is not dict:
+        raise EventError("bad_shape", "an event is a JSON object")
+    if event.keys() != EVENT_FIELDS:
+        keys = event.keys()
         missing, extra = sorted(EVENT_FIELDS - keys), sorted(keys - EVENT_FIELDS)
         raise EventError("bad_shape", f"missing fields {missing}, unexpected fields {extra}")
-    if not already_canonical:
+    _check_fields(event)  # every top-level field and the signer are now of known JSON types
+    if not in_profile(event["payload"]):
         try:
-            check_canonical(event)
+            check_canonical(event["payload"], "$.payload")
         except CanonicalError as e:
             raise EventError("not_canonical", str(e)) from e
-    target, etype = event["target"], event["event_type"]
-    _require(target in EVENT_TYPES, "bad_shape", f"unknown target {target!r}")
-    _require(
-        EVENT_TYPES[target] == etype,
-        "bad_shape",
-        f"event_type {etype!r} does not go with target {target!r} "
-        f"(expected {EVENT_TYPES[target]!r})",
-    )
-    subject = event["subject_pith_number"]
-    _require(is_pith_number(subject), "bad_shape", "subject_pith_number is not a Pith number")
-    _require(
-        is_utc_second(event["created_at"]),
-        "bad_shape",
-        "created_at must be UTC time as YYYY-MM-DDTHH:MM:SSZ",
-    )
-    seq = event["seq"]
-    _require(
-        type(seq) is int and 1 <= seq <= MAX_SEQ, "bad_shape", "seq must be a positive integer"
-    )
-    prev = event["prev"]
-    _require(
-        prev is None or (isinstance(prev, str) and _EVENT_ID.fullmatch(prev) is not None),
-        "bad_shape",
-        "prev must be null or sha256:<64 hex>",
-    )
-    _require(isinstance(event["payload"], dict), "bad_shape", "payload must be an object")
-    _require(isinstance(event["event_id"], str), "bad_shape", "event_id must be a string")
-    signer = event["signer"]
-    _require(
-        isinstance(signer, dict) and signer.keys() == SIGNER_FIELDS,
-        "bad_signer",
-        f"signer must hold exactly {sorted(SIGNER_FIELDS)}",
-    )
-    for k in ("key_id", "signer_id", "signer_type"):
-        _require(
-            isinstance(signer[k], str) and signer[k] != "", "bad_signer", f"signer.{k} is empty"
-        )
-    try:
-        public_key = b64decode_strict(signer["public_key_b64"], "signer.public_key_b64")
-        _require(len(public_key) == 32, "bad_signer", "signer public key is not 32 bytes")
-        fp = fingerprint(public_key)
-    except SignatureError as e:
-        raise EventError("bad_signer", str(e)) from e
-    _require(
-        signer["public_key_fingerprint"] == fp,
-        "fingerprint_mismatch",
-        f"public_key_fingerprint {signer['public_key_fingerprint']!r} is not the key's ({fp})",
-    )
     body = {k: v for k, v in event.items() if k != "event_id" and k != "signature_b64"}
-    digest = hashlib.sha256(canonical_json_prechecked(body)).digest()
-    _require(
-        event["event_id"] == "sha256:" + digest.hex(),
-        "event_id_mismatch",
-        f"event_id does not recompute (the content hashes to sha256:{digest.hex()})",
-    )
     try:
-        signature = b64decode_strict(event["signature_b64"], "signature_b64")
-    except SignatureError as e:
-        raise EventError("bad_signature", str(e)) from e
-    _require(len(signature) == 64, "bad_signature", "signature is not 64 bytes")
-    vk = verify_keys.get(public_key) if verify_keys is not None else None
-    if vk is None:
-        vk = VerifyKey(public_key)
-        if verify_keys is not None:
-            verify_keys[public_key] = vk
-    try:
-        vk.verify(EVENT_DOMAIN + digest, signature)
-    except BadSignatureError as e:
-        raise EventError("bad_signature", "signature does not verify under the signer's key") from e
-    if target in REGISTRY_ONLY_TARGETS:
-        _require(
-            fp in registry_fingerprints,
-            "not_registry_signed",
-            f"target {target!r} must be signed by a pinned registry key; {fp} is not one",
+        body_bytes = canonical_json_prechecked(body)
+    except UnicodeEncodeError as e:  # a lone surrogate in a signer string
+        raise EventError("not_canonical", f"string holds a lone surrogate: {e.reason}") from e
+    signer = event["signer"]
+    b64 = signer["public_key_b64"]
+    key = signer_keys.get(b64) if signer_keys is not None else None
+    if key is None:
+        key = parse_signer_key(b64)
+        if signer_keys is not None:
+            signer_keys[b64] = key
+    if signer["public_key_fingerprint"] != key.fingerprint:
+        raise EventError(
+            "fingerprint_mismatch",
+            f"public_key_fingerprint {signer['public_key_fingerprint']!r} is not the key's "
+            f"({key.fingerprint})",
         )
-    _check_payload(target, subject, event["payload"])
+    digest = hashlib.sha256(body_bytes).digest()
+    if event["event_id"] != "sha256:" + digest.hex():
+        raise EventError(
+            "event_id_mismatch",
+            f"event_id does not recompute (the content hashes to sha256:{digest.hex()})",
+        )
+    signature_b64 = event["signature_b64"]
+    if verified is None or (digest, signature_b64) not in verified:
+        try:
+            signature = b64decode_strict(signature_b64, "signature_b64")
+        except SignatureError as e:
+            raise EventError("bad_signature", str(e)) from e
+        if len(signature) != 64:
+            raise EventError("bad_signature", "signature is not 64 bytes")
+        try:
+            key.verifier.verify(EVENT_DOMAIN + digest, signature)
+        except BadSignatureError as e:
+            raise EventError(
+                "bad_signature", "signature does not verify under the signer's key"
+            ) from e
+        if verified is not None:
+            verified.add((digest, signature_b64))
+    target = event["target"]
+    if target in REGISTRY_ONLY_TARGETS and key.fingerprint not in registry_fingerprints:
+        raise EventError(
+            "not_registry_signed",
+            f"target {target!r} must be signed by a pinned registry key; "
+            f"{key.fingerprint} is not one",
+        )
+    _check_payload(target, event["subject_pith_number"], event["payload"])
     return event

@@ -20,11 +20,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from nacl.signing import VerifyKey
-
-from .canonical import CanonicalError, canonical_json, canonical_sha256
+from .canonical import CanonicalError, canonical_json, canonical_json_prechecked, canonical_sha256
 from .errors import EventError, PithError
-from .events import verify_event
+from .events import SignerKey, is_event_id, verify_event
 from .keys import fingerprint
 from .number import record_aliases
 
@@ -45,17 +43,16 @@ STATE_LISTS: dict[str, str] = {
 }
 
 
-def _identity_bytes(event: Any) -> tuple[bytes, bool]:
-    """The bytes an event is deduplicated by, and whether they are canonical."""
+def _identity_bytes(event: Any) -> bytes:
+    """What an invalid event is deduplicated by: its canonical bytes, else a stable dump."""
     try:
-        return canonical_json(event), True
+        return canonical_json(event)
     except CanonicalError:
-        try:
-            return json.dumps(
-                event, sort_keys=True, ensure_ascii=True, default=repr
-            ).encode(), False
-        except (TypeError, ValueError):
-            return repr(event).encode("utf-8", "backslashreplace"), False
+        pass
+    try:
+        return json.dumps(event, sort_keys=True, ensure_ascii=True, default=repr).encode()
+    except (TypeError, ValueError, RecursionError):
+        return repr(event).encode("utf-8", "backslashreplace")
 
 
 def _subject_of(events: list[Any]) -> str:
@@ -129,40 +126,33 @@ def merge(
     if subject is None:
         subject = _subject_of(events)
     registry_fps = frozenset(fingerprint(bytes(k)) for k in registry_keys)
-    verify_keys: dict[bytes, VerifyKey] = {}
+    signer_keys: dict[str, SignerKey] = {}
 
-    valid: dict[str, tuple[bytes, dict[str, Any]]] = {}
+    verified: set[tuple[bytes, str]] = set()
+    valid: dict[str, dict[str, Any]] = {}
     invalid: dict[str, dict[str, Any]] = {}
-    seen: set[bytes] = set()
     for event in events:
-        raw, is_canonical = _identity_bytes(event)
-        if raw in seen:
-            continue
-        seen.add(raw)
         try:
-            verify_event(
-                event, registry_fps, already_canonical=is_canonical, verify_keys=verify_keys
-            )
+            verify_event(event, registry_fps, signer_keys=signer_keys, verified=verified)
             if event["subject_pith_number"] != subject:
-                raise EventError(
-                    "wrong_subject", f"the event is about {event['subject_pith_number']}"
-                )
+                about = event["subject_pith_number"]
+                raise EventError("wrong_subject", f"the event is about {about}")
         except EventError as e:
-            digest = hashlib.sha256(raw).hexdigest()
+            digest = hashlib.sha256(_identity_bytes(event)).hexdigest()
             claimed = event.get("event_id") if isinstance(event, dict) else None
             invalid[digest] = {
                 "event_sha256": digest,
-                "claimed_event_id": claimed if isinstance(claimed, str) else None,
+                "claimed_event_id": claimed if is_event_id(claimed) else None,
                 "reason": e.reason,
             }
             continue
-        eid = event["event_id"]
-        kept = valid.get(eid)
-        if kept is None or raw < kept[0]:  # two encodings of one signed body: keep the least
-            valid[eid] = (raw, event)
+        # one signed body may come with two valid signatures: keep the least, whatever the order
+        kept = valid.setdefault(event["event_id"], event)
+        if event["signature_b64"] < kept["signature_b64"]:
+            valid[event["event_id"]] = event
 
     by_slot: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
-    for _, event in valid.values():
+    for event in valid.values():
         by_slot[(event["signer"]["public_key_fingerprint"], event["seq"])].append(event)
     equivocations = []
     equivocating: set[str] = set()
@@ -181,7 +171,7 @@ def merge(
             )
 
     applied = sorted(
-        (e for eid, (_, e) in valid.items() if eid not in equivocating),
+        (e for eid, e in valid.items() if eid not in equivocating),
         key=lambda e: (e["created_at"], e["event_id"]),
     )
     state: dict[str, Any] = {
@@ -198,7 +188,8 @@ def merge(
         "invalid_events": [invalid[k] for k in sorted(invalid)],
         "applied_event_ids": [e["event_id"] for e in applied],
     }
-    state["state_sha256"] = canonical_sha256(state)
+    # every value in the state came from a verified event or from this function: no re-check
+    state["state_sha256"] = hashlib.sha256(canonical_json_prechecked(state)).hexdigest()
     return state
 
 

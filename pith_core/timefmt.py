@@ -16,7 +16,7 @@ def is_utc_second(value: object) -> bool:
     if not isinstance(value, str) or not _UTC_SECOND.fullmatch(value):
         return False
     try:
-        datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ")
+        datetime.fromisoformat(value[:-1])  # the regex fixed the form; this checks the calendar
     except ValueError:
         return False
     return True
