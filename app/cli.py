@@ -1,0 +1,186 @@
+"""`pith serve`, `pith db upgrade`, `pith import`: the service's subcommands of the `pith` CLI
+(registered through the `pith.cli` entry-point group)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from .settings import Settings
+
+    overrides = {}
+    for name in ("database_url", "host", "port", "workers"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    return Settings(**overrides)
+
+
+def import_files(settings: Any, paths: list[Path], trusted_key_hex: str) -> int:
+    """Verify every file first, then store them all in one transaction (or nothing)."""
+    from pith_core.errors import PithError
+    from pith_core.keys import public_key_from_hex
+
+    from .records.importing import ImportRefused, read_candidate
+    from .records.service import import_candidates
+    from .registry.service import load_identity
+    from .storage.engine import Database
+
+    try:
+        key = public_key_from_hex(trusted_key_hex)
+    except PithError as e:
+        print(f"pith import: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    candidates, refused = [], []
+    for path in paths:
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            print(f"pith import: cannot read {path}: {e.strerror}", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            candidates.append(read_candidate(data, str(path), key))
+        except ImportRefused as e:
+            refused.append(e)
+    for e in refused:
+        print(f"pith import: refused {e}", file=sys.stderr)
+    if refused:
+        print(
+            f"pith import: nothing stored ({len(refused)} of {len(paths)} refused)", file=sys.stderr
+        )
+        return EXIT_FAILED
+    db = Database(settings.database_url)
+    try:
+        identity = load_identity(settings)
+        with db.write() as session:
+            stored = import_candidates(session, identity, candidates)
+            lines = [
+                f"{'imported' if s.created else 'present '} {s.record.pith_number}  {c.source}"
+                + (f"  ({'; '.join(c.notes)})" if c.notes and s.created else "")
+                for s, c in zip(stored, candidates, strict=True)
+            ]
+    finally:
+        db.dispose()
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+def seed_if_empty(settings: Any) -> None:
+    """On an empty database, import the seeds (real public records) so a new user sees some."""
+    from pith_core.keys import PUBLIC_REGISTRY_KEY_HEX
+
+    from .records.repository import RecordRepository
+    from .storage.engine import Database
+
+    db = Database(settings.database_url)
+    try:
+        with db.read() as session:
+            empty = RecordRepository(session).count() == 0
+    finally:
+        db.dispose()
+    seeds = sorted(p for p in Path(settings.seeds_dir).glob("*.txt")) if empty else []
+    if seeds:
+        print(f"pith serve: empty database: importing {len(seeds)} seed records", file=sys.stderr)
+        code = import_files(settings, seeds, PUBLIC_REGISTRY_KEY_HEX)
+        if code != EXIT_OK:
+            raise SystemExit(code)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .registry.service import load_identity
+    from .storage.migrate import upgrade_database
+
+    settings = _settings(args)
+    upgrade_database(settings.database_url)
+    if settings.import_seeds_when_empty and not args.no_seeds:
+        seed_if_empty(settings)
+    identity = load_identity(settings)  # created here, before workers start, so they share it
+    print(
+        f"pith serve: {settings.base_url} · key {identity.key.key_id} ({identity.fingerprint}) "
+        f"· {settings.workers} worker(s)",
+        file=sys.stderr,
+    )
+    # Workers read their settings from the environment, like this process did.
+    for name in ("database_url", "host", "port", "workers"):
+        os.environ[f"PITH_{name.upper()}"] = str(getattr(settings, name))
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        access_log=settings.access_log,
+        log_level=args.log_level,
+        proxy_headers=settings.trust_forwarded_for,
+    )
+    return EXIT_OK
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from .storage.migrate import current_revision, upgrade_database
+
+    settings = _settings(args)
+    upgrade_database(settings.database_url, args.revision)
+    print(f"database at revision {current_revision(settings.database_url)}")
+    return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from .storage.migrate import upgrade_database
+
+    settings = _settings(args)
+    upgrade_database(settings.database_url)
+    return import_files(settings, args.files, args.trusted_key)
+
+
+def register(subparsers: Any) -> None:
+    """Entry point of the `pith.cli` group: add the service's subcommands."""
+    from pith_core.keys import PUBLIC_REGISTRY_KEY_HEX
+
+    def db_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--database-url", default=None, help="overrides PITH_DATABASE_URL (sqlite:///./pith.db)"
+        )
+
+    p = subparsers.add_parser(
+        "serve", help="run the registry: migrate, import the seeds into an empty database, serve"
+    )
+    db_option(p)
+    p.add_argument("--host", default=None, help="overrides PITH_HOST (127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="overrides PITH_PORT (8000)")
+    p.add_argument("--workers", type=int, default=None, help="overrides PITH_WORKERS (1)")
+    p.add_argument("--no-seeds", action="store_true", help="do not import the seeds")
+    p.add_argument("--log-level", default="info")
+    p.set_defaults(func=cmd_serve)
+
+    p = subparsers.add_parser("db", help="database schema (Alembic migrations)")
+    db_sub = p.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    up = db_sub.add_parser("upgrade", help="apply the migrations (default: to head)")
+    db_option(up)
+    up.add_argument("revision", nargs="?", default="head")
+    up.set_defaults(func=cmd_db_upgrade)
+
+    p = subparsers.add_parser(
+        "import",
+        help="import records published by another registry, verified under a trusted key",
+        description="Files are record documents, merged states, or a record page as text "
+        "(no receipt: this registry signs its own). All verify, or nothing is stored.",
+    )
+    db_option(p)
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument(
+        "--trusted-key",
+        default=PUBLIC_REGISTRY_KEY_HEX,
+        metavar="HEX",
+        help="raw Ed25519 key (hex) receipts must verify under (default: the public registry's)",
+    )
+    p.set_defaults(func=cmd_import)

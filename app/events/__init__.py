@@ -1,0 +1,1 @@
+"""Events: taking signed events, the append-only log, merged states, bundles, the changes feed."""

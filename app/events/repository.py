@@ -1,0 +1,140 @@
+"""Every query on the event log, signer keys and the state cache."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from ..storage.models import Event, SignerKey, StateCache
+
+# Writers append under one lock, so log indices become visible in increasing order and a
+# changes-feed reader that saw index n never later finds a smaller one committed behind it.
+# (SQLite's BEGIN IMMEDIATE is that lock already.)
+LOG_LOCK_KEY = 0x70697468  # "pith"
+
+
+class EventRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.dialect = session.get_bind().dialect.name
+
+    def lock_log(self) -> None:
+        if self.dialect == "postgresql":
+            self.session.execute(select(func.pg_advisory_xact_lock(LOG_LOCK_KEY)))
+
+    def head(self) -> int:
+        """The highest log index (0 when the log is empty)."""
+        return int(self.session.scalar(select(func.max(Event.log_index))) or 0)
+
+    def subject_head(self, subject: str) -> int:
+        stmt = select(func.max(Event.log_index)).where(Event.subject == subject)
+        return int(self.session.scalar(stmt) or 0)
+
+    def by_event_id(self, event_id: str) -> Event | None:
+        return self.session.scalars(select(Event).where(Event.event_id == event_id)).first()
+
+    def existing_ids(self, event_ids: Iterable[str]) -> set[str]:
+        wanted = sorted(set(event_ids))
+        found: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            found.update(
+                self.session.scalars(select(Event.event_id).where(Event.event_id.in_(chunk)))
+            )
+        return found
+
+    def bodies_for(self, subject: str) -> Sequence[str]:
+        stmt = select(Event.body).where(Event.subject == subject).order_by(Event.log_index)
+        return self.session.scalars(stmt).all()
+
+    def for_subject(self, subject: str) -> Sequence[Event]:
+        stmt = select(Event).where(Event.subject == subject).order_by(Event.log_index)
+        return self.session.scalars(stmt).all()
+
+    def chain_tip(self, signer_fingerprint: str, subject: str) -> tuple[int, str] | None:
+        """(seq, event_id) of the signer's highest-seq event about `subject`."""
+        stmt = (
+            select(Event.seq, Event.event_id)
+            .where(Event.signer_fingerprint == signer_fingerprint, Event.subject == subject)
+            .order_by(Event.seq.desc(), Event.log_index.desc())
+            .limit(1)
+        )
+        row = self.session.execute(stmt).first()
+        return (int(row[0]), str(row[1])) if row else None
+
+    def after(self, log_index: int, limit: int) -> Sequence[tuple[int, str]]:
+        """(log_index, body) of the events after `log_index`, in log order."""
+        stmt = (
+            select(Event.log_index, Event.body)
+            .where(Event.log_index > log_index)
+            .order_by(Event.log_index)
+            .limit(limit)
+        )
+        return [(int(i), str(b)) for i, b in self.session.execute(stmt)]
+
+    def last_received(self, subject: str) -> datetime | None:
+        stmt = select(func.max(Event.received_at)).where(Event.subject == subject)
+        return self.session.scalar(stmt)
+
+    def add_signers(self, signers: Iterable[dict[str, Any]], seen_at: datetime) -> None:
+        """Record each signer key not yet known (first sighting wins)."""
+        rows = {}
+        for s in signers:
+            rows.setdefault(
+                s["public_key_fingerprint"],
+                {
+                    "fingerprint": s["public_key_fingerprint"],
+                    "public_key_b64": s["public_key_b64"],
+                    "key_id": s["key_id"][:200],
+                    "signer_id": s["signer_id"][:200],
+                    "signer_type": s["signer_type"][:64],
+                    "first_seen_at": seen_at,
+                },
+            )
+        if not rows:
+            return
+        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        stmt = dialect_insert(SignerKey).on_conflict_do_nothing(index_elements=["fingerprint"])
+        self.session.execute(stmt, list(rows.values()))
+
+    def append(self, rows: list[dict[str, Any]]) -> list[int]:
+        """Append events (dicts of the Event columns) and return their log indices, in order."""
+        if not rows:
+            return []
+        result = self.session.execute(
+            insert(Event).returning(Event.log_index, sort_by_parameter_order=True), rows
+        )
+        return [int(i) for i in result.scalars()]
+
+    def cached_state(self, subject: str) -> StateCache | None:
+        return self.session.get(StateCache, subject)
+
+    def save_state(
+        self,
+        subject: str,
+        through_log_index: int,
+        pins_sha256: str,
+        state_sha256: str,
+        state_text: str,
+        computed_at: datetime,
+    ) -> None:
+        values = {
+            "subject": subject,
+            "through_log_index": through_log_index,
+            "registry_keys_sha256": pins_sha256,
+            "state_sha256": state_sha256,
+            "state": state_text,
+            "computed_at": computed_at,
+        }
+        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        stmt = dialect_insert(StateCache).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["subject"],
+            set_={k: stmt.excluded[k] for k in values if k != "subject"},
+        )
+        self.session.execute(stmt)

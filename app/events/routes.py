@@ -1,0 +1,234 @@
+"""HTTP routes of events: the action URLs, batches, the changes feed, states and bundles."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from ..core.context import AppContext, context_of
+from ..core.problems import Problem
+from ..core.timeutil import utcnow
+from ..records.service import resolve
+from . import views
+from .schemas import BATCH_BODY, EVENT_BODY
+from .service import (
+    ACTION_TARGETS,
+    StoredEvent,
+    check_event,
+    decode_cursor,
+    ingest_batch,
+    is_equivocating,
+    parse_event_body,
+    submit_action,
+)
+
+router = APIRouter(tags=["events"])
+JSON_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {"schema": {"type": "object"}}}}
+}
+Action = StrEnum("Action", {name: name for name in ACTION_TARGETS})  # type: ignore[misc]
+
+
+def _json(doc: Any, status: int = 200) -> Response:
+    return Response(views.dumps(doc), status_code=status, media_type="application/json")
+
+
+def _submit(ctx: AppContext, pith_id: str, action: str, raw: bytes) -> Response:
+    event = check_event(
+        parse_event_body(raw),
+        ctx.identity,
+        now=utcnow(),
+        max_skew=timedelta(seconds=ctx.settings.max_clock_skew_seconds),
+    )
+    with ctx.write() as session:
+        record = resolve(session, pith_id)
+        stored, state = submit_action(session, ctx.identity, record, action, event)
+    suffix = record.suffix
+    return _json(
+        {
+            "status": "created" if stored.created else "duplicate",
+            "pith_number": record.pith_number,
+            "event_id": stored.event["event_id"],
+            "log_index": stored.log_index,
+            "equivocation": is_equivocating(state, stored.event["event_id"]),
+            "state_sha256": state["state_sha256"],
+            "event": stored.event,
+            "links": {
+                "state_json": f"{ctx.base_url}/pith/{suffix}/state.json",
+                "events_json": f"{ctx.base_url}/api/pith-number/{suffix}/events.json",
+            },
+        },
+        201 if stored.created else 200,
+    )
+
+
+@router.post(
+    "/pith/{pith_id}/action/{action}",
+    summary="Submit one signed event about a record",
+    openapi_extra=EVENT_BODY,
+    status_code=201,
+    responses={**JSON_RESPONSE, 201: JSON_RESPONSE[200]},
+    response_class=Response,
+)
+async def submit(pith_id: str, action: Action, request: Request) -> Response:
+    raw = await request.body()
+    return await run_in_threadpool(_submit, context_of(request), pith_id, action.value, raw)
+
+
+def _ingest(ctx: AppContext, raw: bytes) -> Response:
+    doc = parse_event_body(raw)
+    events = doc.get("events") if isinstance(doc, dict) else doc
+    if not isinstance(events, list) or not events:
+        raise Problem(
+            422,
+            "bad_batch",
+            'send a non-empty JSON array of signed events (or {"events": [...]})',
+            field="events",
+        )
+    if len(events) > ctx.settings.max_batch_events:
+        raise Problem(
+            413,
+            "batch_too_large",
+            f"at most {ctx.settings.max_batch_events} events a batch; this one has {len(events)}",
+            field="events",
+        )
+    now, skew = utcnow(), timedelta(seconds=ctx.settings.max_clock_skew_seconds)
+    errors = []
+    for i, event in enumerate(events):
+        try:
+            check_event(event, ctx.identity, now=now, max_skew=skew)
+        except Problem as p:
+            claimed = event.get("event_id") if isinstance(event, dict) else None
+            errors.append(
+                {
+                    "index": i,
+                    "event_id": claimed,
+                    "reason": p.code,
+                    "detail": p.detail,
+                    "field": p.field,
+                }
+            )
+    if errors:
+        raise Problem(
+            422,
+            "invalid_events",
+            f"{len(errors)} of {len(events)} events are not valid; nothing was stored",
+            field=f"events[{errors[0]['index']}]",
+            errors=errors[:100],
+        )
+    with ctx.write() as session:
+        stored: list[StoredEvent] = ingest_batch(session, events)
+    created = sum(1 for s in stored if s.created)
+    return _json(
+        {
+            "accepted": created,
+            "duplicates": len(stored) - created,
+            "results": [
+                {
+                    "event_id": s.event["event_id"],
+                    "log_index": s.log_index,
+                    "status": "created" if s.created else "duplicate",
+                }
+                for s in stored
+            ],
+        },
+        201 if created else 200,
+    )
+
+
+@router.post(
+    "/api/events",
+    summary="Submit a batch of signed events (all stored, or none)",
+    openapi_extra=BATCH_BODY,
+    status_code=201,
+    responses={**JSON_RESPONSE, 201: JSON_RESPONSE[200]},
+    response_class=Response,
+)
+async def submit_batch(request: Request) -> Response:
+    raw = await request.body()
+    return await run_in_threadpool(_ingest, context_of(request), raw)
+
+
+def _feed(ctx: AppContext, after: int, limit: int) -> Response:
+    with ctx.db.read() as session:
+        body = views.feed(session, after, limit)
+    return Response(body, media_type="application/json")
+
+
+@router.get(
+    "/api/events",
+    summary="The changes feed: every event after a log index, in log order",
+    responses=JSON_RESPONSE,
+    response_class=Response,
+)
+async def changes(
+    request: Request,
+    after: Annotated[str, Query(max_length=64, description="a log index or a `next` cursor")] = "0",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    return await run_in_threadpool(_feed, context_of(request), decode_cursor(after), limit)
+
+
+async def _serve(request: Request, key: tuple[str, str], build: views.Build) -> Response:
+    ctx = context_of(request)
+    rendered = await ctx.serve(key, build)
+    return rendered.response(request)
+
+
+@router.get(
+    "/pith/{pith_id}/state.json",
+    summary="The merged state",
+    responses=JSON_RESPONSE,
+    response_class=Response,
+)
+async def state(pith_id: str, request: Request) -> Response:
+    return await _serve(request, ("state", pith_id), views.state_json(context_of(request), pith_id))
+
+
+@router.get(
+    "/pith/{pith_id}/bundle.json",
+    summary="Canonical record and every signed event",
+    responses=JSON_RESPONSE,
+    response_class=Response,
+)
+async def bundle(pith_id: str, request: Request) -> Response:
+    return await _serve(
+        request, ("bundle", pith_id), views.bundle_json(context_of(request), pith_id)
+    )
+
+
+@router.get(
+    "/.well-known/pith/{pith_id}/bundle.json",
+    summary="The bundle, at its well-known URL",
+    responses=JSON_RESPONSE,
+    response_class=Response,
+)
+async def well_known_bundle(pith_id: str, request: Request) -> Response:
+    return await bundle(pith_id, request)
+
+
+@router.get(
+    "/api/pith-number/{pith_id}/events.json",
+    summary="Every signed event about a record",
+    responses=JSON_RESPONSE,
+    response_class=Response,
+)
+async def events(pith_id: str, request: Request) -> Response:
+    return await _serve(
+        request, ("events", pith_id), views.events_json(context_of(request), pith_id)
+    )
+
+
+@router.get(
+    "/api/pith-number/{pith_id}/graph.json",
+    summary="The latest graph snapshot",
+    responses=JSON_RESPONSE,
+    response_class=Response,
+)
+async def graph(pith_id: str, request: Request) -> Response:
+    return await _serve(request, ("graph", pith_id), views.graph_json(context_of(request), pith_id))

@@ -1,0 +1,287 @@
+"""Use cases on events: take a signed event (or a batch), sign the registry's own, merge a
+subject's events into its state, and serve bundles and the changes feed. Every check and every
+hash is `pith_core`'s; this module decides statuses and what is stored."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from pith_core.bundle import build_bundle
+from pith_core.canonical import canonical_json, parse_json
+from pith_core.errors import CanonicalError, EventError
+from pith_core.events import EVENT_FIELDS, build_event, sign_event, verify_event
+from pith_core.merge import merge
+from pith_core.number import short_pith_number
+from pith_core.timefmt import format_utc_second
+
+from ..core.problems import Problem
+from ..core.timeutil import utcnow
+from ..records.repository import RecordRepository
+from ..registry.service import RegistryIdentity
+from ..storage.models import Record
+from .repository import EventRepository
+
+# The action URLs of DESIGN §3 and the target each one takes.
+ACTION_TARGETS: dict[str, str] = {
+    "timestamp_anchor": "timestamp_anchor",
+    "storage_attestation": "storage_attestation",
+    "author_attestation": "author_attestation",
+    "citation_signature": "citation_signature",
+    "replication_record": "replication",
+}
+_REASON_FIELDS = {
+    "bad_signer": "signer",
+    "fingerprint_mismatch": "signer.public_key_fingerprint",
+    "event_id_mismatch": "event_id",
+    "bad_signature": "signature_b64",
+    "not_registry_signed": "signer",
+    "bad_payload": "payload",
+}
+_LEADING_WORD = re.compile(r"[a-z_]+")
+FEED_CURSOR_PREFIX = "log:"
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    event: dict[str, Any]
+    log_index: int
+    created: bool  # False: the log already held it (an idempotent resubmission)
+
+
+def parse_event_body(raw: bytes) -> Any:
+    """The JSON of a request body, refusing duplicate keys and NaN (400, naming where)."""
+    if not raw.strip():
+        raise Problem(400, "empty_body", "the request body is empty; send a signed event as JSON")
+    try:
+        return parse_json(raw)
+    except CanonicalError as e:
+        raise Problem(400, "malformed_json", e.reason, field=e.path) from e
+
+
+def _field_of(error: EventError) -> str | None:
+    if error.reason in _REASON_FIELDS:
+        return _REASON_FIELDS[error.reason]
+    if error.reason == "not_canonical":
+        return error.detail.split(":", 1)[0] or None
+    word = _LEADING_WORD.match(error.detail)
+    if word and word.group(0) in EVENT_FIELDS:
+        return word.group(0)
+    return None
+
+
+def check_event(
+    event: Any, identity: RegistryIdentity, *, now: datetime, max_skew: timedelta
+) -> dict[str, Any]:
+    """`event` verified by `pith_core.events.verify_event`; a 422 problem naming what failed."""
+    try:
+        verify_event(event, identity.pinned_fingerprints)
+    except EventError as e:
+        raise Problem(422, e.reason, str(e), field=_field_of(e)) from e
+    if event["created_at"] > format_utc_second(now + max_skew):
+        raise Problem(
+            422,
+            "created_in_future",
+            f"created_at {event['created_at']} is ahead of this registry's clock "
+            f"by more than {int(max_skew.total_seconds())} s",
+            field="created_at",
+        )
+    return event
+
+
+def _row(event: Mapping[str, Any], received_at: datetime) -> dict[str, Any]:
+    return {
+        "event_id": event["event_id"],
+        "subject": event["subject_pith_number"],
+        "signer_fingerprint": event["signer"]["public_key_fingerprint"],
+        "seq": event["seq"],
+        "prev": event["prev"],
+        "target": event["target"],
+        "event_type": event["event_type"],
+        "created_at": event["created_at"],
+        "received_at": received_at,
+        "body": canonical_json(event).decode("utf-8"),
+    }
+
+
+def store_events(
+    session: Session, events: Sequence[dict[str, Any]], known_subjects: set[str]
+) -> list[StoredEvent]:
+    """Append the verified `events` not yet in the log (all about subjects in `known_subjects`),
+    in the order given; duplicates come back with the log's copy. Caller holds the log lock."""
+    repo = EventRepository(session)
+    now = utcnow()
+    existing = repo.existing_ids(e["event_id"] for e in events)
+    fresh: dict[str, dict[str, Any]] = {}
+    for event in events:
+        if event["subject_pith_number"] not in known_subjects:
+            raise Problem(
+                404,
+                "unknown_subject",
+                f"no record {event['subject_pith_number']} in this registry",
+                field="subject_pith_number",
+            )
+        if event["event_id"] not in existing:
+            fresh.setdefault(event["event_id"], event)
+    repo.add_signers((e["signer"] for e in fresh.values()), now)
+    indices = dict(zip(fresh, repo.append([_row(e, now) for e in fresh.values()]), strict=True))
+    out: list[StoredEvent] = []
+    for event in events:
+        eid = event["event_id"]
+        if eid in indices:
+            out.append(StoredEvent(event, indices.pop(eid), True))
+        else:
+            kept = repo.by_event_id(eid)
+            assert kept is not None  # present before the lock was taken, never deleted
+            out.append(StoredEvent(json.loads(kept.body), kept.log_index, False))
+    return out
+
+
+def sign_registry_event(
+    session: Session,
+    identity: RegistryIdentity,
+    *,
+    subject: str,
+    target: str,
+    payload: Mapping[str, Any],
+    created_at: str,
+) -> StoredEvent:
+    """Sign an event of the registry's own chain about `subject` (next seq, prev = tip) and
+    append it. Caller holds the log lock."""
+    repo = EventRepository(session)
+    tip = repo.chain_tip(identity.fingerprint, subject)
+    unsigned = build_event(
+        target=target,
+        subject=subject,
+        created_at=created_at,
+        seq=tip[0] + 1 if tip else 1,
+        prev=tip[1] if tip else None,
+        signer=identity.signer,
+        payload=payload,
+    )
+    event = sign_event(unsigned, identity.key)
+    return store_events(session, [event], {subject})[0]
+
+
+def compute_state(
+    session: Session, identity: RegistryIdentity, subject: str, *, save: bool
+) -> dict[str, Any]:
+    """The merged state of `subject`: the cached one when no event arrived since, otherwise
+    `pith_core.merge` over the log (saved to the cache when `save`, in a write unit)."""
+    repo = EventRepository(session)
+    cached = repo.cached_state(subject)
+    if (
+        cached is not None
+        and cached.registry_keys_sha256 == identity.pins_sha256
+        and cached.through_log_index == repo.subject_head(subject)
+    ):
+        return json.loads(cached.state)
+    rows = repo.for_subject(subject)
+    state = merge([json.loads(r.body) for r in rows], identity.pinned_keys, subject=subject)
+    if save:
+        repo.save_state(
+            subject,
+            max((r.log_index for r in rows), default=0),
+            identity.pins_sha256,
+            state["state_sha256"],
+            json.dumps(state, ensure_ascii=False, separators=(",", ":")),
+            utcnow(),
+        )
+    return state
+
+
+def is_equivocating(state: Mapping[str, Any], event_id: str) -> bool:
+    return any(event_id in group["event_ids"] for group in state["equivocations"])
+
+
+def submit_action(
+    session: Session,
+    identity: RegistryIdentity,
+    record: Record,
+    action: str,
+    event: dict[str, Any],
+) -> tuple[StoredEvent, dict[str, Any]]:
+    """Take one verified event posted to `record`'s `action` URL; return it and the new state."""
+    target = ACTION_TARGETS[action]
+    if event["target"] != target:
+        raise Problem(
+            422,
+            "wrong_target",
+            f"the {action} action takes events with target {target!r}, "
+            f"this one has {event['target']!r}",
+            field="target",
+        )
+    if event["subject_pith_number"] != record.pith_number:
+        raise Problem(
+            422,
+            "wrong_subject",
+            f"the event is about {event['subject_pith_number']}, "
+            f"this URL is {record.pith_number}'s",
+            field="subject_pith_number",
+        )
+    EventRepository(session).lock_log()
+    stored = store_events(session, [event], {record.pith_number})[0]
+    state = compute_state(session, identity, record.pith_number, save=True)
+    return stored, state
+
+
+def ingest_batch(session: Session, events: Sequence[dict[str, Any]]) -> list[StoredEvent]:
+    """Append a batch of verified events, all or nothing; states recompute when next read."""
+    repo = EventRepository(session)
+    repo.lock_log()
+    subjects = {e["subject_pith_number"] for e in events}
+    known = RecordRepository(session).existing_numbers(subjects)
+    return store_events(session, events, known)
+
+
+def events_document(record: Record, events: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "pith_number": record.pith_number,
+        "short_pith_number": short_pith_number(record.pith_number),
+        "event_count": len(events),
+        "events": list(events),
+    }
+
+
+def bundle_document(
+    record: Record, events: Sequence[dict[str, Any]], state: Mapping[str, Any]
+) -> dict[str, Any]:
+    """`pith_core.build_bundle`, plus the number's short form and the state's aliases."""
+    bundle = build_bundle(
+        json.loads(record.canonical_record),
+        json.loads(record.receipt),
+        events,
+        state["state_sha256"],
+    )
+    bundle["short_pith_number"] = short_pith_number(record.pith_number)
+    bundle["source_aliases"] = state["current"]["source_aliases"]
+    return bundle
+
+
+def encode_cursor(log_index: int) -> str:
+    raw = f"{FEED_CURSOR_PREFIX}{log_index}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> int:
+    """`after` is a log index or a `next` cursor; 400 for anything else."""
+    if text.isdigit() and len(text) < 19:
+        return int(text)
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raw = ""
+    number = raw[len(FEED_CURSOR_PREFIX) :]
+    if not raw.startswith(FEED_CURSOR_PREFIX) or not number.isdigit() or len(number) > 18:
+        raise Problem(
+            400, "bad_cursor", "after must be a log index or a `next` cursor", field="after"
+        )
+    return int(number)

@@ -1,0 +1,87 @@
+"""Read models of a record's events: merged state, bundle, event list, graph snapshot, feed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session
+
+from pith_core.canonical import canonical_json
+
+from ..core.context import AppContext
+from ..records.service import resolve
+from .repository import EventRepository
+from .service import bundle_document, compute_state, encode_cursor, events_document
+
+JSON = "application/json"
+Build = Callable[[Session], tuple[bytes, str]]
+
+
+def dumps(doc: object) -> bytes:
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def state_json(ctx: AppContext, pith_id: str) -> Build:
+    """The merged state as canonical JSON (so its bytes hash like the protocol's)."""
+
+    def build(session: Session) -> tuple[bytes, str]:
+        record = resolve(session, pith_id)
+        return canonical_json(
+            compute_state(session, ctx.identity, record.pith_number, save=False)
+        ), JSON
+
+    return build
+
+
+def bundle_json(ctx: AppContext, pith_id: str) -> Build:
+    def build(session: Session) -> tuple[bytes, str]:
+        record = resolve(session, pith_id)
+        repo = EventRepository(session)
+        events = [json.loads(b) for b in repo.bodies_for(record.pith_number)]
+        state = compute_state(session, ctx.identity, record.pith_number, save=False)
+        return dumps(bundle_document(record, events, state)), JSON
+
+    return build
+
+
+def events_json(ctx: AppContext, pith_id: str) -> Build:
+    def build(session: Session) -> tuple[bytes, str]:
+        record = resolve(session, pith_id)
+        events = [json.loads(b) for b in EventRepository(session).bodies_for(record.pith_number)]
+        return dumps(events_document(record, events)), JSON
+
+    return build
+
+
+def graph_json(ctx: AppContext, pith_id: str) -> Build:
+    def build(session: Session) -> tuple[bytes, str]:
+        record = resolve(session, pith_id)
+        state = compute_state(session, ctx.identity, record.pith_number, save=False)
+        snapshots = state["current"]["graph_snapshots"]
+        latest = snapshots[-1] if snapshots else None
+        doc = {
+            "pith_number": record.pith_number,
+            "graph_snapshot": latest["payload"]["graph_snapshot"] if latest else None,
+            "verdict_id": latest["payload"].get("verdict_id") if latest else None,
+            "event_id": latest["event_id"] if latest else None,
+            "created_at": latest["created_at"] if latest else None,
+            "signer": latest["signer"] if latest else None,
+            "snapshot_count": len(snapshots),
+        }
+        return dumps(doc), JSON
+
+    return build
+
+
+def feed(session: Session, after: int, limit: int) -> bytes:
+    """The changes feed: events after `after` in log order, with the cursor to go on from."""
+    repo = EventRepository(session)
+    rows = repo.after(after, limit)
+    last = rows[-1][0] if rows else after
+    items = b",".join(
+        b'{"log_index":%d,"event":%s}' % (index, body.encode("utf-8")) for index, body in rows
+    )
+    head = repo.head()
+    tail = dumps({"next": encode_cursor(last), "after": after, "head": head, "count": len(rows)})
+    return b'{"events":[' + items + b"]," + tail[1:]

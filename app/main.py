@@ -1,0 +1,64 @@
+"""The application factory: `create_app(settings)` wires storage, identity, routes, errors."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from .core import problems
+from .core.cache import ReadCache
+from .core.context import AppContext
+from .core.guard import GuardMiddleware
+from .events.repository import EventRepository
+from .events.routes import router as events_router
+from .pages.routes import router as pages_router
+from .records.routes import router as records_router
+from .registry.routes import router as registry_router
+from .registry.service import load_identity
+from .settings import Settings
+from .storage.engine import Database
+
+DESCRIPTION = """Content-addressed, signed records of scientific papers (Pith numbers), the signed
+events about them, and their deterministically merged states. Errors are
+`application/problem+json`. Registry acts (`POST /api/records`, `POST /api/import`) need
+`Authorization: Bearer <admin token>`; submitting an event needs only a valid signature."""
+
+
+def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
+    """The service. `database` overrides the one `settings.database_url` names (tests bind one
+    to a connection whose transaction they roll back)."""
+    settings = settings or Settings()
+    db = database or Database(settings.database_url)
+    identity = load_identity(settings)
+
+    def log_head() -> int:
+        with db.read() as session:
+            return EventRepository(session).head()
+
+    app = FastAPI(
+        title="Pith registry",
+        version="1.0",
+        description=DESCRIPTION,
+        redoc_url=None,
+    )
+    app.state.ctx = AppContext(
+        settings=settings,
+        db=db,
+        identity=identity,
+        cache=ReadCache(log_head, settings.read_cache_seconds),
+    )
+    problems.install(app)
+    app.add_middleware(
+        GuardMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        reads_per_minute=settings.rate_limit_reads_per_minute,
+        writes_per_minute=settings.rate_limit_writes_per_minute,
+        trust_forwarded_for=settings.trust_forwarded_for,
+    )
+    # `/pith/{id}.json` before `/pith/{id}`: the latter would match "X.json" too.
+    app.include_router(records_router)
+    app.include_router(events_router)
+    app.include_router(registry_router)
+    app.include_router(pages_router)
+    if database is None:
+        app.router.on_shutdown.append(db.dispose)
+    return app

@@ -1,0 +1,1 @@
+"""HTML pages for people: the record page and the index (Jinja2)."""

@@ -1,0 +1,132 @@
+"""What the HTML pages show, built from the record document and the merged state."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from ..core.context import AppContext
+from ..events.repository import EventRepository
+from ..events.service import compute_state
+from ..records.repository import RecordRepository
+from ..records.service import record_document, resolve
+
+RECIPE_PYTHON = (
+    "import sys,json,hashlib; b=json.dumps(json.loads(sys.stdin.read()), sort_keys=True, "
+    "separators=(',',':'), ensure_ascii=False).encode(); print(hashlib.sha256(b).hexdigest())"
+)
+CHECKLIST = [
+    ("timestamp_anchors", "timestamp_anchor", "Timestamp anchor (e.g. OpenTimestamps / Bitcoin)"),
+    ("storage_attestations", "storage_attestation", "Storage attestation (e.g. Internet Archive)"),
+    ("author_attestations", "author_attestation", "Author attestation"),
+    ("citation_signatures", "citation_signature", "Signed citations"),
+    ("replication_records", "replication_record", "Replication records"),
+]
+
+
+def recipe(base_url: str, suffix: str, digest: str) -> str:
+    """The `curl | jq | python3` lines that recompute a record's canonical hash."""
+    return (
+        f"curl -sH 'Accept: application/ld+json' {base_url}/pith/{suffix} \\\n"
+        f"  | jq -c '.canonical_record' \\\n"
+        f'  | python3 -c "{RECIPE_PYTHON}"\n'
+        f"# expect: {digest}"
+    )
+
+
+def scholarly_article(doc: dict[str, Any]) -> dict[str, Any]:
+    """schema.org ScholarlyArticle JSON-LD for the page's head."""
+    paper = doc["paper"]
+    source = doc["source"]
+    authors = [a.strip() for a in paper.get("authors_text", "").split(",") if a.strip()]
+    article: dict[str, Any] = {
+        "@context": "https://schema.org",
+        "@type": "ScholarlyArticle",
+        "name": paper.get("title", ""),
+        "headline": paper.get("title", ""),
+        "author": [{"@type": "Person", "name": a} for a in authors],
+        "datePublished": paper.get("submitted_at", ""),
+        "url": doc["links"]["html"],
+        "sameAs": f"https://arxiv.org/abs/{source['id']}v{source['version']}",
+        "identifier": [
+            {"@type": "PropertyValue", "propertyID": "pith", "value": doc["pith_number"]},
+            {
+                "@type": "PropertyValue",
+                "propertyID": "doi",
+                "value": f"10.48550/arxiv.{source['id']}",
+            },
+            {"@type": "PropertyValue", "propertyID": "arxiv", "value": source["id"]},
+            {"@type": "PropertyValue", "propertyID": "sha256", "value": doc["canonical_sha256"]},
+        ],
+        "about": [paper.get("primary_cat", ""), *paper.get("cross_cats", [])],
+    }
+    if paper.get("license"):
+        article["license"] = paper["license"]
+    if paper.get("abstract_excerpt"):
+        article["abstract"] = paper["abstract_excerpt"]
+    return article
+
+
+def record_page_context(ctx: AppContext, session: Session, pith_id: str) -> dict[str, Any]:
+    record = resolve(session, pith_id)
+    state = compute_state(session, ctx.identity, record.pith_number, save=False)
+    updated = EventRepository(session).last_received(record.pith_number)
+    doc = record_document(
+        record, state, base_url=ctx.base_url, identity=ctx.identity, updated_at=updated
+    )
+    current = state["current"]
+    actions = doc["agent_actions"]["actions"]
+    urls = {v.rsplit("/", 1)[1]: v for v in actions.values()}
+    applied = {eid for eid in state["applied_event_ids"]}
+    by_id: dict[str, dict[str, Any]] = {}
+    if current["record_created"]:
+        by_id[current["record_created"]["event_id"]] = current["record_created"]
+    for name in ("graph_snapshots", *[c[0] for c in CHECKLIST], "corrections", "mirror_hints"):
+        for entry in current[name]:
+            by_id[entry["event_id"]] = entry
+    events = [by_id[eid] for eid in state["applied_event_ids"] if eid in by_id and eid in applied]
+    return {
+        "base_url": ctx.base_url,
+        "fingerprint": ctx.identity.fingerprint,
+        "doc": doc,
+        "paper": doc["paper"],
+        "status": doc["verification_status"],
+        "state": state,
+        "receipt": doc["receipt"],
+        "suffix": record.suffix,
+        "claims": doc["paper_claims"],
+        "replications": current["replication_records"],
+        "events": events,
+        "checklist": [
+            {"label": label, "count": len(current[name]), "url": urls[action]}
+            for name, action, label in CHECKLIST
+        ],
+        "recipe": recipe(ctx.base_url, record.suffix, record.canonical_sha256),
+        "canonical_pretty": json.dumps(
+            doc["canonical_record"], indent=2, sort_keys=True, ensure_ascii=False
+        ),
+        "jsonld": scholarly_article(doc),
+    }
+
+
+def index_context(ctx: AppContext, session: Session, limit: int = 200) -> dict[str, Any]:
+    repo = RecordRepository(session)
+    records = []
+    for r in repo.page(limit):
+        records.append(
+            {
+                "suffix": r.suffix,
+                "short": f"pith:{r.suffix[:8]}",
+                "title": json.loads(r.paper).get("title", ""),
+                "source_id": r.source_id,
+                "source_version": r.source_version,
+            }
+        )
+    return {
+        "base_url": ctx.base_url,
+        "fingerprint": ctx.identity.fingerprint,
+        "records": records,
+        "total": repo.count(),
+    }

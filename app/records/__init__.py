@@ -1,0 +1,1 @@
+"""Records: registering papers, importing other registries' records, resolving names."""

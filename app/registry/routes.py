@@ -1,0 +1,39 @@
+"""HTTP routes of the registry's identity: its signing key, its mirror manifest, health."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from ..core.context import context_of
+from ..events.repository import EventRepository
+from .service import mirror_manifest, signing_key_document
+
+router = APIRouter(tags=["registry"])
+JSON_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {"schema": {"type": "object"}}}}
+}
+
+
+@router.get(
+    "/pith-signing-key.json", summary="This registry's public signing key", responses=JSON_RESPONSE
+)
+def signing_key(request: Request) -> Response:
+    ctx = context_of(request)
+    return JSONResponse(signing_key_document(ctx.identity, ctx.base_url))
+
+
+@router.get("/pith-mirrors.json", summary="The mirror manifest", responses=JSON_RESPONSE)
+def mirrors(request: Request) -> Response:
+    ctx = context_of(request)
+    return JSONResponse(mirror_manifest(ctx.identity, ctx.base_url))
+
+
+@router.get("/healthz", summary="Liveness and the event log's head", responses=JSON_RESPONSE)
+def health(request: Request) -> Response:
+    ctx = context_of(request)
+    with ctx.db.read() as session:
+        head = EventRepository(session).head()
+    return JSONResponse({"status": "ok", "log_head": head, "fingerprint": ctx.identity.fingerprint})

@@ -1,0 +1,82 @@
+"""Every knob of the service, in one pydantic-settings class read from `PITH_*` variables."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pith_core.keys import PUBLIC_REGISTRY_KEY_HEX, public_key_from_hex
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Safe defaults: a local SQLite file, loopback only, admin acts off until a token is set."""
+
+    model_config = SettingsConfigDict(env_prefix="PITH_", extra="ignore", frozen=True)
+
+    database_url: str = "sqlite:///./pith.db"
+    key_file: Path = Path(".pith/registry-key.json")
+    key_id: str = "pith-local-v1"
+    registry_id: str = Field(
+        default="", description="signer_id of the registry's events (default: public URL's host)"
+    )
+    admin_token: SecretStr | None = None
+    public_url: str = Field(default="", description="base URL in links (default http://host:port)")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    access_log: bool = True
+
+    trusted_registry_keys: list[str] = Field(
+        default=[PUBLIC_REGISTRY_KEY_HEX],
+        description="raw Ed25519 keys (hex) of other registries pinned for record/graph/alias",
+    )
+    seeds_dir: Path = REPO_ROOT / "seeds"
+    import_seeds_when_empty: bool = True
+
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    rate_limit_writes_per_minute: int = Field(default=120, ge=0, description="0: no limit")
+    rate_limit_reads_per_minute: int = Field(default=6000, ge=0, description="0: no limit")
+    trust_forwarded_for: bool = False
+    max_batch_events: int = Field(default=500, ge=1)
+    max_clock_skew_seconds: int = Field(default=300, ge=0)
+    read_cache_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="how long a worker serves cached pages before checking the event log again",
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _url_not_empty(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("PITH_DATABASE_URL is empty")
+        return v.strip()
+
+    @field_validator("trusted_registry_keys")
+    @classmethod
+    def _keys_are_hex(cls, v: list[str]) -> list[str]:
+        for key in v:
+            public_key_from_hex(key)
+        return v
+
+    @cached_property
+    def base_url(self) -> str:
+        """The URL this registry is reached at, without a trailing slash."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @cached_property
+    def signer_id(self) -> str:
+        return self.registry_id or urlsplit(self.base_url).netloc or "pith-registry"
+
+    @cached_property
+    def trusted_keys(self) -> tuple[bytes, ...]:
+        return tuple(public_key_from_hex(k) for k in self.trusted_registry_keys)

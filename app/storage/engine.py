@@ -1,0 +1,103 @@
+"""Engines and units of work.
+
+SQLite runs in WAL mode with `synchronous=FULL` (an acknowledged commit survives a crash),
+foreign keys on and a busy timeout; write units begin with `BEGIN IMMEDIATE`, so two writers
+queue instead of failing when one upgrades a read lock. PostgreSQL goes through psycopg 3.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+WRITE_OPTION = "pith_write"
+
+
+def normalize_url(url: str) -> str:
+    """`postgresql://` and `postgres://` mean psycopg 3 here; anything else is kept."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's BEGIN below drive transactions instead of the driver's implicit ones.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = FULL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    url = normalize_url(url)
+    if is_sqlite(url):
+        if make_url(url).database in (None, "", ":memory:"):
+            raise ValueError("an in-memory SQLite database cannot be shared; give a file path")
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            **kwargs,
+        )
+        _configure_sqlite(engine)
+        return engine
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 10)
+    return create_engine(url, **kwargs)
+
+
+class Database:
+    """An engine and its units of work: `read()` and `write()` are each one transaction."""
+
+    def __init__(self, url: str, *, engine: Engine | None = None, bind: Any = None) -> None:
+        self.url = normalize_url(url)
+        self.engine = engine if engine is not None else make_engine(self.url)
+        self.dialect = self.engine.dialect.name
+        target = bind if bind is not None else self.engine
+        write_target = target.execution_options(**{WRITE_OPTION: True}) if bind is None else target
+        # Bound to an outer connection (tests), each unit of work is a SAVEPOINT inside it.
+        mode = "create_savepoint" if bind is not None else "conditional_savepoint"
+        self._read = sessionmaker(bind=target, expire_on_commit=False, join_transaction_mode=mode)
+        self._write = sessionmaker(
+            bind=write_target, expire_on_commit=False, join_transaction_mode=mode
+        )
+
+    @classmethod
+    def bound_to(cls, connection: Connection) -> Database:
+        """Units of work that run inside `connection`'s open transaction (rolled back by tests)."""
+        url = connection.engine.url.render_as_string(hide_password=False)
+        return cls(url, engine=connection.engine, bind=connection)
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self._read() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One write transaction: committed when the block ends, rolled back if it raises."""
+        with self._write() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()

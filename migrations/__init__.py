@@ -1,0 +1,1 @@
+"""Alembic migrations of the service's schema (the only way it changes)."""
