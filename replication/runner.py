@@ -1,0 +1,128 @@
+"""Run one claim in a child process with a time limit, keeping its whole log and its digest.
+
+The child is `python -m <claim module> --profile P --out result.json` in its own process group, so
+a time limit or a signal stops it and everything it started. Its `::phase::` lines are reported
+as they come. A crash or a timeout is an outcome, not an exception: the worker records it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from replication.claims import CLAIM_MODULES
+
+PHASE_PREFIX = "::phase:: "
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    claim_id: str
+    profile: str
+    result: dict[str, Any] | None  # the claim's result, None when it crashed or timed out
+    exit_code: int | None
+    timed_out: bool
+    cancelled: bool
+    log_path: Path
+    log_sha256: str
+    duration_s: float
+
+    @property
+    def error(self) -> str | None:
+        if self.cancelled:
+            return "cancelled"
+        if self.timed_out:
+            return "time limit exceeded"
+        if self.exit_code != 0:
+            return f"claim exited with status {self.exit_code}"
+        if self.result is None:
+            return "claim wrote no result"
+        return None
+
+
+def run_claim(
+    claim_id: str,
+    profile: str,
+    workdir: Path,
+    *,
+    time_limit_s: float,
+    on_phase: Callable[[str], None] = lambda _: None,
+    cancel: threading.Event | None = None,
+    python: str = sys.executable,
+) -> RunOutcome:
+    """Run `claim_id` under `profile` in `workdir`; never raises for what the claim does."""
+    if claim_id not in CLAIM_MODULES:
+        raise ValueError(f"unknown claim {claim_id!r}; known: {sorted(CLAIM_MODULES)}")
+    workdir.mkdir(parents=True, exist_ok=True)
+    out_file = workdir / "result.json"
+    log_path = workdir / "claim.log"
+    out_file.unlink(missing_ok=True)
+    cmd = [python, "-m", CLAIM_MODULES[claim_id], "--profile", profile, "--out", str(out_file)]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    started = time.monotonic()
+    digest = hashlib.sha256()
+    timed_out = cancelled = False
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=Path(__file__).resolve().parents[1],
+            start_new_session=True,
+        )
+
+        def stop() -> None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+        def watchdog() -> None:
+            nonlocal timed_out, cancelled
+            while proc.poll() is None:
+                if time.monotonic() - started > time_limit_s:
+                    timed_out = True
+                    stop()
+                    return
+                if cancel is not None and cancel.is_set():
+                    cancelled = True
+                    stop()
+                    return
+                time.sleep(0.1)
+
+        threading.Thread(target=watchdog, daemon=True).start()
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            digest.update(line)
+            text = line.decode("utf-8", "replace").rstrip("\n")
+            if text.startswith(PHASE_PREFIX):
+                on_phase(text[len(PHASE_PREFIX) :])
+        exit_code = proc.wait()
+    result = None
+    if exit_code == 0 and out_file.exists():
+        try:
+            result = json.loads(out_file.read_text())
+        except json.JSONDecodeError:
+            result = None
+    return RunOutcome(
+        claim_id=claim_id,
+        profile=profile,
+        result=result,
+        exit_code=None if (timed_out or cancelled) else exit_code,
+        timed_out=timed_out,
+        cancelled=cancelled,
+        log_path=log_path,
+        log_sha256=digest.hexdigest(),
+        duration_s=time.monotonic() - started,
+    )

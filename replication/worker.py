@@ -1,0 +1,311 @@
+"""`pith-worker`: lease a replication job, run its claim, sign the record, submit it, repeat.
+
+    pith-worker run --server URL --key FILE [--once] [--claims forge,sage] [--json]
+    pith-worker claim NAME --profile P [--out FILE]      # one claim, locally, no server
+
+SIGTERM/SIGINT stop the running claim, release the lease and exit cleanly. A claim that crashes
+or overruns its time limit still yields a signed record (verdict `error`, with its log digest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from pith_core import PithError
+from pith_core.keyfile import load_key
+from pith_core.keys import KeyPair
+from replication import environment
+from replication.claims import CLAIM_MODULES
+from replication.client import JobAPIError, JobClient
+from replication.runner import RunOutcome, run_claim
+from replication.signer import ChainState, record_payload, sign_record
+
+
+class Reporter:
+    """Progress for people (rich) or for programs (`--json`: one JSON object a line)."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.console = Console(stderr=False, highlight=False)
+        self._status: Any = None
+        self._label = ""
+        self._phase = ""
+        self._started = 0.0
+        self._ticker: threading.Thread | None = None
+        self._running = threading.Event()
+
+    def emit(self, kind: str, **fields: Any) -> None:
+        if self.as_json:
+            print(json.dumps({"event": kind, "at": time.time(), **fields}), flush=True)
+        else:
+            details = " ".join(f"{k}={v}" for k, v in fields.items())
+            self.console.log(f"[bold]{kind}[/bold] {details}")
+
+    def job_started(self, label: str) -> None:
+        self._label, self._phase, self._started = label, "starting", time.monotonic()
+        self.emit("job_started", job=label)
+        if not self.as_json:
+            self._status = self.console.status(self._text())
+            self._status.start()
+            self._running.set()
+            self._ticker = threading.Thread(target=self._tick, daemon=True)
+            self._ticker.start()
+
+    def phase(self, name: str) -> None:
+        self._phase = name
+        if self.as_json:
+            self.emit("phase", job=self._label, phase=name)
+
+    def job_finished(self) -> None:
+        self._running.clear()
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+    def _text(self) -> str:
+        elapsed = int(time.monotonic() - self._started)
+        return f"{self._label} · phase: {self._phase} · {elapsed // 60}m{elapsed % 60:02d}s"
+
+    def _tick(self) -> None:
+        while self._running.is_set():
+            if self._status is not None:
+                self._status.update(self._text())
+            time.sleep(0.5)
+
+
+@dataclass
+class Worker:
+    client: JobClient
+    key: KeyPair
+    chain: ChainState
+    reporter: Reporter
+    claims: list[str]
+    worker_id: str
+    workdir: Path
+    time_limit_s: float
+    poll_s: float
+    stop: threading.Event = field(default_factory=threading.Event)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def flush_pending(self) -> None:
+        """Resend records signed before a crash; drop those the registry already has."""
+        for event in self.chain.pending:
+            job_id = event["payload"].get("job_id", "")
+            try:
+                self.client.submit_record(job_id, event)
+            except JobAPIError as e:
+                if e.status != 409:
+                    self.reporter.emit("resend_failed", event_id=event["event_id"], error=str(e))
+                    continue
+            self.chain.record_submitted(event["event_id"])
+            self.reporter.emit("resent", event_id=event["event_id"])
+
+    def run(self, once: bool) -> int:
+        self.env = environment.collect()
+        self.flush_pending()
+        while not self.stop.is_set():
+            leased = self.client.lease(self.claims)
+            if leased is None:
+                if once:
+                    self.reporter.emit("no_job")
+                    return 0
+                self.stop.wait(self.poll_s)
+                continue
+            self.run_job(leased["job"], leased["lease"])
+            if once:
+                return 0
+        return 0
+
+    def run_job(self, job: dict[str, Any], lease: dict[str, Any]) -> None:
+        job_id, lease_id = job["job_id"], lease["lease_id"]
+        label = f"job {job_id} · {job['claim_id']}/{job['profile']} · {job['pith_number']}"
+        self.reporter.job_started(label)
+        lost_lease = threading.Event()
+        cancel = threading.Event()
+        beating = threading.Event()
+        beating.set()
+
+        def heartbeat() -> None:
+            interval = max(1.0, float(lease.get("ttl_s", 60)) / 3)
+            while beating.is_set():
+                if self.stop.wait(interval) or not beating.is_set():
+                    cancel.set()
+                    return
+                try:
+                    self.client.heartbeat(job_id, lease_id)
+                except JobAPIError as e:
+                    if e.status in (404, 409):
+                        lost_lease.set()
+                        cancel.set()
+                        return
+                except Exception:  # a network blip: the next beat may get through
+                    continue
+
+        beat = threading.Thread(target=heartbeat, daemon=True)
+        beat.start()
+        workdir = Path(tempfile.mkdtemp(prefix=f"job-{job_id}-", dir=self.workdir))
+        outcome = run_claim(
+            job["claim_id"],
+            job["profile"],
+            workdir,
+            time_limit_s=self.time_limit_s,
+            on_phase=self.reporter.phase,
+            cancel=cancel,
+        )
+        beating.clear()
+        self.reporter.job_finished()
+        if self.stop.is_set():
+            self.client.release(job_id, lease_id)
+            self.reporter.emit("released", job=job_id, reason="worker stopping")
+            return
+        if lost_lease.is_set():
+            self.reporter.emit("lease_lost", job=job_id)
+            return
+        self.submit(job, outcome)
+
+    def submit(self, job: dict[str, Any], outcome: RunOutcome) -> None:
+        payload = record_payload(outcome, job_id=job["job_id"], environment=self.env)
+        try:
+            event = sign_record(
+                self.key,
+                self.chain,
+                subject=job["pith_number"],
+                payload=payload,
+                worker_id=self.worker_id,
+            )
+        except PithError as e:  # the claim's result broke the signed-payload profile
+            bad = dict(payload, verdict="error", error=f"result not signable: {e}")
+            for k in ("figures", "checks", "statement", "notes"):
+                bad.pop(k, None)
+            event = sign_record(
+                self.key,
+                self.chain,
+                subject=job["pith_number"],
+                payload=bad,
+                worker_id=self.worker_id,
+            )
+        response = self.client.submit_record(job["job_id"], event)
+        self.chain.record_submitted(event["event_id"])
+        self.reporter.emit(
+            "submitted",
+            job=job["job_id"],
+            event_id=event["event_id"],
+            verdict=event["payload"]["verdict"],
+            state=response.get("job", {}).get("state"),
+        )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    key = load_key(args.key)
+    claims = [c.strip() for c in args.claims.split(",") if c.strip()]
+    unknown = sorted(set(claims) - set(CLAIM_MODULES))
+    if unknown:
+        print(
+            f"pith-worker: unknown claims {unknown}; known: {sorted(CLAIM_MODULES)}",
+            file=sys.stderr,
+        )
+        return 2
+    state_path = args.state or Path(f"{args.key}.chain.json")
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    worker = Worker(
+        client=JobClient(args.server, key),
+        key=key,
+        chain=ChainState(state_path),
+        reporter=Reporter(args.json),
+        claims=claims,
+        worker_id=args.worker_id or key.key_id,
+        workdir=args.workdir,
+        time_limit_s=args.time_limit,
+        poll_s=args.poll,
+    )
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        worker.reporter.emit("stopping", signal=signal.Signals(signum).name)
+        worker.stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        return worker.run(args.once)
+    except JobAPIError as e:
+        worker.reporter.emit("error", status=e.status, detail=str(e))
+        return 1
+    finally:
+        worker.client.close()
+
+
+def cmd_claim(args: argparse.Namespace) -> int:
+    reporter = Reporter(args.json)
+    workdir = Path(tempfile.mkdtemp(prefix=f"claim-{args.name}-"))
+    reporter.job_started(f"claim {args.name}/{args.profile}")
+    outcome = run_claim(
+        args.name, args.profile, workdir, time_limit_s=args.time_limit, on_phase=reporter.phase
+    )
+    reporter.job_finished()
+    summary = {
+        "claim_id": outcome.claim_id,
+        "profile": outcome.profile,
+        "error": outcome.error,
+        "log": str(outcome.log_path),
+        "log_sha256": outcome.log_sha256,
+        "result": outcome.result,
+    }
+    text = json.dumps(summary, indent=2, sort_keys=True)
+    if args.out:
+        args.out.write_text(text + "\n")
+    print(text)
+    return 0 if outcome.error is None else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="pith-worker", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="lease jobs from a registry and run them")
+    p.add_argument("--server", required=True, help="the registry's base URL")
+    p.add_argument("--key", required=True, type=Path, help="the worker's key file (pith keygen)")
+    p.add_argument(
+        "--claims",
+        default=",".join(c for c in CLAIM_MODULES if c != "selftest"),
+        help="comma-separated claim ids this worker runs",
+    )
+    p.add_argument("--once", action="store_true", help="run at most one job, then exit")
+    p.add_argument("--json", action="store_true", help="machine-readable progress lines")
+    p.add_argument("--state", type=Path, default=None, help="seq/prev chain file (KEY.chain.json)")
+    p.add_argument("--worker-id", default=None, help="the signer_id on records (the key's id)")
+    p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "pith-worker")
+    p.add_argument("--time-limit", type=float, default=900.0, help="seconds a claim may run")
+    p.add_argument("--poll", type=float, default=10.0, help="seconds between empty leases")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("claim", help="run one claim locally, without a server")
+    p.add_argument("name", choices=sorted(CLAIM_MODULES))
+    p.add_argument("--profile", default="smoke")
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--time-limit", type=float, default=900.0)
+    p.set_defaults(func=cmd_claim)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (PithError, OSError) as e:
+        print(f"pith-worker {args.command}: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""The worker's local parts: running a claim in a child process, and signing its record."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pith_core import merge, verify_event
+from pith_core.keys import KeyPair, generate_signing_key
+from replication.runner import run_claim
+from replication.signer import ChainState, record_payload, sign_record
+
+SUBJECT = "pith:2026:GWT7BTE6QQH6QFVV76TWP23RSF"
+
+
+def test_selftest_claim_runs_and_its_log_digest_matches(tmp_path: Path) -> None:
+    phases: list[str] = []
+    out = run_claim("selftest", "smoke", tmp_path, time_limit_s=60, on_phase=phases.append)
+    assert out.error is None and out.exit_code == 0
+    assert out.result["verdict"] == "replicated"
+    assert phases == ["hashing", "done"]
+    assert out.log_sha256 == hashlib.sha256(out.log_path.read_bytes()).hexdigest()
+
+
+def test_a_crash_is_an_outcome_with_its_log(tmp_path: Path) -> None:
+    out = run_claim("selftest", "crash", tmp_path, time_limit_s=60)
+    assert out.result is None and out.exit_code == 3
+    assert out.error == "claim exited with status 3"
+    assert b"crashing on purpose" in out.log_path.read_bytes()
+
+
+def test_the_time_limit_kills_the_claim(tmp_path: Path) -> None:
+    t0 = time.monotonic()
+    out = run_claim("selftest", "hang", tmp_path, time_limit_s=2)
+    assert out.timed_out and out.error == "time limit exceeded"
+    assert time.monotonic() - t0 < 20
+
+
+def test_cancel_stops_the_claim(tmp_path: Path) -> None:
+    cancel = threading.Event()
+    threading.Timer(1.0, cancel.set).start()
+    out = run_claim("selftest", "hang", tmp_path, time_limit_s=60, cancel=cancel)
+    assert out.cancelled and out.error == "cancelled"
+
+
+def test_unknown_claim_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown claim"):
+        run_claim("nope", "smoke", tmp_path, time_limit_s=1)
+
+
+def test_records_chain_and_verify(tmp_path: Path) -> None:
+    key = KeyPair(generate_signing_key(), "worker-1")
+    chain = ChainState(tmp_path / "chain.json")
+    ok = run_claim("selftest", "smoke", tmp_path / "a", time_limit_s=60)
+    bad = run_claim("selftest", "crash", tmp_path / "b", time_limit_s=60)
+    env = {"gpu_name": "none"}
+    first = sign_record(
+        key,
+        chain,
+        subject=SUBJECT,
+        worker_id="w1",
+        payload=record_payload(ok, job_id="j1", environment=env),
+    )
+    second = sign_record(
+        key,
+        chain,
+        subject=SUBJECT,
+        worker_id="w1",
+        payload=record_payload(bad, job_id="j2", environment=env),
+    )
+    for ev in (first, second):
+        verify_event(ev)
+    assert (first["seq"], first["prev"]) == (1, None)
+    assert (second["seq"], second["prev"]) == (2, first["event_id"])
+    assert first["payload"]["verdict"] == "replicated"
+    assert second["payload"]["verdict"] == "error"
+    assert second["payload"]["log_sha256"] == bad.log_sha256
+    # the chain survives a restart: pending until submitted, seq never reused
+    reloaded = ChainState(tmp_path / "chain.json")
+    assert [e["event_id"] for e in reloaded.pending] == [first["event_id"], second["event_id"]]
+    assert reloaded.next_link(SUBJECT) == (3, second["event_id"])
+    reloaded.record_submitted(first["event_id"])
+    assert [e["event_id"] for e in ChainState(tmp_path / "chain.json").pending] == [
+        second["event_id"]
+    ]
+    state = merge([first, second], [], subject=SUBJECT)
+    assert state["equivocation_count"] == 0
+    assert len(state["current"]["replication_records"]) == 2
