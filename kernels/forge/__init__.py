@@ -1,0 +1,25 @@
+"""FORGE (arXiv 2606.22932): the optimizer step folded into the weight-gradient GEMM.
+
+Each tile of dW = dYᵀ·X is consumed by the update rule in registers the moment it is produced,
+so the weight gradient never exists as a tensor. `ForgeAdamW(model, ...)` is the drop-in
+optimizer; `forge_linear_step_` the host launcher of the fused kernel; `reference` the
+plain-PyTorch oracle.
+"""
+
+from .function import ForgeLinearFunction, forge_linear
+from .launch import forge_linear_step_, round_to_bf16_triton
+from .optim import ForgeAdamW, ForgeLion, ForgeOptimizer, ForgeSGD
+from .rules import Rule, StepScalars
+
+__all__ = [
+    "ForgeAdamW",
+    "ForgeLinearFunction",
+    "ForgeLion",
+    "ForgeOptimizer",
+    "ForgeSGD",
+    "Rule",
+    "StepScalars",
+    "forge_linear",
+    "forge_linear_step_",
+    "round_to_bf16_triton",
+]

@@ -1,0 +1,82 @@
+"""The autograd side: a linear layer whose backward updates its own weight instead of grading it.
+
+`ForgeLinearFunction` computes y = x·Wᵀ + b; its backward returns dX (with the old W) and the
+bias gradient, and hands dY and X to its `WeightSlot`, which runs the fused step. It returns no
+gradient for W, so W never gets a `.grad`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+
+
+class WeightSlot(Protocol):
+    """What the backward needs from the optimizer that owns a weight."""
+
+    def fused_update(self, dy: torch.Tensor, x: torch.Tensor) -> None:
+        """Update the weight in place from dY [T, N] and X [T, K]."""
+
+
+def _autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The autocast dtype in force for this device, or None outside autocast."""
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return None
+
+
+class ForgeLinearFunction(torch.autograd.Function):
+    """y = x·Wᵀ + b, with the optimizer step for W fused into the weight-gradient GEMM."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        slot: WeightSlot,
+    ) -> torch.Tensor:
+        cast = _autocast_dtype(x.device.type)
+        with torch.autocast(x.device.type, enabled=False):
+            if cast is not None:
+                # As autocast would: the GEMMs read low-precision copies of x and W.
+                x_c, w_c = x.to(cast), weight.to(cast)
+                b_c = bias.to(cast) if bias is not None else None
+            else:
+                x_c, w_c, b_c = x, weight, bias
+            y = F.linear(x_c, w_c, b_c)
+        ctx.save_for_backward(x_c, w_c)
+        ctx.slot = slot
+        ctx.x_dtype = x.dtype
+        ctx.bias_dtype = bias.dtype if bias is not None else None
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, dy: torch.Tensor) -> tuple[torch.Tensor | None, None, Any, None]:  # type: ignore[override]
+        x_c, w_c = ctx.saved_tensors
+        n_out, n_in = w_c.shape
+        dy2 = dy.reshape(-1, n_out)
+        if dy2.dtype != x_c.dtype:
+            dy2 = dy2.to(x_c.dtype)
+        dy2 = dy2.contiguous()
+        x2 = x_c.reshape(-1, n_in)
+        dx = None
+        if ctx.needs_input_grad[0]:
+            # Queued before the update on the same stream: dX = dY·W uses the old W.
+            dx = (dy2 @ w_c).reshape(*x_c.shape[:-1], n_in).to(ctx.x_dtype)
+        db = None
+        if ctx.needs_input_grad[2]:
+            db = dy2.sum(0, dtype=torch.float32).to(ctx.bias_dtype)
+        ctx.slot.fused_update(dy2, x2)
+        return dx, None, db, None
+
+
+def forge_linear(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, slot: WeightSlot
+) -> torch.Tensor:
+    """F.linear whose backward steps `weight` through `slot` (plain F.linear without grad)."""
+    if not (torch.is_grad_enabled() and weight.requires_grad):
+        return F.linear(x, weight, bias)
+    return ForgeLinearFunction.apply(x, weight, bias, slot)

@@ -1,0 +1,467 @@
+"""FORGE's Triton kernels: a weight-gradient GEMM whose epilogue is the optimizer step.
+
+`_forge_linear_step_kernel` computes one [BLOCK_N, BLOCK_K] tile of dW = dYᵀ·X (the reduction
+runs over tokens), keeps it in registers, and applies the update rule to the matching tiles of
+W and its fp32 states, which it loads, updates and stores. dW is never written to memory.
+
+`_round_to_bf16_kernel` runs the epilogue's fp32 -> bf16 rounding alone, so it can be tested
+bit-exactly against `reference.round_to_bf16`.
+
+Stochastic rounding is pure `tl` integer arithmetic (a hash for the random bits, an add and a
+truncation). PTX's `cvt.rs.bf16x2.f32` would do it in one instruction, but it exists only on
+sm_100a/sm_103a (Blackwell), not on the H100 (sm_90) this project measures on, so there is no
+inline-PTX twin: the same code runs on every GPU and in the CPU interpreter.
+"""
+
+from __future__ import annotations
+
+import os
+
+import triton
+import triton.language as tl
+
+from .rules import Rule
+
+INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+ADAMW: tl.constexpr = tl.constexpr(int(Rule.ADAMW))
+LION: tl.constexpr = tl.constexpr(int(Rule.LION))
+SGD_MOMENTUM: tl.constexpr = tl.constexpr(int(Rule.SGD_MOMENTUM))
+
+
+def make_config(
+    bn: int, bk: int, bt: int, warps: int, stages: int, prefetch: bool = False, split: int = 1
+) -> triton.Config:
+    """One tile shape: [bn, bk] output tile, bt tokens a step, epilogue prefetched or split."""
+    return triton.Config(
+        {
+            "BLOCK_N": bn,
+            "BLOCK_K": bk,
+            "BLOCK_T": bt,
+            "GROUP_N": 8,
+            "PREFETCH": prefetch,
+            "EPI_SPLIT": split,
+        },
+        num_warps=warps,
+        num_stages=stages,
+    )
+
+
+def autotune_configs() -> list[triton.Config]:
+    """Tile shapes for the fused kernel; a single small one under the CPU interpreter.
+
+    Register budget decides: the fp32 accumulator plus three fp32 epilogue tiles (W, m, v) must
+    fit in 255 registers a thread, or the epilogue spills. PREFETCH loads the epilogue tiles
+    before the reduction loop, so their memory traffic overlaps the tensor-core work (only the
+    smaller tiles have the registers); EPI_SPLIT=2 updates the tile in two column halves.
+    """
+    if INTERPRET:
+        return [make_config(32, 32, 32, 4, 1)]
+    return [make_config(*c) for c in TUNED_SHAPES]
+
+
+# (BLOCK_N, BLOCK_K, BLOCK_T, warps, stages, prefetch, split): none spills on sm_90 (ptxas).
+TUNED_SHAPES: list[tuple[int, int, int, int, int, bool, int]] = [
+    (128, 64, 64, 8, 3, True, 1),
+    (64, 64, 64, 4, 4, True, 1),
+    (128, 128, 64, 8, 3, False, 2),
+    (128, 64, 64, 4, 4, False, 2),
+]
+
+
+def default_config() -> triton.Config:
+    """The config used without autotuning (tests at odd shapes, small layers)."""
+    if INTERPRET:
+        return autotune_configs()[0]
+    return make_config(*TUNED_SHAPES[0])
+
+
+def ieee_config() -> triton.Config:
+    """Full-fp32 products (no TF32) run on the FMA units, not tensor cores: a smaller tile."""
+    if INTERPRET:
+        return autotune_configs()[0]
+    return make_config(64, 64, 32, 4, 2)
+
+
+@triton.jit
+def _mix32(x):
+    """lowbias32 integer hash on uint32 (wrapping multiplies); `reference.mix32` is its twin."""
+    x = x ^ (x >> 16)
+    x = x * 0x7FEB352D
+    x = x ^ (x >> 15)
+    x = x * 0x846CA68B
+    x = x ^ (x >> 16)
+    return x
+
+
+@triton.jit
+def _bf16_bits_to_fp32(b16):
+    """bf16 bit patterns (int16) -> fp32: the 16 bits become the top half of the word."""
+    u = b16.to(tl.uint16, bitcast=True).to(tl.uint32)
+    return (u << 16).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _fp32_to_bf16_bits(x, offsets, seed_key, STOCHASTIC: tl.constexpr):
+    """fp32 -> bf16 bit patterns (int16): nearest-even, or stochastic with hashed bits.
+
+    Integer arithmetic only, so the interpreter (whose float -> bf16 cast truncates) and the GPU
+    agree bit for bit. `offsets` (int32) index the element; `seed_key` varies per step.
+    """
+    bits = x.to(tl.uint32, bitcast=True)
+    if STOCHASTIC:
+        r = _mix32(offsets.to(tl.uint32) ^ seed_key.to(tl.uint32)) & 0xFFFF
+        bits = bits + r
+    else:
+        bits = bits + 0x7FFF + ((bits >> 16) & 1)
+    top = bits >> 16
+    top = tl.where(x != x, 0x7FC0, top)
+    return top.to(tl.uint16).to(tl.int16, bitcast=True)
+
+
+@triton.jit
+def _round_to_bf16_kernel(
+    x_ptr, out_ptr, n, seed_key, STOCHASTIC: tl.constexpr, BLOCK: tl.constexpr
+):
+    """out[i] = bf16 bits of x[i], rounded as the fused epilogue rounds (reads 4 B, writes 2 B)."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    x = tl.load(x_ptr + offs, mask=mask, other=0.0)
+    tl.store(out_ptr + offs, _fp32_to_bf16_bits(x, offs, seed_key, STOCHASTIC), mask=mask)
+
+
+@triton.jit
+def _apply_rule(
+    w,
+    g,
+    s1,
+    s2,
+    lr,
+    decay,
+    weight_decay,
+    beta1,
+    beta2,
+    eps,
+    step_size,
+    bc2_sqrt,
+    dampening,
+    first_step,
+    RULE: tl.constexpr,
+    NESTEROV: tl.constexpr,
+):
+    """The element-wise rule on fp32 tiles; returns the new (w, s1, s2)."""
+    if RULE == ADAMW:
+        w = w * decay
+        s1 = s1 + (1.0 - beta1) * (g - s1)
+        s2 = s2 * beta2 + (1.0 - beta2) * (g * g)
+        denom = tl.sqrt(s2) / bc2_sqrt + eps
+        w = w - step_size * (s1 / denom)
+    elif RULE == LION:
+        c = s1 * beta1 + g * (1.0 - beta1)
+        sign = tl.where(c > 0.0, 1.0, tl.where(c < 0.0, -1.0, 0.0))
+        w = w * decay - lr * sign
+        s1 = s1 * beta2 + g * (1.0 - beta2)
+    else:  # SGD with momentum
+        d = g + weight_decay * w
+        s1 = tl.where(first_step != 0, d, s1 * beta1 + (1.0 - dampening) * d)
+        if NESTEROV:  # noqa: SIM108 (constexpr branch)
+            d = d + beta1 * s1
+        else:
+            d = s1
+        w = w - lr * d
+    return w, s1, s2
+
+
+@triton.jit
+def _load_tile(w_ptr, s1_ptr, s2_ptr, offs, mask, RULE: tl.constexpr, W_BF16: tl.constexpr):
+    """Load a tile of W (as fp32) and its states; s2 aliases s1 for one-state rules."""
+    if W_BF16:
+        w = _bf16_bits_to_fp32(tl.load(w_ptr + offs, mask=mask, other=0))
+    else:
+        w = tl.load(w_ptr + offs, mask=mask, other=0.0)
+    s1 = tl.load(s1_ptr + offs, mask=mask, other=0.0)
+    if RULE == ADAMW:  # noqa: SIM108 (constexpr branch)
+        s2 = tl.load(s2_ptr + offs, mask=mask, other=0.0)
+    else:
+        s2 = s1
+    return w, s1, s2
+
+
+@triton.jit
+def _store_tile(
+    w_ptr,
+    s1_ptr,
+    s2_ptr,
+    offs,
+    mask,
+    w,
+    s1,
+    s2,
+    seed_key,
+    RULE: tl.constexpr,
+    W_BF16: tl.constexpr,
+    STOCHASTIC: tl.constexpr,
+):
+    """Store an updated tile: W rounded to bf16 bits when W_BF16, states in fp32."""
+    if W_BF16:
+        tl.store(w_ptr + offs, _fp32_to_bf16_bits(w, offs, seed_key, STOCHASTIC), mask=mask)
+    else:
+        tl.store(w_ptr + offs, w, mask=mask)
+    tl.store(s1_ptr + offs, s1, mask=mask)
+    if RULE == ADAMW:
+        tl.store(s2_ptr + offs, s2, mask=mask)
+
+
+@triton.jit
+def _update_tile(
+    w_ptr,
+    s1_ptr,
+    s2_ptr,
+    g,
+    rn,
+    rk,
+    N,
+    K,
+    lr,
+    decay,
+    weight_decay,
+    beta1,
+    beta2,
+    eps,
+    step_size,
+    bc2_sqrt,
+    dampening,
+    first_step,
+    seed_key,
+    RULE: tl.constexpr,
+    NESTEROV: tl.constexpr,
+    W_BF16: tl.constexpr,
+    STOCHASTIC: tl.constexpr,
+):
+    """Load, update and store the W/state tile under gradient tile `g` (rows rn, columns rk)."""
+    offs = rn[:, None] * K + rk[None, :]
+    mask = (rn[:, None] < N) & (rk[None, :] < K)
+    w, s1, s2 = _load_tile(w_ptr, s1_ptr, s2_ptr, offs, mask, RULE, W_BF16)
+    w, s1, s2 = _apply_rule(
+        w,
+        g,
+        s1,
+        s2,
+        lr,
+        decay,
+        weight_decay,
+        beta1,
+        beta2,
+        eps,
+        step_size,
+        bc2_sqrt,
+        dampening,
+        first_step,
+        RULE,
+        NESTEROV,
+    )
+    _store_tile(w_ptr, s1_ptr, s2_ptr, offs, mask, w, s1, s2, seed_key, RULE, W_BF16, STOCHASTIC)
+
+
+@triton.jit
+def _forge_linear_step_kernel(
+    dy_ptr,
+    x_ptr,
+    w_ptr,
+    s1_ptr,
+    s2_ptr,
+    T,
+    N,
+    K,
+    stride_dy_t,
+    stride_dy_n,
+    stride_x_t,
+    stride_x_k,
+    lr,
+    decay,
+    weight_decay,
+    beta1,
+    beta2,
+    eps,
+    step_size,
+    bc2_sqrt,
+    dampening,
+    first_step,
+    seed_key,
+    tune_t,
+    tune_nk,
+    RULE: tl.constexpr,
+    NESTEROV: tl.constexpr,
+    W_BF16: tl.constexpr,
+    STOCHASTIC: tl.constexpr,
+    DOT_IEEE: tl.constexpr,
+    UPCAST: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    BLOCK_T: tl.constexpr,
+    GROUP_N: tl.constexpr,
+    PREFETCH: tl.constexpr,
+    EPI_SPLIT: tl.constexpr,
+):
+    """W[N, K] (and its states) <- rule(W, dYᵀ·X) one [BLOCK_N, BLOCK_K] tile a program.
+
+    dy: [T, N], x: [T, K] (fp32, or bf16 with fp32 accumulation); W: [N, K] contiguous, fp32 or
+    bf16 bit patterns (int16) when W_BF16; states fp32 [N, K] contiguous (s2 unused unless AdamW).
+
+    Per weight element it must move: W read + write (4 + 4 B fp32, 2 + 2 B bf16) and each state
+    read + write (8 B per state): 24 B for fp32 AdamW, 20 B for bf16-weight AdamW, 16 B for
+    Lion/SGD fp32; plus the GEMM operands, T·(N + K)·(2 or 4) B in all (L2 keeps their re-reads).
+    FLOPs: 2·T per element for the GEMM and ~10-15 for the rule. Unfused, the gradient would
+    also be written and read back (+8 B fp32): that traffic and that buffer are what FORGE removes.
+    `tune_t`, `tune_nk` are the autotuner's size buckets (unused in the body).
+    """
+    pid = tl.program_id(0)
+    num_pid_n = tl.cdiv(N, BLOCK_N)
+    num_pid_k = tl.cdiv(K, BLOCK_K)
+    # Grouped launch order: GROUP_N row-tiles share each X column-tile while it sits in L2.
+    pids_in_group = GROUP_N * num_pid_k
+    group = pid // pids_in_group
+    first_n = group * GROUP_N
+    group_size = min(num_pid_n - first_n, GROUP_N)
+    pid_n = first_n + (pid % pids_in_group) % group_size
+    pid_k = (pid % pids_in_group) // group_size
+
+    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    rk = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
+    rt = tl.arange(0, BLOCK_T)
+    n_ok = rn < N
+    k_ok = rk < K
+    tile_mask = n_ok[:, None] & k_ok[None, :]
+    w_offs = rn[:, None] * K + rk[None, :]
+
+    if PREFETCH:
+        # Issue the epilogue's loads first: their latency hides under the reduction loop.
+        w, s1, s2 = _load_tile(w_ptr, s1_ptr, s2_ptr, w_offs, tile_mask, RULE, W_BF16)
+
+    a_ptrs = dy_ptr + rn[:, None] * stride_dy_n + rt[None, :] * stride_dy_t
+    b_ptrs = x_ptr + rt[:, None] * stride_x_t + rk[None, :] * stride_x_k
+    acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
+    for t0 in range(0, T, BLOCK_T):
+        t_ok = (t0 + rt) < T
+        a = tl.load(a_ptrs, mask=n_ok[:, None] & t_ok[None, :], other=0.0)
+        b = tl.load(b_ptrs, mask=t_ok[:, None] & k_ok[None, :], other=0.0)
+        if UPCAST:
+            # The interpreter's tl.dot is wrong on bf16: upcast (exact) and multiply in fp32.
+            a = a.to(tl.float32)
+            b = b.to(tl.float32)
+        if DOT_IEEE:  # noqa: SIM108 (constexpr branch)
+            acc = tl.dot(a, b, acc, input_precision="ieee")
+        else:
+            acc = tl.dot(a, b, acc)
+        a_ptrs += BLOCK_T * stride_dy_t
+        b_ptrs += BLOCK_T * stride_x_t
+
+    if PREFETCH:
+        w, s1, s2 = _apply_rule(
+            w,
+            acc,
+            s1,
+            s2,
+            lr,
+            decay,
+            weight_decay,
+            beta1,
+            beta2,
+            eps,
+            step_size,
+            bc2_sqrt,
+            dampening,
+            first_step,
+            RULE,
+            NESTEROV,
+        )
+        _store_tile(
+            w_ptr, s1_ptr, s2_ptr, w_offs, tile_mask, w, s1, s2, seed_key, RULE, W_BF16, STOCHASTIC
+        )
+    elif EPI_SPLIT == 1:
+        _update_tile(
+            w_ptr,
+            s1_ptr,
+            s2_ptr,
+            acc,
+            rn,
+            rk,
+            N,
+            K,
+            lr,
+            decay,
+            weight_decay,
+            beta1,
+            beta2,
+            eps,
+            step_size,
+            bc2_sqrt,
+            dampening,
+            first_step,
+            seed_key,
+            RULE,
+            NESTEROV,
+            W_BF16,
+            STOCHASTIC,
+        )
+    else:
+        # Two column halves one after the other: half the epilogue's registers live at once.
+        g0, g1 = tl.split(tl.permute(tl.reshape(acc, (BLOCK_N, 2, BLOCK_K // 2)), (0, 2, 1)))
+        rk0 = pid_k * BLOCK_K + tl.arange(0, BLOCK_K // 2)
+        _update_tile(
+            w_ptr,
+            s1_ptr,
+            s2_ptr,
+            g0,
+            rn,
+            rk0,
+            N,
+            K,
+            lr,
+            decay,
+            weight_decay,
+            beta1,
+            beta2,
+            eps,
+            step_size,
+            bc2_sqrt,
+            dampening,
+            first_step,
+            seed_key,
+            RULE,
+            NESTEROV,
+            W_BF16,
+            STOCHASTIC,
+        )
+        _update_tile(
+            w_ptr,
+            s1_ptr,
+            s2_ptr,
+            g1,
+            rn,
+            rk0 + BLOCK_K // 2,
+            N,
+            K,
+            lr,
+            decay,
+            weight_decay,
+            beta1,
+            beta2,
+            eps,
+            step_size,
+            bc2_sqrt,
+            dampening,
+            first_step,
+            seed_key,
+            RULE,
+            NESTEROV,
+            W_BF16,
+            STOCHASTIC,
+        )
+
+
+_forge_linear_step_autotuned = triton.autotune(
+    configs=autotune_configs(),
+    key=["tune_t", "tune_nk"],
+    restore_value=["w_ptr", "s1_ptr", "s2_ptr"],
+)(_forge_linear_step_kernel)

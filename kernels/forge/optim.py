@@ -1,0 +1,418 @@
+"""Drop-in FORGE optimizers: `loss.backward(); opt.step(); opt.zero_grad()` stays the loop.
+
+At construction the optimizer takes over every eligible `nn.Linear` of the model: its forward
+becomes `ForgeLinearFunction`, whose backward updates the weight in place through the fused
+kernel, so the weight never gets a `.grad`. Every other parameter (embeddings, norms, biases,
+tied or shared weights, linears with a custom forward) keeps its `.grad` and is stepped by
+`opt.step()` with the same rule. Parameter groups, `state_dict()` and learning-rate schedulers
+work as with torch's optimizers: the fused update reads the group's current `lr`.
+
+What cannot be done exactly is refused with an error rather than done wrong:
+- gradient accumulation over micro-batches (a second forward or backward through a layer before
+  `opt.step()`: its weight was already stepped by the first backward), calling one linear layer
+  several times in one step, and activation checkpointing that re-runs the forward;
+- global-norm gradient clipping: the norm needs every gradient before any weight moves, but
+  FORGE moves each weight as soon as its gradient tile exists. `torch.nn.utils.clip_grad_norm_`
+  and `clip_grad_value_` raise when given a FORGE-managed weight;
+- DistributedDataParallel / FSDP: the update would run before gradients are averaged.
+"""
+
+from __future__ import annotations
+
+import functools
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import reference
+from .function import forge_linear
+from .launch import forge_linear_step_
+from .rules import Rule, StepScalars
+
+ACCUMULATION_ERROR = (
+    "FORGE: {name} received a second gradient before opt.step(). FORGE updates each "
+    "nn.Linear weight inside backward, so gradient accumulation over micro-batches, calling "
+    "one linear layer more than once per step, and activation checkpointing (which re-runs "
+    "the forward) cannot be done exactly and are not supported. Call opt.step() after every "
+    "backward (use a larger batch instead of accumulation), and run evaluation forwards "
+    "under torch.no_grad()."
+)
+CLIP_ERROR = (
+    "FORGE: global-norm gradient clipping is not supported: the norm needs every gradient "
+    "before any weight is updated, but FORGE updates each nn.Linear weight inside backward "
+    "and never materialises its gradient."
+)
+
+# id(param) -> weakref of every FORGE-managed weight, for the clipping guard.
+_MANAGED: dict[int, weakref.ref] = {}
+
+
+def _is_managed(p: Any) -> bool:
+    ref = _MANAGED.get(id(p))
+    return ref is not None and ref() is p
+
+
+def _guard_clipping(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a torch clipping function so that it refuses FORGE-managed weights."""
+    if getattr(fn, "_forge_guard", False):
+        return fn
+
+    @functools.wraps(fn)
+    def guarded(parameters: Any, *args: Any, **kwargs: Any) -> Any:
+        params = [parameters] if isinstance(parameters, torch.Tensor) else list(parameters)
+        if any(_is_managed(p) for p in params):
+            raise RuntimeError(CLIP_ERROR)
+        return fn(params, *args, **kwargs)
+
+    guarded._forge_guard = True  # type: ignore[attr-defined]
+    return guarded
+
+
+def _install_clipping_guard() -> None:
+    """Make torch's gradient-clipping entry points refuse weights whose gradient never exists."""
+    import torch.nn.utils as nn_utils
+    import torch.nn.utils.clip_grad as clip_mod
+
+    for mod in (nn_utils, clip_mod):
+        for name in ("clip_grad_norm_", "clip_grad_value_"):
+            if hasattr(mod, name):
+                setattr(mod, name, _guard_clipping(getattr(mod, name)))
+
+
+class _Slot:
+    """One FORGE-managed nn.Linear: its weight, the patched forward's use count, its state."""
+
+    def __init__(self, opt: ForgeOptimizer, module: nn.Linear, name: str, index: int) -> None:
+        self._opt = weakref.ref(opt)
+        self.module = module
+        self.param = module.weight
+        self.name = name
+        self.index = index
+        self.uses = 0  # forwards with grad since the last step()/zero_grad()
+        self.updated = False  # fused update done since the last step()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        module = self.module
+        if module.weight is not self.param:
+            raise RuntimeError(
+                f"FORGE: {self.name}.weight was replaced after the optimizer took it"
+            )
+        if torch.is_grad_enabled() and self.param.requires_grad:
+            self.uses += 1
+            if self.uses > 1:
+                raise RuntimeError(ACCUMULATION_ERROR.format(name=f"{self.name}.weight"))
+        return forge_linear(x, module.weight, module.bias, self)
+
+    def fused_update(self, dy: torch.Tensor, x: torch.Tensor) -> None:
+        opt = self._opt()
+        if opt is None:
+            raise RuntimeError("FORGE: the optimizer that owns this layer no longer exists")
+        opt._fused_update(self, dy, x)
+
+
+def _eligible(module: nn.Module, shared: set[int]) -> bool:
+    """A plain nn.Linear whose 2-D fp32/bf16 weight is used by this module alone."""
+    if not isinstance(module, nn.Linear) or type(module).forward is not nn.Linear.forward:
+        return False
+    w = module.weight
+    return (
+        isinstance(w, nn.Parameter)
+        and w.requires_grad
+        and w.dim() == 2
+        and w.dtype in (torch.float32, torch.bfloat16)
+        and w.is_contiguous()
+        and w.device.type != "meta"
+        and id(w) not in shared
+    )
+
+
+class ForgeOptimizer(torch.optim.Optimizer):
+    """Base of the FORGE optimizers: one element-wise `rule`, fused for linear weights."""
+
+    rule: Rule
+
+    def __init__(
+        self,
+        model: nn.Module,
+        defaults: dict[str, Any],
+        *,
+        bf16_rounding: str = "stochastic",
+        seed: int = 0,
+        backend: str = "auto",
+        max_grad_norm: float | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError("FORGE optimizers take the model (an nn.Module), not a parameter list")
+        kind = type(model).__name__
+        if (
+            isinstance(model, nn.parallel.DistributedDataParallel)
+            or "FullyShardedDataParallel" in kind
+        ):
+            raise NotImplementedError(
+                f"FORGE does not support {kind}: weights are updated inside backward, before "
+                "gradients could be averaged across ranks"
+            )
+        if max_grad_norm is not None:
+            raise NotImplementedError(CLIP_ERROR)
+        if bf16_rounding not in ("stochastic", "nearest"):
+            raise ValueError(f"bf16_rounding is 'stochastic' or 'nearest', not {bf16_rounding!r}")
+        if backend not in ("auto", "reference"):
+            raise ValueError(f"backend is 'auto' or 'reference', not {backend!r}")
+        self.stochastic = bf16_rounding == "stochastic"
+        self.seed = int(seed)
+        self.backend = backend
+        params = [p for p in dict.fromkeys(model.parameters()) if p.requires_grad]
+        if not params:
+            raise ValueError("the model has no parameter that requires grad")
+        self._building = True
+        super().__init__(params, defaults)
+        self._building = False
+        self._index = {p: i for i, p in enumerate(params)}
+        self._group_of = {p: g for g in self.param_groups for p in g["params"]}
+
+        counts: dict[int, int] = {}
+        for _, p in model.named_parameters(remove_duplicate=False):
+            counts[id(p)] = counts.get(id(p), 0) + 1
+        shared = {i for i, c in counts.items() if c > 1}
+        self._slots: dict[nn.Parameter, _Slot] = {}
+        for name, module in model.named_modules():
+            if _eligible(module, shared) and module.weight not in self._slots:
+                slot = _Slot(
+                    self, module, name or type(module).__name__, self._index[module.weight]
+                )
+                module.forward = slot.forward  # instance attribute: nn.Module.__call__ uses it
+                self._slots[module.weight] = slot
+                _MANAGED[id(module.weight)] = weakref.ref(module.weight)
+        _install_clipping_guard()
+
+    # --- what subclasses define -------------------------------------------------------
+    def _scalars(self, group: dict[str, Any], step: int) -> StepScalars:
+        raise NotImplementedError
+
+    # --- the public surface -----------------------------------------------------------
+    @property
+    def fused_parameters(self) -> list[nn.Parameter]:
+        """The weights updated inside backward (they never get a .grad)."""
+        return list(self._slots)
+
+    def fused_modules(self) -> Iterator[tuple[str, nn.Linear]]:
+        """(name, module) of every linear layer this optimizer steps inside backward."""
+        for slot in self._slots.values():
+            yield slot.name, slot.module
+
+    def release(self) -> None:
+        """Give the linear layers their own forward back (the optimizer stops fusing)."""
+        for slot in self._slots.values():
+            slot.module.__dict__.pop("forward", None)
+            _MANAGED.pop(id(slot.param), None)
+        self._slots.clear()
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        if not getattr(self, "_building", True):
+            raise NotImplementedError("FORGE optimizers take their parameters from the model")
+        super().add_param_group(param_group)
+
+    def clip_grad_norm_(self, *args: Any, **kwargs: Any) -> None:
+        """Refused: see CLIP_ERROR."""
+        raise NotImplementedError(CLIP_ERROR)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        super().zero_grad(set_to_none=set_to_none)
+        for slot in self._slots.values():
+            slot.uses = 0
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Step every parameter that has a .grad; the fused weights were stepped in backward."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                slot = self._slots.get(p)
+                if slot is not None and slot.updated:
+                    raise RuntimeError(
+                        f"FORGE: {slot.name}.weight was both stepped inside backward and given a "
+                        ".grad (it is used outside its nn.Linear forward); exclude that layer"
+                    )
+                if p.grad.is_sparse:
+                    raise NotImplementedError("FORGE optimizers do not take sparse gradients")
+                step, states = self._advance(p)
+                reference.apply_update_(
+                    self.rule,
+                    self._scalars(group, step),
+                    p,
+                    p.grad,
+                    states,
+                    stochastic=self.stochastic,
+                    seed_key=reference.sr_seed_key(self.seed, self._index[p], step),
+                )
+        for slot in self._slots.values():
+            slot.updated = False
+            slot.uses = 0
+        return loss
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """As torch's, but states stay fp32 (torch would cast them to a bf16 weight's dtype)."""
+        super().load_state_dict(state_dict)
+        saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
+        params = [p for g in self.param_groups for p in g["params"]]
+        for pid, p in zip(saved_ids, params, strict=True):
+            for key, value in state_dict["state"].get(pid, {}).items():
+                if key != "step" and torch.is_tensor(value):
+                    self.state[p][key] = value.to(device=p.device, dtype=torch.float32).clone()
+
+    # --- internals --------------------------------------------------------------------
+    def _advance(self, p: torch.Tensor) -> tuple[int, list[torch.Tensor]]:
+        """Count one more step for `p` (creating its fp32 states at the first) and return them."""
+        state = self.state[p]
+        if not state:
+            state["step"] = torch.tensor(0.0)
+            for name in self.rule.state_names:
+                state[name] = torch.zeros(p.shape, dtype=torch.float32, device=p.device)
+        state["step"] += 1
+        return int(state["step"].item()), [state[name] for name in self.rule.state_names]
+
+    def _fused_update(self, slot: _Slot, dy: torch.Tensor, x: torch.Tensor) -> None:
+        p = slot.param
+        if slot.updated:
+            raise RuntimeError(ACCUMULATION_ERROR.format(name=f"{slot.name}.weight"))
+        group = self._group_of[p]
+        step, states = self._advance(p)
+        sc = self._scalars(group, step)
+        key = reference.sr_seed_key(self.seed, slot.index, step)
+        with torch.no_grad():
+            if self.backend == "reference":
+                reference.forge_linear_step_reference(
+                    dy, x, p, states, self.rule, sc, stochastic=self.stochastic, seed_key=key
+                )
+            else:
+                forge_linear_step_(
+                    dy,
+                    x,
+                    p,
+                    states,
+                    self.rule,
+                    sc,
+                    stochastic=self.stochastic,
+                    seed_key=key,
+                    precision="tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee",
+                )
+        slot.updated = True
+
+
+def _check_betas(betas: tuple[float, float]) -> tuple[float, float]:
+    b1, b2 = (float(b) for b in betas)
+    if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
+        raise ValueError(f"betas must lie in [0, 1), got {betas}")
+    return b1, b2
+
+
+class ForgeAdamW(ForgeOptimizer):
+    """AdamW (decoupled weight decay, bias correction) with linear weights stepped in backward.
+
+    Same update as `torch.optim.AdamW(foreach=False)`. fp32 weights and states are exact; bf16
+    weights are updated in fp32 and rounded back stochastically (`bf16_rounding`), with fp32
+    states and no master copy.
+    """
+
+    rule = Rule.ADAMW
+
+    def __init__(
+        self,
+        model: nn.Module,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        **kwargs: Any,
+    ) -> None:
+        if lr < 0 or eps < 0 or weight_decay < 0:
+            raise ValueError("lr, eps and weight_decay must be non-negative")
+        defaults = {
+            "lr": lr,
+            "betas": _check_betas(betas),
+            "eps": eps,
+            "weight_decay": weight_decay,
+        }
+        super().__init__(model, defaults, **kwargs)
+
+    def _scalars(self, group: dict[str, Any], step: int) -> StepScalars:
+        return StepScalars.adamw(
+            step=step,
+            lr=float(group["lr"]),
+            betas=group["betas"],
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+        )
+
+
+class ForgeLion(ForgeOptimizer):
+    """Lion (sign of interpolated momentum, decoupled weight decay), fused like ForgeAdamW."""
+
+    rule = Rule.LION
+
+    def __init__(
+        self,
+        model: nn.Module,
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.99),
+        weight_decay: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        if lr < 0 or weight_decay < 0:
+            raise ValueError("lr and weight_decay must be non-negative")
+        defaults = {"lr": lr, "betas": _check_betas(betas), "weight_decay": weight_decay}
+        super().__init__(model, defaults, **kwargs)
+
+    def _scalars(self, group: dict[str, Any], step: int) -> StepScalars:
+        return StepScalars.lion(
+            lr=float(group["lr"]), betas=group["betas"], weight_decay=group["weight_decay"]
+        )
+
+
+class ForgeSGD(ForgeOptimizer):
+    """SGD with momentum (as torch.optim.SGD, momentum > 0), fused like ForgeAdamW."""
+
+    rule = Rule.SGD_MOMENTUM
+
+    def __init__(
+        self,
+        model: nn.Module,
+        lr: float = 1e-3,
+        momentum: float = 0.9,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        if not momentum > 0:
+            raise ValueError("ForgeSGD is SGD with momentum: momentum must be > 0")
+        if nesterov and dampening != 0:
+            raise ValueError("Nesterov momentum requires zero dampening")
+        if lr < 0 or weight_decay < 0:
+            raise ValueError("lr and weight_decay must be non-negative")
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "dampening": dampening,
+            "weight_decay": weight_decay,
+            "nesterov": nesterov,
+        }
+        super().__init__(model, defaults, **kwargs)
+
+    def _scalars(self, group: dict[str, Any], step: int) -> StepScalars:
+        return StepScalars.sgd_momentum(
+            step=step,
+            lr=float(group["lr"]),
+            momentum=group["momentum"],
+            dampening=group["dampening"],
+            weight_decay=group["weight_decay"],
+            nesterov=group["nesterov"],
+        )

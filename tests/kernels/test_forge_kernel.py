@@ -1,0 +1,332 @@
+"""FORGE's fused weight-gradient + update kernel against the plain-PyTorch reference.
+
+The interpreter (CI) runs odd small shapes; the GPU cases (`-m gpu`) run the same functions at
+real sizes and in bf16.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import triton
+import triton.language as tl
+
+from kernels.forge import Rule, StepScalars, forge_linear_step_, reference, round_to_bf16_triton
+from kernels.forge.kernel import INTERPRET, autotune_configs
+from kernels.forge.testing import bf16_ulps_apart, guarded, rel_err, seed_for
+
+DEVICES = [
+    pytest.param("cpu", id="interpreter"),
+    pytest.param("cuda", id="gpu", marks=pytest.mark.gpu),
+]
+# (T tokens, N out features, K in features): none a multiple of the tile except the real size.
+SHAPES = {
+    "cpu": [(45, 37, 123), (7, 64, 33)],
+    "cuda": [(999, 1537, 3001), (2048, 4096, 4096)],
+}
+
+
+def need(device: str) -> None:
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    if device == "cpu" and not INTERPRET:
+        pytest.skip("CPU cases run the kernel through Triton's interpreter (TRITON_INTERPRET=1)")
+
+
+def scalars(rule: Rule, step: int, *, nesterov: bool = False) -> StepScalars:
+    if rule is Rule.ADAMW:
+        return StepScalars.adamw(step=step, lr=3e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
+    if rule is Rule.LION:
+        return StepScalars.lion(lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
+    return StepScalars.sgd_momentum(
+        step=step,
+        lr=1e-2,
+        momentum=0.9,
+        dampening=0.0 if nesterov else 0.1,
+        weight_decay=0.05,
+        nesterov=nesterov,
+    )
+
+
+RULES = [
+    pytest.param(Rule.ADAMW, False, id="adamw"),
+    pytest.param(Rule.LION, False, id="lion"),
+    pytest.param(Rule.SGD_MOMENTUM, False, id="sgd"),
+    pytest.param(Rule.SGD_MOMENTUM, True, id="sgd-nesterov"),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("in_dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16in"])
+@pytest.mark.parametrize(("rule", "nesterov"), RULES)
+def test_fused_step_matches_reference(
+    device: str, in_dtype: torch.dtype, rule: Rule, nesterov: bool
+) -> None:
+    """fp32 W and states after 3 fused steps equal the reference's within 1e-5 relative."""
+    need(device)
+    g = torch.Generator().manual_seed(seed_for(f"fused-{device}-{in_dtype}-{rule}-{nesterov}"))
+    for T, N, K in SHAPES[device]:
+        w0 = torch.randn(N, K, generator=g)
+        w_k, check_w = guarded(w0.to(device))
+        states_k, checks = [], [check_w]
+        for _ in range(rule.n_states):
+            s, c = guarded(torch.zeros(N, K, device=device))
+            states_k.append(s)
+            checks.append(c)
+        w_r = w0.clone().to(device)
+        states_r = [torch.zeros(N, K, device=device) for _ in range(rule.n_states)]
+        for step in (1, 2, 3):
+            dy = torch.randn(T, N, generator=g).to(device, in_dtype)
+            x = torch.randn(T, K, generator=g).to(device, in_dtype)
+            sc = scalars(rule, step, nesterov=nesterov)
+            forge_linear_step_(dy, x, w_k, states_k, rule, sc, precision="ieee", tune=False)
+            reference.forge_linear_step_reference(dy, x, w_r, states_r, rule, sc)
+        for c in checks:
+            c()
+        assert torch.isfinite(w_k).all()
+        torch.testing.assert_close(w_k, w_r, rtol=1e-5, atol=1e-5)
+        assert rel_err(w_k, w_r) <= 1e-5
+        for s_k, s_r in zip(states_k, states_r, strict=True):
+            assert rel_err(s_k, s_r) <= 1e-5
+        # The update moved every weight: no tile was skipped.
+        assert (w_k != w0.to(device)).float().mean().item() > 0.99
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("stochastic", [False, True], ids=["nearest", "stochastic"])
+def test_bf16_weights_match_reference(device: str, stochastic: bool) -> None:
+    """bf16 W (fp32 update, rounded in the epilogue) equals the reference's rounding.
+
+    The fp32 values before rounding differ by GEMM summation order (~1e-7 relative), which can
+    move a value across a rounding boundary: allow 1 ulp on a few elements, never more.
+    """
+    need(device)
+    g = torch.Generator().manual_seed(seed_for(f"bf16w-{device}-{stochastic}"))
+    for T, N, K in SHAPES[device]:
+        w0 = torch.randn(N, K, generator=g).to(device, torch.bfloat16)
+        w_k, check = guarded(w0)
+        w_r = w0.clone()
+        st_k = [torch.zeros(N, K, device=device) for _ in range(2)]
+        st_r = [torch.zeros(N, K, device=device) for _ in range(2)]
+        for step in (1, 2):
+            dy = torch.randn(T, N, generator=g).to(device, torch.bfloat16)
+            x = torch.randn(T, K, generator=g).to(device, torch.bfloat16)
+            sc = scalars(Rule.ADAMW, step)
+            key = reference.sr_seed_key(7, 3, step)
+            forge_linear_step_(
+                dy, x, w_k, st_k, Rule.ADAMW, sc, stochastic=stochastic, seed_key=key, tune=False
+            )
+            reference.forge_linear_step_reference(
+                dy, x, w_r, st_r, Rule.ADAMW, sc, stochastic=stochastic, seed_key=key
+            )
+        check()
+        ulps = bf16_ulps_apart(w_k, w_r)
+        assert ulps.max().item() <= 1
+        assert (ulps > 0).float().mean().item() < 1e-3
+        assert (w_k != w0).float().mean().item() > 0.5
+        for s_k, s_r in zip(st_k, st_r, strict=True):
+            assert rel_err(s_k, s_r) <= 1e-5
+
+
+def _special_values(n: int, g: torch.Generator) -> torch.Tensor:
+    """Random values over many binades plus the cases rounding gets wrong first."""
+    x = torch.randn(n, generator=g) * torch.exp2(torch.randint(-30, 30, (n,), generator=g))
+    ties = torch.tensor([1.0 + 2**-8, 1.0 + 3 * 2**-8, -(1.0 + 2**-8), 2**-130, -(2**-140)])
+    special = torch.tensor(
+        [0.0, -0.0, float("inf"), float("-inf"), float("nan"), 3.4028235e38, -3.4028235e38]
+    )
+    return torch.cat([x, ties, special])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("stochastic", [False, True], ids=["nearest", "stochastic"])
+def test_epilogue_rounding_is_bit_exact(device: str, stochastic: bool) -> None:
+    """The kernel's integer bf16 rounding equals the reference's bit for bit."""
+    need(device)
+    g = torch.Generator().manual_seed(seed_for(f"round-{device}-{stochastic}"))
+    n = 3001 if device == "cpu" else 1_000_003
+    x = _special_values(n, g).to(device)
+    key = reference.sr_seed_key(11, 5, 9)
+    got = round_to_bf16_triton(x, stochastic=stochastic, seed_key=key)
+    bits = reference.sr_random_bits(1, x.numel(), key, device).reshape(-1) if stochastic else None
+    want = reference.round_to_bf16(x, bits)
+    assert torch.equal(got.view(torch.int16), want.view(torch.int16))
+    if not stochastic:
+        # Round-to-nearest-even is what torch's own cast does (NaN payloads aside).
+        ok = ~torch.isnan(x)
+        torch_cast = x.to(torch.bfloat16)
+        assert torch.equal(want[ok].view(torch.int16), torch_cast[ok].view(torch.int16))
+        assert torch.isnan(want[~ok]).all()
+
+
+def test_reference_stochastic_rounding_is_unbiased() -> None:
+    """Mean of many stochastic roundings of one value is the value (CPU, reference)."""
+    g = torch.Generator().manual_seed(seed_for("sr-mean"))
+    x = 1.0 + torch.rand(64, generator=g) * 2**-7  # between two bf16 neighbours of 1
+    draws = torch.stack(
+        [
+            reference.round_to_bf16(x, reference.sr_random_bits(1, 64, key).reshape(-1)).float()
+            for key in range(400)
+        ]
+    )
+    ulp = 2.0**-7
+    assert (draws.mean(0) - x).abs().max().item() < 0.1 * ulp
+    assert ((draws == 1.0) | (draws == 1.0 + ulp)).all()
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_reference_rules_equal_torch_optimizers(nesterov: bool) -> None:
+    """The oracle itself: reference AdamW/SGD equal torch's single-tensor optimizers exactly."""
+    g = torch.Generator().manual_seed(seed_for(f"oracle-{nesterov}"))
+    p0 = torch.randn(33, 17, generator=g)
+    for rule in (Rule.ADAMW, Rule.SGD_MOMENTUM):
+        p_t = torch.nn.Parameter(p0.clone())
+        if rule is Rule.ADAMW:
+            opt = torch.optim.AdamW(
+                [p_t], lr=3e-3, betas=(0.9, 0.95), weight_decay=0.1, foreach=False
+            )
+        else:
+            damp = 0.0 if nesterov else 0.1
+            opt = torch.optim.SGD(
+                [p_t],
+                lr=1e-2,
+                momentum=0.9,
+                dampening=damp,
+                weight_decay=0.05,
+                nesterov=nesterov,
+                foreach=False,
+            )
+        p_r = p0.clone()
+        states = [torch.zeros_like(p0) for _ in range(rule.n_states)]
+        for step in (1, 2, 3):
+            grad = torch.randn(33, 17, generator=g)
+            p_t.grad = grad.clone()
+            opt.step()
+            reference.apply_rule_(rule, scalars(rule, step, nesterov=nesterov), p_r, grad, states)
+        assert torch.equal(p_t.detach(), p_r)
+
+
+def test_launcher_refuses_inconsistent_inputs() -> None:
+    w = torch.zeros(4, 5)
+    st = [torch.zeros(4, 5), torch.zeros(4, 5)]
+    sc = scalars(Rule.ADAMW, 1)
+    with pytest.raises(ValueError, match="do not chain"):
+        forge_linear_step_(torch.zeros(3, 4), torch.zeros(2, 5), w, st, Rule.ADAMW, sc)
+    with pytest.raises(TypeError, match="must both be fp32 or both bf16"):
+        forge_linear_step_(
+            torch.zeros(3, 4), torch.zeros(3, 5, dtype=torch.bfloat16), w, st, Rule.ADAMW, sc
+        )
+    with pytest.raises(ValueError, match="keeps 2 state"):
+        forge_linear_step_(torch.zeros(3, 4), torch.zeros(3, 5), w, st[:1], Rule.ADAMW, sc)
+    with pytest.raises(TypeError, match="fp32 or bf16 weights"):
+        forge_linear_step_(torch.zeros(3, 4), torch.zeros(3, 5), w.half(), st, Rule.ADAMW, sc)
+
+
+@triton.jit
+def _canary_dot_kernel(a_ptr, b_ptr, out_ptr):
+    r = tl.arange(0, 16)
+    a = tl.load(a_ptr + r[:, None] * 16 + r[None, :])
+    b = tl.load(b_ptr + r[:, None] * 16 + r[None, :])
+    tl.store(out_ptr + r[:, None] * 16 + r[None, :], tl.dot(a, b))
+
+
+@triton.jit
+def _canary_u32_kernel(x_ptr, out_ptr):
+    r = tl.arange(0, 16)
+    x = tl.load(x_ptr + r).to(tl.uint32)
+    tl.store(out_ptr + r, ((x * 0x846CA68B) >> 16).to(tl.int32))
+
+
+@pytest.mark.skipif(not INTERPRET, reason="checks the CPU interpreter's known quirks")
+def test_interpreter_canary() -> None:
+    """The interpreter quirks this kernel works around are still there (and wraps still wrap).
+
+    If bf16 tl.dot becomes right, the UPCAST switch can go; if uint32 products stop wrapping,
+    the stochastic-rounding hash breaks.
+    """
+    g = torch.Generator().manual_seed(seed_for("canary"))
+    a = torch.randn(16, 16, generator=g).bfloat16()
+    b = torch.randn(16, 16, generator=g).bfloat16()
+    out = torch.full((16, 16), float("nan"))
+    _canary_dot_kernel[(1,)](a, b, out)
+    want = a.float() @ b.float()
+    assert not torch.allclose(out, want, rtol=1e-2, atol=1e-2), "bf16 tl.dot is right now"
+    x = torch.arange(2**31 - 16, 2**31, dtype=torch.int64).to(torch.int32)
+    out32 = torch.full((16,), -1, dtype=torch.int32)
+    _canary_u32_kernel[(1,)](x, out32)
+    expect = (((x.to(torch.int64) & 0xFFFFFFFF) * 0x846CA68B) & 0xFFFFFFFF) >> 16
+    assert torch.equal(out32.to(torch.int64), expect)
+
+
+@pytest.mark.gpu
+def test_every_tuned_config_is_correct() -> None:
+    """Each tile shape the autotuner may pick computes the same step (real size, bf16 inputs)."""
+    need("cuda")
+    g = torch.Generator().manual_seed(seed_for("configs"))
+    T, N, K = 777, 4096, 4096 - 64 - 7
+    dy = torch.randn(T, N, generator=g).to("cuda", torch.bfloat16)
+    x = torch.randn(T, K, generator=g).to("cuda", torch.bfloat16)
+    w0 = torch.randn(N, K, generator=g).cuda()
+    m0 = torch.rand(N, K, generator=g).cuda() * 1e-2
+    v0 = torch.rand(N, K, generator=g).cuda() * 1e-4
+    sc = scalars(Rule.ADAMW, 5)
+    w_r, st_r = w0.clone(), [m0.clone(), v0.clone()]
+    reference.forge_linear_step_reference(dy, x, w_r, st_r, Rule.ADAMW, sc)
+    for cfg in autotune_configs():
+        w_k, st_k = w0.clone(), [m0.clone(), v0.clone()]
+        forge_linear_step_(dy, x, w_k, st_k, Rule.ADAMW, sc, config=cfg)
+        assert rel_err(w_k, w_r) <= 1e-5, cfg
+        assert rel_err(st_k[0], st_r[0]) <= 1e-5, cfg
+        assert rel_err(st_k[1], st_r[1]) <= 1e-5, cfg
+
+
+def _ulp_bf16(x: torch.Tensor) -> torch.Tensor:
+    """The bf16 spacing at |x| (normal numbers): 2**(exponent - 7)."""
+    _, e = torch.frexp(x.abs())
+    return torch.exp2((e - 8).to(x.dtype))
+
+
+@pytest.mark.gpu
+def test_stochastic_rounding_is_unbiased_over_200_steps() -> None:
+    """bf16 W with stochastic rounding tracks the fp32 trajectory: mean error < 0.1 ulp.
+
+    Every step moves each weight by ~1/80 of a bf16 ulp in a known direction (gradients are
+    positive). Round-to-nearest drops every such update and drifts by the whole path; stochastic
+    rounding keeps the mean error, measured along the direction of motion, near zero.
+    """
+    need("cuda")
+    g = torch.Generator(device="cuda").manual_seed(seed_for("sr-200"))
+    T, N, K = 256, 2048, 2048
+    w0 = 1.25 + 0.5 * torch.rand(N, K, generator=g, device="cuda")  # inside one binade
+    w0 = w0.bfloat16().float()  # start on the bf16 grid
+    lr = 1e-4
+    runs = {"fp32": w0.clone(), "stochastic": w0.bfloat16(), "nearest": w0.bfloat16()}
+    states = {k: [torch.zeros(N, K, device="cuda") for _ in range(2)] for k in runs}
+    for step in range(1, 201):
+        dy = torch.rand(T, N, generator=g, device="cuda").bfloat16()
+        x = torch.rand(T, K, generator=g, device="cuda").bfloat16()
+        sc = StepScalars.adamw(step=step, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+        reference.forge_linear_step_reference(dy, x, runs["fp32"], states["fp32"], Rule.ADAMW, sc)
+        for mode in ("stochastic", "nearest"):
+            forge_linear_step_(
+                dy,
+                x,
+                runs[mode],
+                states[mode],
+                Rule.ADAMW,
+                sc,
+                stochastic=mode == "stochastic",
+                seed_key=reference.sr_seed_key(1, 0, step),
+            )
+    w32 = runs["fp32"]
+    direction = torch.sign(w32 - w0)
+    ulp = _ulp_bf16(w32)
+    assert (direction != 0).float().mean().item() > 0.99
+    bias = {
+        mode: ((runs[mode].float() - w32) * direction / ulp).mean().item()
+        for mode in ("stochastic", "nearest")
+    }
+    path = ((w32 - w0).abs() / ulp).mean().item()
+    assert path > 1.0, path  # the fp32 weights moved more than an ulp in all
+    assert abs(bias["stochastic"]) < 0.1, bias
+    assert abs(bias["nearest"]) > 10 * max(abs(bias["stochastic"]), 0.01), bias
