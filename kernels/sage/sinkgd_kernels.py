@@ -88,7 +88,8 @@ def _sinkgd_row_kernel(
         a = tl.full((BLOCK_R,), 1.0, dtype=tl.float32)
     else:
         a = tl.load(a_ptr + t * n_rows + rows, mask=row_mask, other=0.0)
-    a = a / (a * norm + eps) * row_target
+    # a zero row stays zero whatever its scale: keep the scale rather than let it grow 1/ε a pass
+    a = tl.where(norm > 0.0, a / (a * norm + eps) * row_target, a)
     tl.store(a_ptr + t * n_rows + rows, a, mask=row_mask)
 
 
@@ -129,7 +130,7 @@ def _sinkgd_col_kernel(
         b = tl.full((BLOCK_C,), 1.0, dtype=tl.float32)
     else:
         b = tl.load(b_ptr + t * n_cols + cols, mask=col_mask, other=0.0)
-    b = b / (b * norm + eps) * col_target
+    b = tl.where(norm > 0.0, b / (b * norm + eps) * col_target, b)
     tl.store(b_ptr + t * n_cols + cols, b, mask=col_mask)
 
 

@@ -1,0 +1,467 @@
+"""Claim of arXiv 2604.07663 (SAGE): a fused SAGE step, its optimizer-state saving, its quality.
+
+Three measurements, one run:
+
+1. Kernel speed: the SAGE step (column statistic, scale, fused apply) on a 32000×2048 embedding
+   and a 4096×4096 matrix in fp32, against torch's fused AdamW and ``copy_`` on the same tensors,
+   timed in the same process. Targets: SAGE moves its 24 B/element at ≥ 85% of the copy
+   bandwidth, and takes less time than fused AdamW.
+2. Optimizer state: the bytes of the state tensors after one step on the d512-l8 Llama.
+   Target: SAGE-hybrid ≤ 0.55 × SinkGD-hybrid (SAGE keeps m and an O(d) vector where AdamW keeps
+   m and v).
+3. Quality: the d512-l8 Llama (seq 256) trained on the Shakespeare corpus for the same number of
+   steps with each hybrid (SinkGD on the matrices, SAGE / AdamW / Lion on embeddings and
+   vectors), 2 seeds. Targets: SAGE-hybrid's mean final eval loss ≤ SinkGD-hybrid + 0.01 nats and
+   ≤ Lion-hybrid + 0.01. Plain AdamW is reported, not judged.
+
+``smoke`` runs the same code at toy sizes on the CPU (kernels through Triton's interpreter, the
+training through the reference path) in under a minute; its verdict is always "inconclusive".
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from replication.claims import base
+from replication.claims.base import Check, claim_result, main_for
+
+CLAIM_ID = "sage"
+PAPER = "arxiv:2604.07663"
+PROFILES = ("smoke", "h100")
+
+STATEMENT = (
+    "SAGE's fused step runs at >= 85% of copy bandwidth and faster than torch's fused AdamW; "
+    "a SAGE-hybrid (SAGE on embeddings and vectors, SinkGD on matrices) holds <= 0.55x the "
+    "optimizer state of the SinkGD-hybrid (AdamW on embeddings and vectors); and a tiny Llama "
+    "(d=512, 8 layers, seq 256) trained on Shakespeare reaches a mean eval loss within 0.01 nats "
+    "of the SinkGD-hybrid and of a Lion-hybrid, or lower."
+)
+
+OPTIMIZERS = ("sage_hybrid", "sinkgd_hybrid", "lion_hybrid", "adamw")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What one profile runs."""
+
+    speed_shapes: tuple[tuple[int, int], ...]
+    model_size: str
+    seq_len: int
+    batch_size: int
+    steps: int
+    warmup_steps: int
+    eval_batches: int
+    seeds: tuple[int, ...]
+    conclusive: bool
+
+
+PROFILE_SETTINGS = {
+    "smoke": Profile(
+        speed_shapes=((96, 80), (64, 64)),
+        model_size="tiny",
+        seq_len=32,
+        batch_size=4,
+        steps=4,
+        warmup_steps=1,
+        eval_batches=2,
+        seeds=(0, 1),
+        conclusive=False,
+    ),
+    "h100": Profile(
+        speed_shapes=((32000, 2048), (4096, 4096)),
+        model_size="d512-l8",
+        seq_len=256,
+        batch_size=16,
+        steps=600,
+        warmup_steps=60,
+        eval_batches=16,
+        seeds=(0, 1),
+        conclusive=True,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """Learning rates and betas of the quality comparison (weight decay 0.01 everywhere, as in
+    the paper's runs; linear warm-up then cosine decay to 10%; gradients clipped at norm 1)."""
+
+    matrix_lr: float = 1e-3  # SinkGD on the matrices, the same in all three hybrids
+    sign_lr: float = 1e-3  # SAGE and Lion on embeddings and vectors
+    adam_lr: float = 1e-3  # AdamW on embeddings and vectors (SinkGD-hybrid), and plain AdamW
+    sign_betas: tuple[float, float] = (0.9, 0.99)
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.01
+    clip_norm: float = 1.0
+
+
+HYPER = Hyper()
+
+
+def make_optimizer(
+    name: str, model: torch.nn.Module, hyper: Hyper, use_kernels: bool | None
+) -> torch.optim.Optimizer:
+    """One of OPTIMIZERS, built on `model` with the claim's settings."""
+    from kernels.sage import LionHybrid, SAGEHybrid, SinkGDHybrid
+
+    wd = hyper.weight_decay
+    if name == "sage_hybrid":
+        return SAGEHybrid(
+            model,
+            lr=hyper.sign_lr,
+            betas=hyper.sign_betas,
+            weight_decay=wd,
+            matrix_lr=hyper.matrix_lr,
+            use_kernels=use_kernels,
+        )
+    if name == "sinkgd_hybrid":
+        return SinkGDHybrid(
+            model,
+            lr=hyper.adam_lr,
+            betas=hyper.adam_betas,
+            weight_decay=wd,
+            matrix_lr=hyper.matrix_lr,
+            use_kernels=use_kernels,
+        )
+    if name == "lion_hybrid":
+        return LionHybrid(
+            model,
+            lr=hyper.sign_lr,
+            betas=hyper.sign_betas,
+            weight_decay=wd,
+            matrix_lr=hyper.matrix_lr,
+            use_kernels=use_kernels,
+        )
+    if name == "adamw":
+        on_cuda = next(model.parameters()).is_cuda
+        return torch.optim.AdamW(
+            model.parameters(),
+            lr=hyper.adam_lr,
+            betas=hyper.adam_betas,
+            weight_decay=wd,
+            fused=on_cuda or None,
+        )
+    raise ValueError(f"unknown optimizer {name!r}")
+
+
+def warmup_cosine(warmup: int, total: int, floor: float = 0.1) -> Callable[[int], float]:
+    """LR multiplier: linear warm-up over `warmup` steps, then cosine decay to `floor`."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time_ms(fn: Callable[[], Any], device: torch.device) -> float:
+    """Median milliseconds of fn: triton's do_bench on CUDA, a few timed calls on the CPU."""
+    if device.type == "cuda":
+        from triton.testing import do_bench
+
+        return float(do_bench(fn, warmup=25, rep=200, return_mode="median"))
+    fn()
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return sorted(times)[1]
+
+
+def _sage_step_fn(p: torch.Tensor, g: torch.Tensor) -> Callable[[], None]:
+    from kernels.sage.sage_kernels import sage_step_
+
+    m = torch.zeros_like(p)
+    s_ema = torch.zeros(p.shape[1], device=p.device, dtype=torch.float32)
+
+    def step() -> None:
+        sage_step_(p, g, m, s_ema, 10, lr=1e-4, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=0.01)
+
+    return step
+
+
+def _adamw_step_fn(p: torch.Tensor, g: torch.Tensor) -> Callable[[], None]:
+    p.requires_grad_(True)
+    p.grad = g.clone()
+    fused = p.is_cuda or None
+    adamw = torch.optim.AdamW([p], lr=1e-4, weight_decay=0.01, fused=fused)
+    adamw.step()  # state allocated before timing
+    return adamw.step
+
+
+def measure_kernel_speed(
+    shape: tuple[int, int], dtype: torch.dtype, device: torch.device
+) -> dict[str, float]:
+    """Median times of the SAGE step, fused AdamW and copy_ on one (rows, cols) tensor, and the
+    bandwidth each achieves by the bytes it must move."""
+    from kernels.sage.sage_kernels import ADAMW_BYTES_PER_ELEMENT, SAGE_BYTES_PER_ELEMENT
+
+    gen = torch.Generator(device="cpu").manual_seed(1234)
+    rows, cols = shape
+    n = rows * cols
+    col_scale = torch.rand(cols, generator=gen).exp_()
+    p = torch.randn(shape, generator=gen).to(device=device, dtype=dtype)
+    g = (torch.randn(shape, generator=gen) * col_scale).to(device=device, dtype=dtype)
+    t_sage = _time_ms(_sage_step_fn(p.clone(), g), device)
+    t_adamw = _time_ms(_adamw_step_fn(p.clone(), g), device)
+    dst = torch.empty_like(p)
+    t_copy = _time_ms(lambda: dst.copy_(p), device)
+    elem = p.element_size()
+    sage_bytes = SAGE_BYTES_PER_ELEMENT[dtype] * n
+    adamw_bytes = ADAMW_BYTES_PER_ELEMENT[dtype] * n
+    copy_bytes = 2 * elem * n
+    out = {
+        "sage_ms": t_sage,
+        "adamw_fused_ms": t_adamw,
+        "copy_ms": t_copy,
+        "sage_tbps": sage_bytes / (t_sage * 1e-3) / 1e12,
+        "adamw_fused_tbps": adamw_bytes / (t_adamw * 1e-3) / 1e12,
+        "copy_tbps": copy_bytes / (t_copy * 1e-3) / 1e12,
+    }
+    out["sage_frac_of_copy"] = out["sage_tbps"] / out["copy_tbps"]
+    out["adamw_ms_over_sage_ms"] = t_adamw / t_sage
+    return out
+
+
+def measure_state_bytes(
+    size: str, vocab_size: int, device: torch.device, use_kernels: bool | None
+) -> dict[str, int]:
+    """Bytes of every optimizer's state tensors after one step with random gradients."""
+    from kernels.sage import optimizer_state_bytes
+    from replication.models import build_llama
+
+    out = {}
+    for name in OPTIMIZERS:
+        model = build_llama(size, vocab_size, seed=0).to(device)
+        gen = torch.Generator(device="cpu").manual_seed(7)
+        for p in model.parameters():
+            p.grad = torch.randn(p.shape, generator=gen).to(device) * 1e-3
+        opt = make_optimizer(name, model, HYPER, use_kernels)
+        opt.step()
+        out[name] = optimizer_state_bytes(opt)
+        del model, opt
+    return out
+
+
+def train_and_eval(
+    name: str,
+    seed: int,
+    profile: Profile,
+    corpus: Any,
+    device: torch.device,
+    use_kernels: bool | None,
+    hyper: Hyper = HYPER,
+) -> dict[str, float]:
+    """Train the profile's Llama with optimizer `name` from seed `seed`; the final eval loss."""
+    from replication.data import eval_batches, train_batches
+    from replication.models import build_llama
+
+    model = build_llama(profile.model_size, corpus.vocab_size, seed).to(device)
+    opt = make_optimizer(name, model, hyper, use_kernels)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, warmup_cosine(profile.warmup_steps, profile.steps)
+    )
+    batches = train_batches(corpus.train, profile.batch_size, profile.seq_len, seed)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    model.train()
+    _sync(device)
+    t0 = time.perf_counter()
+    train_loss = torch.zeros((), device=device)
+    for _ in range(profile.steps):
+        x = next(batches).to(device, non_blocking=True)
+        with autocast:
+            loss = model(input_ids=x, labels=x).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), hyper.clip_norm)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        train_loss = loss.detach()
+    _sync(device)
+    train_seconds = time.perf_counter() - t0
+    model.eval()
+    losses = []
+    with torch.no_grad(), autocast:
+        for x in eval_batches(
+            corpus.eval, profile.batch_size, profile.seq_len, profile.eval_batches
+        ):
+            x = x.to(device)
+            losses.append(model(input_ids=x, labels=x).loss.float())
+    eval_loss = torch.stack(losses).mean().item()
+    return {
+        "eval_loss": eval_loss,
+        "train_loss_last": float(train_loss.item()),
+        "train_seconds": train_seconds,
+    }
+
+
+def _environment(device: torch.device) -> dict[str, str]:
+    import transformers
+    import triton
+
+    env = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+    }
+    if os.environ.get("TRITON_INTERPRET") == "1" and device.type != "cuda":
+        env["triton_mode"] = "interpreter"
+    return env
+
+
+def run(profile: str) -> dict[str, Any]:
+    """Run the claim at `profile` and return the payload-ready result."""
+    if profile not in PROFILE_SETTINGS:
+        raise ValueError(f"unknown profile {profile!r}; known: {PROFILES}")
+    prof = PROFILE_SETTINGS[profile]
+    cuda = torch.cuda.is_available()
+    if profile == "h100" and not cuda:
+        raise RuntimeError("the h100 profile needs a CUDA device")
+    if not cuda:
+        # must be set before the kernels' module (and triton.jit) is first imported
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+    device = torch.device("cuda" if cuda else "cpu")
+    # the quality and state phases train through the kernels on the GPU; on the CPU the
+    # interpreter would take minutes a step, so they take the reference path there
+    train_kernels = cuda
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    figures: dict[str, float | int | str] = {}
+    checks: list[Check] = []
+    started = time.perf_counter()
+
+    base.phase("environment")
+    for k, v in _environment(device).items():
+        figures[f"env_{k}"] = v
+
+    base.phase("kernel_speed")
+    t0 = time.perf_counter()
+    for shape in prof.speed_shapes:
+        tag = f"{shape[0]}x{shape[1]}_fp32"
+        res = measure_kernel_speed(shape, torch.float32, device)
+        for k, v in res.items():
+            figures[f"speed_{tag}_{k}"] = v
+        print(f"[sage] speed {tag}: {res}", flush=True)
+        checks.append(
+            Check(f"sage_step_frac_of_copy_bw_{tag}", res["sage_frac_of_copy"], ">=", 0.85)
+        )
+        checks.append(
+            Check(f"adamw_fused_ms_over_sage_ms_{tag}", res["adamw_ms_over_sage_ms"], ">", 1.0)
+        )
+    emb = prof.speed_shapes[0]
+    tag = f"{emb[0]}x{emb[1]}_bf16"
+    res = measure_kernel_speed(emb, torch.bfloat16, device)
+    for k, v in res.items():
+        figures[f"speed_{tag}_{k}"] = v
+    print(f"[sage] speed {tag}: {res}", flush=True)
+    figures["seconds_kernel_speed"] = time.perf_counter() - t0
+
+    base.phase("data")
+    from replication.data import load_shakespeare
+
+    t0 = time.perf_counter()
+    corpus = load_shakespeare()
+    figures["data_train_tokens"] = int(corpus.train.numel())
+    figures["data_eval_tokens"] = int(corpus.eval.numel())
+    figures["data_vocab_size"] = corpus.vocab_size
+    figures["data_corpus_sha256"] = corpus.digest
+    figures["seconds_data"] = time.perf_counter() - t0
+
+    base.phase("state_bytes")
+    sizes = measure_state_bytes(prof.model_size, corpus.vocab_size, device, train_kernels)
+    for k, v in sizes.items():
+        figures[f"state_bytes_{k}"] = v
+    ratio = sizes["sage_hybrid"] / sizes["sinkgd_hybrid"]
+    figures["state_bytes_sage_over_sinkgd_hybrid"] = ratio
+    print(f"[sage] state bytes: {sizes}", flush=True)
+    checks.append(Check("state_bytes_sage_hybrid_over_sinkgd_hybrid", ratio, "<=", 0.55))
+
+    base.phase("quality")
+    t0 = time.perf_counter()
+    losses: dict[str, list[float]] = {name: [] for name in OPTIMIZERS}
+    for seed in prof.seeds:
+        for name in OPTIMIZERS:
+            out = train_and_eval(name, seed, prof, corpus, device, train_kernels)
+            losses[name].append(out["eval_loss"])
+            figures[f"quality_{name}_seed{seed}_eval_loss"] = out["eval_loss"]
+            figures[f"quality_{name}_seed{seed}_train_loss_last"] = out["train_loss_last"]
+            figures[f"quality_{name}_seed{seed}_train_seconds"] = out["train_seconds"]
+            print(f"[sage] quality {name} seed {seed}: {out}", flush=True)
+    means = {name: sum(v) / len(v) for name, v in losses.items()}
+    for name, v in means.items():
+        figures[f"quality_{name}_mean_eval_loss"] = v
+    figures["seconds_quality"] = time.perf_counter() - t0
+    gap_sinkgd = means["sage_hybrid"] - means["sinkgd_hybrid"]
+    gap_lion = means["sage_hybrid"] - means["lion_hybrid"]
+    checks.append(Check("eval_loss_sage_hybrid_minus_sinkgd_hybrid", gap_sinkgd, "<=", 0.01))
+    checks.append(Check("eval_loss_sage_hybrid_minus_lion_hybrid", gap_lion, "<=", 0.01))
+    checks.append(
+        Check(
+            "eval_loss_sage_hybrid_minus_adamw",
+            means["sage_hybrid"] - means["adamw"],
+            "<=",
+            0.01,
+            gating=False,
+        )
+    )
+
+    figures["run_model"] = prof.model_size
+    figures["run_seq_len"] = prof.seq_len
+    figures["run_batch_size"] = prof.batch_size
+    figures["run_steps"] = prof.steps
+    figures["run_warmup_steps"] = prof.warmup_steps
+    figures["run_seeds"] = len(prof.seeds)
+    figures["run_train_tokens_per_run"] = prof.steps * prof.batch_size * prof.seq_len
+    figures["run_eval_tokens"] = prof.eval_batches * prof.batch_size * prof.seq_len
+    figures["hyper_matrix_lr"] = HYPER.matrix_lr
+    figures["hyper_sign_lr"] = HYPER.sign_lr
+    figures["hyper_adam_lr"] = HYPER.adam_lr
+    figures["hyper_weight_decay"] = HYPER.weight_decay
+    figures["seconds_total"] = time.perf_counter() - started
+
+    notes = (
+        f"profile {profile}: SAGE step, fused AdamW and copy_ timed in one process on "
+        f"{', '.join(f'{r}x{c}' for r, c in prof.speed_shapes)} fp32 (bf16 on the first, "
+        f"reported); state bytes summed over optimizer.state after one step on {prof.model_size};"
+        f" quality: {prof.model_size} Llama, seq {prof.seq_len}, batch {prof.batch_size}, "
+        f"{prof.steps} steps ({prof.warmup_steps} warm-up, cosine to 10%), bf16 autocast on CUDA, "
+        f"{len(prof.seeds)} seeds, eval on {prof.eval_batches} fixed batches of the held-out "
+        f"plays; the paper trains 60M-1.3B Llamas for 50k steps on the Pile, this is a reduced "
+        f"run on Shakespeare."
+    )
+    if not prof.conclusive:
+        notes += " Smoke profile: toy sizes, CPU timings; the verdict is not a measurement."
+    return claim_result(
+        claim_id=CLAIM_ID,
+        paper=PAPER,
+        profile=profile,
+        statement=STATEMENT,
+        checks=checks,
+        figures=figures,
+        conclusive=prof.conclusive,
+        notes=notes,
+    )
+
+
+if __name__ == "__main__":
+    main_for(run, PROFILES)
