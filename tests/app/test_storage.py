@@ -1,0 +1,99 @@
+"""The schema the migrations build, the append-only log, and the engine's settings."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import Connection, inspect, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from app.records.repository import RecordRepository
+from app.storage.engine import Database, normalize_url
+from app.storage.migrate import alembic_config, current_revision
+
+from .helpers import seed_number
+
+
+def test_normalize_url_rewrites_plain_postgres_urls() -> None:
+    assert normalize_url("postgresql://u:p@h:5/db") == "postgresql+psycopg://u:p@h:5/db"
+    assert normalize_url("postgres://h/db") == "postgresql+psycopg://h/db"
+    assert normalize_url("postgresql+psycopg://h/db") == "postgresql+psycopg://h/db"
+    assert normalize_url("sqlite:///./pith.db") == "sqlite:///./pith.db"
+
+
+def test_in_memory_sqlite_is_refused() -> None:
+    with pytest.raises(ValueError, match="in-memory"):
+        Database("sqlite://")
+
+
+def test_migrations_build_every_table_at_head(db_url: str, connection: Connection) -> None:
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config(db_url)).get_current_head()
+    assert current_revision(db_url) == head
+    tables = set(inspect(connection).get_table_names())
+    assert {"records", "aliases", "signer_keys", "events", "state_cache"} <= tables
+    uniques = {
+        tuple(u["column_names"]) for u in inspect(connection).get_unique_constraints("aliases")
+    }
+    assert ("kind", "value") in uniques
+
+
+def test_sqlite_runs_wal_with_full_sync(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+    db.dispose()
+
+
+def _event_count(connection: Connection) -> int:
+    return int(connection.execute(text("SELECT count(*) FROM events")).scalar() or 0)
+
+
+@pytest.mark.parametrize("statement", ["UPDATE events SET seq = seq + 1", "DELETE FROM events"])
+def test_the_database_refuses_to_rewrite_events(
+    seeded, connection: Connection, statement: str
+) -> None:  # type: ignore[no-untyped-def]
+    before = _event_count(connection)
+    assert before == 10  # five seeds, a record and a graph event each
+    savepoint = connection.begin_nested()
+    with pytest.raises(DBAPIError, match="append-only"):
+        connection.execute(text(statement))
+    savepoint.rollback()
+    assert _event_count(connection) == before
+
+
+def test_log_indices_increase_in_insertion_order(seeded, connection: Connection) -> None:  # type: ignore[no-untyped-def]
+    rows = connection.execute(
+        text("SELECT log_index, subject, target FROM events ORDER BY log_index")
+    ).all()
+    indices = [r[0] for r in rows]
+    assert indices == sorted(indices) and len(set(indices)) == len(indices)
+    # each seed's record event precedes its graph event, and seeds come in file order
+    assert [r[2] for r in rows] == ["record", "graph"] * 5
+    assert rows[0][1] == seed_number("000")
+
+
+def test_an_alias_names_one_record(seeded, database: Database) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(IntegrityError), database.write() as session:
+        repo = RecordRepository(session)
+        other = repo.by_number(seed_number("004"))
+        assert other is not None
+        repo.add_alias(other.id, "arxiv", "2606.22932", datetime.now(UTC))
+    with database.read() as session:
+        record = RecordRepository(session).by_alias("arxiv", "2606.22932")
+        assert record is not None and record.pith_number == seed_number("000")
+
+
+def test_downgrade_and_upgrade_round_trip(fresh_databases) -> None:  # type: ignore[no-untyped-def]
+    from alembic import command
+
+    url = fresh_databases.new("sqlite")
+    command.downgrade(alembic_config(url), "base")
+    assert current_revision(url) is None
+    command.upgrade(alembic_config(url), "head")
+    assert current_revision(url) is not None
