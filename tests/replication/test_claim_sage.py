@@ -1,0 +1,90 @@
+"""The SAGE claim: its smoke profile end to end, and its result's shape."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from replication.claims import sage
+from replication.claims.base import RESULT_VERSION
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def smoke() -> dict:
+    return sage.run("smoke")
+
+
+def test_identity() -> None:
+    assert sage.CLAIM_ID == "sage"
+    assert sage.PAPER == "arxiv:2604.07663"
+    assert sage.PROFILES == ("smoke", "h100")
+
+
+def test_smoke_result_shape(smoke: dict) -> None:
+    assert smoke["result_version"] == RESULT_VERSION
+    assert smoke["claim_id"] == "sage" and smoke["profile"] == "smoke"
+    assert smoke["verdict"] == "inconclusive"  # toy sizes decide nothing
+    assert all(isinstance(v, str) for v in smoke["figures"].values())
+    names = {c["name"] for c in smoke["checks"]}
+    assert {
+        "sage_step_frac_of_copy_bw_96x80_fp32",
+        "adamw_fused_ms_over_sage_ms_96x80_fp32",
+        "state_bytes_sage_hybrid_over_sinkgd_hybrid",
+        "eval_loss_sage_hybrid_minus_sinkgd_hybrid",
+        "eval_loss_sage_hybrid_minus_lion_hybrid",
+    } <= names
+    for c in smoke["checks"]:
+        assert isinstance(c["measured"], str) and isinstance(c["target"], str)
+    assert "smoke" in smoke["notes"].lower()
+    json.dumps(smoke)  # payload-ready
+
+
+def test_smoke_figures_are_measurements(smoke: dict) -> None:
+    f = smoke["figures"]
+    # the state ratio follows from the tiny model's shapes: SAGE keeps about half of AdamW's
+    ratio = float(f["state_bytes_sage_over_sinkgd_hybrid"])
+    assert 0.45 < ratio < 0.55
+    for name in sage.OPTIMIZERS:
+        loss = float(f[f"quality_{name}_mean_eval_loss"])
+        assert 5.0 < loss < 11.0  # a few steps from ln(16000) ≈ 9.68
+    assert int(f["data_vocab_size"]) == 16_000
+    assert int(f["data_train_tokens"]) > 1_000_000
+    assert float(f["speed_96x80_fp32_sage_ms"]) > 0
+    assert f["run_steps"] == str(sage.PROFILE_SETTINGS["smoke"].steps)
+
+
+def test_phases_are_announced(capsys) -> None:
+    from replication.claims import base
+
+    base.phase("kernel_speed")
+    assert "::phase:: kernel_speed" in capsys.readouterr().err
+
+
+def test_h100_profile_keeps_the_content() -> None:
+    h = sage.PROFILE_SETTINGS["h100"]
+    assert h.speed_shapes == ((32000, 2048), (4096, 4096))
+    assert h.model_size == "d512-l8" and h.seq_len == 256 and len(h.seeds) == 2
+    assert h.conclusive
+
+
+def test_unknown_profile_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown profile"):
+        sage.run("a100")
+
+
+def test_module_entry_point_parses_profiles() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "replication.claims.sage", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert "smoke" in out.stdout and "h100" in out.stdout
