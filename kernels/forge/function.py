@@ -16,6 +16,9 @@ import torch.nn.functional as F
 class WeightSlot(Protocol):
     """What the backward needs from the optimizer that owns a weight."""
 
+    def check_can_update(self) -> None:
+        """Raise if the weight was already stepped since the last opt.step()."""
+
     def fused_update(self, dy: torch.Tensor, x: torch.Tensor) -> None:
         """Update the weight in place from dY [T, N] and X [T, K]."""
 
@@ -55,6 +58,7 @@ class ForgeLinearFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[torch.Tensor | None, None, Any, None]:  # type: ignore[override]
+        ctx.slot.check_can_update()  # before autograd's own check of the saved (old) weight
         x_c, w_c = ctx.saved_tensors
         n_out, n_in = w_c.shape
         dy2 = dy.reshape(-1, n_out)

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from . import reference
@@ -96,6 +97,8 @@ class _Slot:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         module = self.module
+        if self._opt() is None:  # the optimizer is gone: a plain linear layer again
+            return F.linear(x, module.weight, module.bias)
         if module.weight is not self.param:
             raise RuntimeError(
                 f"FORGE: {self.name}.weight was replaced after the optimizer took it"
@@ -105,6 +108,10 @@ class _Slot:
             if self.uses > 1:
                 raise RuntimeError(ACCUMULATION_ERROR.format(name=f"{self.name}.weight"))
         return forge_linear(x, module.weight, module.bias, self)
+
+    def check_can_update(self) -> None:
+        if self.updated:
+            raise RuntimeError(ACCUMULATION_ERROR.format(name=f"{self.name}.weight"))
 
     def fused_update(self, dy: torch.Tensor, x: torch.Tensor) -> None:
         opt = self._opt()
@@ -171,7 +178,8 @@ class ForgeOptimizer(torch.optim.Optimizer):
         super().__init__(params, defaults)
         self._building = False
         self._index = {p: i for i, p in enumerate(params)}
-        self._group_of = {p: g for g in self.param_groups for p in g["params"]}
+        # Group by position: load_state_dict() replaces the group dicts, keeping their order.
+        self._group_index = {p: i for i, g in enumerate(self.param_groups) for p in g["params"]}
 
         counts: dict[int, int] = {}
         for _, p in model.named_parameters(remove_duplicate=False):
@@ -276,14 +284,13 @@ class ForgeOptimizer(torch.optim.Optimizer):
             state["step"] = torch.tensor(0.0)
             for name in self.rule.state_names:
                 state[name] = torch.zeros(p.shape, dtype=torch.float32, device=p.device)
-        state["step"] += 1
+        state["step"] = state["step"] + 1  # a new tensor: loaded state dicts may share it
         return int(state["step"].item()), [state[name] for name in self.rule.state_names]
 
     def _fused_update(self, slot: _Slot, dy: torch.Tensor, x: torch.Tensor) -> None:
         p = slot.param
-        if slot.updated:
-            raise RuntimeError(ACCUMULATION_ERROR.format(name=f"{slot.name}.weight"))
-        group = self._group_of[p]
+        slot.check_can_update()
+        group = self.param_groups[self._group_index[p]]
         step, states = self._advance(p)
         sc = self._scalars(group, step)
         key = reference.sr_seed_key(self.seed, slot.index, step)
@@ -304,6 +311,9 @@ class ForgeOptimizer(torch.optim.Optimizer):
                     seed_key=key,
                     precision="tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee",
                 )
+                # The kernel wrote W through a pointer: tell autograd, as an in-place op would,
+                # so a graph that saved the old W refuses to use it.
+                torch.autograd.graph.increment_version(p)
         slot.updated = True
 
 
