@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# One device call: FORGE's GPU tests (bf16, real sizes) and the claim's h100 profile.
+# Run from the repo root on the GPU machine: bash kernels/forge/gpu_check.sh  (writes under $OUT)
+set -o pipefail
+OUT=${OUT:-/tmp/forge_out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 PYTHONPATH=. TRITON_PRINT_AUTOTUNING=1
+{
+  nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,memory.total --format=csv
+  python3 -c "import torch, triton, transformers, numpy; print('torch', torch.__version__, 'triton', triton.__version__, 'transformers', transformers.__version__, 'numpy', numpy.__version__)"
+  git rev-parse HEAD 2>/dev/null || true
+} 2>&1 | tee "$OUT/env.txt"
+timeout "${TEST_LIMIT:-210}" python3 -m pytest tests/kernels/test_forge_kernel.py \
+  tests/kernels/test_forge_optimizer.py -m gpu -q -rA --durations=15 -p no:cacheprovider \
+  --junitxml="$OUT/gpu_tests.xml" 2>&1 | tee "$OUT/gpu_tests.txt"
+timeout "${CLAIM_LIMIT:-240}" python3 -m replication.claims.forge --profile h100 \
+  --out "$OUT/forge_h100.json" 2>&1 | tee "$OUT/claim_log.txt" | grep -v '^ ' | grep -v '^[{}]'
+python3 - "$OUT/forge_h100.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print("verdict:", r["verdict"])
+for c in r["checks"]:
+    print(f"  {'PASS' if c['passed'] else 'FAIL'} {'G' if c['gating'] else ' '} {c['name']}: {c['measured']} {c['op']} {c['target']}")
+for k, v in sorted(r["figures"].items()):
+    print(f"  {k} = {v}")
+PY
