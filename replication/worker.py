@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import tempfile
@@ -24,7 +25,7 @@ from typing import Any
 from rich.console import Console
 
 from pith_core import PithError
-from pith_core.keyfile import load_key
+from pith_core.keyfile import load_or_create_key
 from pith_core.keys import KeyPair
 from replication import environment
 from replication.claims import CLAIM_MODULES
@@ -208,7 +209,20 @@ class Worker:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    key = load_key(args.key)
+    created = not args.key.exists()
+    key = load_or_create_key(args.key, key_id=args.worker_id or f"worker-{os.uname().nodename}")
+    if created:  # the registry's admin registers this public key before the worker gets jobs
+        print(
+            json.dumps(
+                {
+                    "created_key": str(args.key),
+                    "key_id": key.key_id,
+                    "public_key_hex": key.public_key.hex(),
+                    "fingerprint": key.fingerprint,
+                }
+            ),
+            flush=True,
+        )
     claims = [c.strip() for c in args.claims.split(",") if c.strip()]
     unknown = sorted(set(claims) - set(CLAIM_MODULES))
     if unknown:
@@ -273,12 +287,24 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="pith-worker", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="lease jobs from a registry and run them")
-    p.add_argument("--server", required=True, help="the registry's base URL")
-    p.add_argument("--key", required=True, type=Path, help="the worker's key file (pith keygen)")
+    env = os.environ.get
+    p.add_argument(
+        "--server",
+        default=env("PITH_SERVER_URL"),
+        required=not env("PITH_SERVER_URL"),
+        help="the registry's base URL (env PITH_SERVER_URL)",
+    )
+    p.add_argument(
+        "--key",
+        type=Path,
+        default=env("PITH_WORKER_KEY"),
+        required=not env("PITH_WORKER_KEY"),
+        help="the worker's key file, created on first use (env PITH_WORKER_KEY)",
+    )
     p.add_argument(
         "--claims",
-        default=",".join(c for c in CLAIM_MODULES if c != "selftest"),
-        help="comma-separated claim ids this worker runs",
+        default=env("PITH_WORKER_CLAIMS") or ",".join(c for c in CLAIM_MODULES if c != "selftest"),
+        help="comma-separated claim ids this worker runs (env PITH_WORKER_CLAIMS)",
     )
     p.add_argument("--once", action="store_true", help="run at most one job, then exit")
     p.add_argument("--json", action="store_true", help="machine-readable progress lines")
