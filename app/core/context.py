@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -12,11 +12,12 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from ..registry.service import RegistryIdentity
 from ..settings import Settings
 from ..storage.engine import Database
-from .cache import ReadCache
+from .cache import ReadCache, ResponseKey, response_key
 
 
 @dataclass(frozen=True)
@@ -24,19 +25,43 @@ class Rendered:
     """A read response built once and served from the cache: body, media type, ETag."""
 
     body: bytes
-    media_type: str
-    etag: str
-    status: int = 200
+    headers: tuple[tuple[bytes, bytes], ...]  # content-type, content-length, etag[, vary]
+    etag: bytes
 
     @classmethod
-    def of(cls, body: bytes, media_type: str) -> Rendered:
-        return cls(body, media_type, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
+    def of(cls, body: bytes, media_type: str, *, vary: bool = False) -> Rendered:
+        etag = b'"' + hashlib.sha256(body).hexdigest()[:32].encode() + b'"'
+        headers = [
+            (b"content-type", media_type.encode()),
+            (b"content-length", str(len(body)).encode()),
+            (b"etag", etag),
+        ]
+        if vary:
+            headers.append((b"vary", b"Accept"))
+        return cls(body, tuple(headers), etag)
 
-    def response(self, request: Request, extra_headers: dict[str, str] | None = None) -> Response:
-        headers = {"ETag": self.etag, **(extra_headers or {})}
-        if request.headers.get("if-none-match") == self.etag:
-            return Response(status_code=304, headers=headers)
-        return Response(self.body, self.status, headers=headers, media_type=self.media_type)
+    async def send(self, scope: Scope, send: Send) -> None:
+        """Send as an ASGI response (304 without a body when If-None-Match names it)."""
+        for name, value in scope["headers"]:
+            if name == b"if-none-match" and value == self.etag:
+                headers = [h for h in self.headers if h[0] in (b"etag", b"vary")]
+                await send({"type": "http.response.start", "status": 304, "headers": headers})
+                await send({"type": "http.response.body", "body": b""})
+                return
+        await send({"type": "http.response.start", "status": 200, "headers": list(self.headers)})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+class RenderedResponse(Response):
+    """A `Rendered` returned from a route."""
+
+    def __init__(self, rendered: Rendered) -> None:
+        super().__init__(rendered.body)
+        self.rendered = rendered
+        self.raw_headers = list(rendered.headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.rendered.send(scope, send)
 
 
 @dataclass
@@ -50,7 +75,7 @@ class AppContext:
     def base_url(self) -> str:
         return self.settings.base_url
 
-    def render(self, key: Hashable, build: Callable[[Session], tuple[bytes, str]]) -> Rendered:
+    def render(self, key: ResponseKey, build: Callable[[Session], tuple[bytes, str]]) -> Rendered:
         """`build(session)` → (body, media type) in a read unit, cached as of the log head.
 
         Call from a worker thread (it queries the database)."""
@@ -59,7 +84,7 @@ class AppContext:
         with self.db.read() as session:
             head = EventRepository(session).head()
             body, media_type = build(session)
-        rendered = Rendered.of(body, media_type)
+        rendered = Rendered.of(body, media_type, vary=key[2] != "")
         self.cache.put(key, rendered, head)
         return rendered
 
@@ -73,12 +98,16 @@ class AppContext:
             head = EventRepository(session).head()
         self.cache.advance(head)
 
-    async def serve(self, key: Hashable, build: Callable[[Session], tuple[bytes, str]]) -> Rendered:
-        """The cached rendering of `key`, or a fresh one built in a worker thread."""
+    async def serve(
+        self, request: Request, build: Callable[[Session], tuple[bytes, str]]
+    ) -> Response:
+        """The cached rendering of what `request` asks for, or a fresh one built in a worker
+        thread (the route's own path, when `CachedReadMiddleware` did not answer first)."""
+        key = response_key(request.scope)
         hit = self.cache.get(key)
-        if hit is not None:
-            return hit
-        return await run_in_threadpool(self.render, key, build)
+        if hit is None:
+            hit = await run_in_threadpool(self.render, key, build)
+        return RenderedResponse(hit)
 
 
 def context_of(request: Request) -> AppContext:

@@ -174,10 +174,8 @@ async def changes(
     return await run_in_threadpool(_feed, context_of(request), decode_cursor(after), limit)
 
 
-async def _serve(request: Request, key: tuple[str, str], build: views.Build) -> Response:
-    ctx = context_of(request)
-    rendered = await ctx.serve(key, build)
-    return rendered.response(request)
+async def _serve(request: Request, build: views.Build) -> Response:
+    return await context_of(request).serve(request, build)
 
 
 @router.get(
@@ -187,7 +185,7 @@ async def _serve(request: Request, key: tuple[str, str], build: views.Build) -> 
     response_class=Response,
 )
 async def state(pith_id: str, request: Request) -> Response:
-    return await _serve(request, ("state", pith_id), views.state_json(context_of(request), pith_id))
+    return await _serve(request, views.state_json(context_of(request), pith_id))
 
 
 @router.get(
@@ -197,9 +195,7 @@ async def state(pith_id: str, request: Request) -> Response:
     response_class=Response,
 )
 async def bundle(pith_id: str, request: Request) -> Response:
-    return await _serve(
-        request, ("bundle", pith_id), views.bundle_json(context_of(request), pith_id)
-    )
+    return await _serve(request, views.bundle_json(context_of(request), pith_id))
 
 
 @router.get(
@@ -219,9 +215,7 @@ async def well_known_bundle(pith_id: str, request: Request) -> Response:
     response_class=Response,
 )
 async def events(pith_id: str, request: Request) -> Response:
-    return await _serve(
-        request, ("events", pith_id), views.events_json(context_of(request), pith_id)
-    )
+    return await _serve(request, views.events_json(context_of(request), pith_id))
 
 
 @router.get(
@@ -231,4 +225,4 @@ async def events(pith_id: str, request: Request) -> Response:
     response_class=Response,
 )
 async def graph(pith_id: str, request: Request) -> Response:
-    return await _serve(request, ("graph", pith_id), views.graph_json(context_of(request), pith_id))
+    return await _serve(request, views.graph_json(context_of(request), pith_id))

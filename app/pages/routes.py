@@ -10,11 +10,11 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.orm import Session
 
 from ..core.context import context_of
+from ..core.negotiation import HTML, wants_json
 from ..records import views as record_views
 from .service import index_context, record_page_context
 
 router = APIRouter(tags=["pages"])
-HTML = "text/html; charset=utf-8"
 templates = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=select_autoescape(["html"]),
@@ -31,26 +31,11 @@ PAGE_RESPONSES = {
 }
 
 
-def wants_json(accept: str) -> str | None:
-    """The JSON media type the client asks for, or None when it wants the page.
-
-    JSON-LD or JSON wins unless HTML is listed before it (as browsers do)."""
-    accept = accept.lower()
-    positions = {
-        m: accept.find(m) for m in ("application/ld+json", "application/json", "text/html")
-    }
-    html_at = positions.pop("text/html")
-    found = sorted((at, m) for m, at in positions.items() if at >= 0)
-    if not found or (0 <= html_at < found[0][0]):
-        return None
-    return found[0][1]
-
-
 @router.get(
     "/",
     summary="Index page",
     response_class=Response,
-    responses={200: {"content": {"text/html": {}}}},
+    responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}}},
 )
 async def index(request: Request) -> Response:
     ctx = context_of(request)
@@ -59,8 +44,7 @@ async def index(request: Request) -> Response:
         html = templates.get_template("index.html").render(index_context(ctx, session))
         return html.encode("utf-8"), HTML
 
-    rendered = await ctx.serve(("index",), build)
-    return rendered.response(request)
+    return await ctx.serve(request, build)
 
 
 @router.get(
@@ -72,17 +56,11 @@ async def index(request: Request) -> Response:
 async def record_page(pith_id: str, request: Request) -> Response:
     ctx = context_of(request)
     json_type = wants_json(request.headers.get("accept", ""))
-    vary = {"Vary": "Accept"}
     if json_type is not None:
-        build = record_views.record_json(ctx, pith_id, json_type)
-        rendered = await ctx.serve(("record", pith_id, json_type), build)
-        return rendered.response(request, vary)
+        return await ctx.serve(request, record_views.record_json(ctx, pith_id, json_type))
 
     def build_page(session: Session) -> tuple[bytes, str]:
-        page = templates.get_template("record.html").render(
-            record_page_context(ctx, session, pith_id)
-        )
-        return page.encode("utf-8"), HTML
+        context = record_page_context(ctx, session, pith_id)
+        return templates.get_template("record.html").render(context).encode("utf-8"), HTML
 
-    rendered = await ctx.serve(("page", pith_id), build_page)
-    return rendered.response(request, vary)
+    return await ctx.serve(request, build_page)

@@ -34,8 +34,7 @@ JSON_RESPONSE: dict[int | str, dict[str, Any]] = {
 )
 async def record_json(pith_id: str, request: Request) -> Response:
     ctx = context_of(request)
-    rendered = await ctx.serve(("record", pith_id), views.record_json(ctx, pith_id))
-    return rendered.response(request)
+    return await ctx.serve(request, views.record_json(ctx, pith_id))
 
 
 @router.get(
@@ -103,8 +102,7 @@ async def list_records(
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> Response:
     ctx = context_of(request)
-    rendered = await ctx.serve(("records", limit, offset), views.record_list(ctx, limit, offset))
-    return rendered.response(request)
+    return await ctx.serve(request, views.record_list(ctx, limit, offset))
 
 
 def _created(created: bool, body: bytes) -> Response:
