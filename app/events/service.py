@@ -16,9 +16,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from pith_core.bundle import build_bundle
-from pith_core.canonical import canonical_json, parse_json
+from pith_core.canonical import canonical_json_prechecked, parse_json
 from pith_core.errors import CanonicalError, EventError
-from pith_core.events import EVENT_FIELDS, build_event, sign_event, verify_event
+from pith_core.events import EVENT_FIELDS, SignerKey, build_event, sign_event, verify_event
 from pith_core.merge import merge
 from pith_core.number import short_pith_number
 from pith_core.timefmt import format_utc_second
@@ -48,6 +48,9 @@ _REASON_FIELDS = {
 }
 _LEADING_WORD = re.compile(r"[a-z_]+")
 FEED_CURSOR_PREFIX = "log:"
+# Parsed public keys of recent signers (pith_core.verify_event reuses them); bounded.
+_SIGNER_KEYS: dict[str, SignerKey] = {}
+_SIGNER_KEYS_MAX = 10_000
 
 
 @dataclass(frozen=True)
@@ -82,8 +85,10 @@ def check_event(
     event: Any, identity: RegistryIdentity, *, now: datetime, max_skew: timedelta
 ) -> dict[str, Any]:
     """`event` verified by `pith_core.events.verify_event`; a 422 problem naming what failed."""
+    if len(_SIGNER_KEYS) > _SIGNER_KEYS_MAX:
+        _SIGNER_KEYS.clear()
     try:
-        verify_event(event, identity.pinned_fingerprints)
+        verify_event(event, identity.pinned_fingerprints, signer_keys=_SIGNER_KEYS)
     except EventError as e:
         raise Problem(422, e.reason, str(e), field=_field_of(e)) from e
     if event["created_at"] > format_utc_second(now + max_skew):
@@ -108,7 +113,7 @@ def _row(event: Mapping[str, Any], received_at: datetime) -> dict[str, Any]:
         "event_type": event["event_type"],
         "created_at": event["created_at"],
         "received_at": received_at,
-        "body": canonical_json(event).decode("utf-8"),
+        "body": canonical_json_prechecked(event).decode("utf-8"),  # verified: in the profile
     }
 
 

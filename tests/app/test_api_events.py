@@ -256,6 +256,35 @@ class TestBatch:
         state = seeded.get(f"/pith/{SUFFIX}/state.json").json()
         assert len(state["current"]["replication_records"]) == 2
 
+    def test_a_large_batch_keeps_its_order_in_the_log(
+        self, seeded: TestClient, connection: Connection
+    ) -> None:
+        key = new_key()
+        events, prev = [], None
+        for seq in range(1, 41):  # large enough for PostgreSQL's COPY path
+            events.append(signed_event(key, FORGE if seq % 3 == 1 else POET, seq=seq, prev=prev))
+            prev = events[-1]["event_id"]
+        first = _post(seeded, ACTION, events[0])  # stored already: a duplicate in the batch
+        assert first.status_code == 201
+        r = seeded.post("/api/events", json=events)
+        assert r.status_code == 201 and r.json()["accepted"] == 39 and r.json()["duplicates"] == 1
+        results = r.json()["results"]
+        assert results[0] == {
+            "event_id": events[0]["event_id"],
+            "log_index": first.json()["log_index"],
+            "status": "duplicate",
+        }
+        assert [x["event_id"] for x in results] == [e["event_id"] for e in events]
+        indices = [x["log_index"] for x in results[1:]]
+        assert indices == sorted(indices) and len(set(indices)) == 39
+        rows = connection.execute(
+            text("SELECT event_id, log_index, body FROM events WHERE log_index >= :i"),
+            {"i": indices[0]},
+        ).all()
+        stored = {e: (i, json.loads(b)) for e, i, b in rows}
+        for x, event in zip(results[1:], events[1:], strict=True):
+            assert stored[x["event_id"]] == (x["log_index"], event)
+
     def test_one_bad_event_stores_none(self, seeded: TestClient, connection: Connection) -> None:
         key = new_key()
         good = signed_event(key, FORGE, seq=1)
