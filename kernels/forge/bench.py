@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -106,23 +107,43 @@ def make_trainer(
 
 def time_backward_step(
     trainer: Trainer, batches: list[tuple[torch.Tensor, torch.Tensor]], iters: int, warmup: int
-) -> float:
-    """Median ms of backward + optimizer step (the forward runs before the start event)."""
+) -> tuple[float, float]:
+    """Median ms of backward + optimizer step on the GPU (CUDA events; the forward runs before
+    the start event), and median ms the CPU took to issue them: when the two are close, the
+    step is paced by the host, not the GPU."""
     times = []
+    cpu = []
     for i in range(warmup + iters):
         x, target = batches[i % len(batches)]
         loss = trainer.forward_loss(x, target)
         start = torch.cuda.Event(enable_timing=True)
         end = torch.cuda.Event(enable_timing=True)
         start.record()
+        t0 = time.perf_counter()
         loss.backward()
         trainer.step()
+        t1 = time.perf_counter()
         end.record()
         if i >= warmup:
             times.append((start, end))
+            cpu.append((t1 - t0) * 1e3)
         del loss
     torch.cuda.synchronize()
-    return statistics.median(s.elapsed_time(e) for s, e in times)
+    return statistics.median(s.elapsed_time(e) for s, e in times), statistics.median(cpu)
+
+
+def profile_table(trainer: Trainer, x: torch.Tensor, target: torch.Tensor, rows: int = 12) -> str:
+    """torch.profiler's table of one backward + step (after a warm-up iteration)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    trainer.iteration(x, target)
+    loss = trainer.forward_loss(x, target)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        loss.backward()
+        trainer.step()
+        torch.cuda.synchronize()
+    return prof.key_averages().table(sort_by="cuda_time_total", row_limit=rows)
 
 
 def peak_step_memory(trainer: Trainer, x: torch.Tensor, target: torch.Tensor) -> int:
@@ -155,8 +176,9 @@ def fused_kernel_bytes(t: int, n: int, k: int, in_bytes: int, w_bytes: int = 4) 
 
 
 def kernel_timings(t: int, width: int, device: str = "cuda") -> dict[str, float]:
-    """The fused kernel alone on one [width, width] layer (bf16 dY/X, fp32 W/m/v), against the
-    unfused sequence it replaces: cuBLAS dW in bf16, its cast to fp32, torch's fused AdamW."""
+    """The fused kernel alone on one [width, width] layer (bf16 dY/X, fp32 W/m/v, writing the
+    bf16 old W for dX, as under autocast), against the unfused sequence it replaces: cuBLAS dW
+    in bf16, its cast to fp32, torch's fused AdamW."""
     import triton.testing
 
     g = torch.Generator(device=device).manual_seed(t)
@@ -167,8 +189,10 @@ def kernel_timings(t: int, width: int, device: str = "cuda") -> dict[str, float]
     v = torch.zeros_like(w)
     sc = StepScalars.adamw(step=10, lr=1e-6, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
 
+    old = torch.empty(width, width, device=device, dtype=torch.bfloat16)
+
     def fused() -> None:
-        forge_linear_step_(dy, x, w, [m, v], Rule.ADAMW, sc)
+        forge_linear_step_(dy, x, w, [m, v], Rule.ADAMW, sc, w_old_out=old)
 
     p = nn.Parameter(w.clone())
     opt = torch.optim.AdamW([p], lr=1e-6, fused=True)
@@ -184,7 +208,7 @@ def kernel_timings(t: int, width: int, device: str = "cuda") -> dict[str, float]
     ms_mm = triton.testing.do_bench(
         lambda: torch.mm(dy.t(), x), warmup=25, rep=100, return_mode="median"
     )
-    nbytes = fused_kernel_bytes(t, width, width, 2)
+    nbytes = fused_kernel_bytes(t, width, width, 2) + 2 * width * width  # + the bf16 old W
     return {
         "fused_ms": ms_fused,
         "unfused_ms": ms_unfused,
@@ -195,13 +219,71 @@ def kernel_timings(t: int, width: int, device: str = "cuda") -> dict[str, float]
     }
 
 
+def host_overhead(n: int = 300) -> dict[str, float]:
+    """Host µs per call when the GPU work is negligible: the fused launch, a cuBLAS mm, and a
+    whole backward + step of a tiny 8-layer stack under each method (CPU-paced by design)."""
+    dev = "cuda"
+    dy = torch.randn(64, 256, device=dev, dtype=torch.bfloat16)
+    x = torch.randn(64, 256, device=dev, dtype=torch.bfloat16)
+    w = torch.randn(256, 256, device=dev)
+    st = [torch.zeros_like(w), torch.zeros_like(w)]
+    sc = StepScalars.adamw(step=3, lr=1e-6, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+    out: dict[str, float] = {}
+
+    def per_call(fn: Callable[[], object]) -> float:
+        for _ in range(10):
+            fn()
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        t1 = time.perf_counter()
+        torch.cuda.synchronize()
+        return (t1 - t0) / n * 1e6
+
+    out["fused_launch_us"] = per_call(
+        lambda: forge_linear_step_(dy, x, w, st, Rule.ADAMW, sc, tune=False, check=False)
+    )
+    out["cublas_mm_us"] = per_call(lambda: torch.mm(dy.t(), x))
+    for method in METHODS:
+        model = linear_stack(256, 8, dev, torch.float32, 0)
+        tr = make_trainer(model, method, autocast=torch.bfloat16)
+        xb = torch.randn(64, 256, device=dev)
+
+        def one(tr: Trainer = tr, xb: torch.Tensor = xb) -> None:
+            tr.forward_loss(xb, xb).backward()
+            tr.step()
+
+        out[f"{method}_forward_backward_step_us"] = per_call(one)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--width", type=int, default=4096)
     ap.add_argument("--depth", type=int, default=8)
     ap.add_argument("--tokens", type=int, nargs="+", default=[512, 2048, 8192])
     ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--profile", action="store_true", help="print torch.profiler tables only")
+    ap.add_argument("--overhead", action="store_true", help="print host costs only")
     args = ap.parse_args()
+    if args.overhead:
+        for k, v in host_overhead().items():
+            print(f"host {k}: {v:.1f}", flush=True)
+        return
+    if args.profile:
+        for t in args.tokens:
+            g = torch.Generator(device="cuda").manual_seed(t)
+            x = torch.randn(t, args.width, device="cuda", generator=g)
+            target = torch.randn(t, args.width, device="cuda", generator=g)
+            for method in ("forge", "fused"):
+                model = linear_stack(args.width, args.depth, "cuda", torch.float32, 0)
+                tr = make_trainer(model, method, autocast=torch.bfloat16)
+                print(f"--- {method}, T={t}, bf16 autocast: one backward + step", flush=True)
+                print(profile_table(tr, x, target), flush=True)
+                del tr, model
+                torch.cuda.empty_cache()
+        return
     rows = []
     for t in args.tokens:
         g = torch.Generator(device="cuda").manual_seed(t)
@@ -216,7 +298,7 @@ def main() -> None:
         for method in METHODS:
             model = linear_stack(args.width, args.depth, "cuda", torch.float32, 0)
             tr = make_trainer(model, method, autocast=torch.bfloat16)
-            row[method] = time_backward_step(tr, batches, args.iters, 3)
+            row[method] = time_backward_step(tr, batches, args.iters, 3)[0]
             del tr, model
             torch.cuda.empty_cache()
         row.update(kernel_timings(t, args.width))

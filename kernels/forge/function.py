@@ -19,8 +19,11 @@ class WeightSlot(Protocol):
     def check_can_update(self) -> None:
         """Raise if the weight was already stepped since the last opt.step()."""
 
-    def fused_update(self, dy: torch.Tensor, x: torch.Tensor) -> None:
-        """Update the weight in place from dY [T, N] and X [T, K]."""
+    def fused_update(
+        self, dy: torch.Tensor, x: torch.Tensor, w_old_out: torch.Tensor | None = None
+    ) -> None:
+        """Update the weight in place from dY [T, N] and X [T, K] (writing the old W, bf16,
+        into `w_old_out` when given)."""
 
 
 def _autocast_dtype(device_type: str) -> torch.dtype | None:
@@ -31,7 +34,12 @@ def _autocast_dtype(device_type: str) -> torch.dtype | None:
 
 
 class ForgeLinearFunction(torch.autograd.Function):
-    """y = x·Wᵀ + b, with the optimizer step for W fused into the weight-gradient GEMM."""
+    """y = x·Wᵀ + b, with the optimizer step for W fused into the weight-gradient GEMM.
+
+    Under bf16 autocast with fp32 weights, the forward's bf16 copy of W is not kept for the
+    backward (autocast would keep it): the fused kernel writes the pre-update W in bf16 as it
+    updates, and dX is computed from that, so no weight copy lives between forward and backward.
+    """
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -50,30 +58,45 @@ class ForgeLinearFunction(torch.autograd.Function):
             else:
                 x_c, w_c, b_c = x, weight, bias
             y = F.linear(x_c, w_c, b_c)
-        ctx.save_for_backward(x_c, w_c)
+        ctx.old_w_from_kernel = w_c is not weight and cast == torch.bfloat16
+        if ctx.old_w_from_kernel:
+            ctx.save_for_backward(x_c)
+        else:
+            ctx.save_for_backward(x_c, w_c)
         ctx.slot = slot
         ctx.x_dtype = x.dtype
         ctx.bias_dtype = bias.dtype if bias is not None else None
+        ctx.w_shape = weight.shape
         return y
 
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[torch.Tensor | None, None, Any, None]:  # type: ignore[override]
         ctx.slot.check_can_update()  # before autograd's own check of the saved (old) weight
-        x_c, w_c = ctx.saved_tensors
-        n_out, n_in = w_c.shape
+        x_c, *rest = ctx.saved_tensors
+        n_out, n_in = ctx.w_shape
         dy2 = dy.reshape(-1, n_out)
         if dy2.dtype != x_c.dtype:
             dy2 = dy2.to(x_c.dtype)
         dy2 = dy2.contiguous()
         x2 = x_c.reshape(-1, n_in)
-        dx = None
-        if ctx.needs_input_grad[0]:
-            # Queued before the update on the same stream: dX = dY·W uses the old W.
-            dx = (dy2 @ w_c).reshape(*x_c.shape[:-1], n_in).to(ctx.x_dtype)
         db = None
         if ctx.needs_input_grad[2]:
             db = dy2.sum(0, dtype=torch.float32).to(ctx.bias_dtype)
-        ctx.slot.fused_update(dy2, x2)
+        dx = None
+        if ctx.old_w_from_kernel:
+            if ctx.needs_input_grad[0]:
+                w_old = torch.empty((n_out, n_in), dtype=torch.bfloat16, device=dy2.device)
+                ctx.slot.fused_update(dy2, x2, w_old)
+                dx = dy2 @ w_old  # the old W, as the fused kernel found it
+            else:
+                ctx.slot.fused_update(dy2, x2)
+        else:
+            if ctx.needs_input_grad[0]:
+                # Queued before the update on the same stream: dX = dY·W uses the old W.
+                dx = dy2 @ rest[0]
+            ctx.slot.fused_update(dy2, x2)
+        if dx is not None:
+            dx = dx.reshape(*x_c.shape[:-1], n_in).to(ctx.x_dtype)
         return dx, None, db, None
 
 

@@ -13,6 +13,9 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=. TRITON_PRINT_AUTOTUNING=1
 timeout "${TEST_LIMIT:-210}" python3 -m pytest tests/kernels/test_forge_kernel.py \
   tests/kernels/test_forge_optimizer.py -m gpu -q -rA --durations=15 -p no:cacheprovider \
   --junitxml="$OUT/gpu_tests.xml" 2>&1 | tee "$OUT/gpu_tests.txt"
+timeout 60 python3 -m kernels.forge.bench --overhead 2>&1 | tee "$OUT/overhead.txt"
+timeout 90 python3 -m kernels.forge.bench --profile --tokens 512 2048 2>&1 | tee "$OUT/profile.txt" \
+  | grep -E "^---|forge_linear|Self CUDA time|Self CPU time|gemm|adamw|nvjet|sm90" | cut -c1-160
 timeout "${CLAIM_LIMIT:-240}" python3 -m replication.claims.forge --profile h100 \
   --out "$OUT/forge_h100.json" 2>&1 | tee "$OUT/claim_log.txt" | grep -v '^ ' | grep -v '^[{}]'
 python3 - "$OUT/forge_h100.json" <<'PY'

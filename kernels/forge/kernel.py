@@ -30,15 +30,26 @@ SGD_MOMENTUM: tl.constexpr = tl.constexpr(int(Rule.SGD_MOMENTUM))
 
 
 def make_config(
-    bn: int, bk: int, bt: int, warps: int, stages: int, prefetch: bool = False, split: int = 1
+    bn: int,
+    bk: int,
+    bt: int,
+    warps: int,
+    stages: int,
+    prefetch: bool = False,
+    split: int = 1,
+    group: int = 8,
 ) -> triton.Config:
-    """One tile shape: [bn, bk] output tile, bt tokens a step, epilogue prefetched or split."""
+    """One tile shape: [bn, bk] output tile, bt tokens a step, epilogue prefetched or split.
+
+    `group` row-tiles share a column of X in L2 before the launch order moves on; group=1 walks
+    the tiles row by row, so CTAs running together touch one contiguous band of W, m and v.
+    """
     return triton.Config(
         {
             "BLOCK_N": bn,
             "BLOCK_K": bk,
             "BLOCK_T": bt,
-            "GROUP_N": 8,
+            "GROUP_N": group,
             "PREFETCH": prefetch,
             "EPI_SPLIT": split,
         },
@@ -47,33 +58,38 @@ def make_config(
     )
 
 
+# (BLOCK_N, BLOCK_K, BLOCK_T, warps, stages, prefetch, split, group), bf16 GEMM operands.
+# Checked with ptxas for sm_90: none spills.
+TUNED_SHAPES: list[tuple[int, int, int, int, int, bool, int, int]] = [
+    (128, 128, 64, 8, 3, False, 2, 8),
+    (128, 64, 64, 4, 4, False, 2, 8),
+    (128, 128, 64, 8, 3, False, 2, 1),
+    (64, 256, 64, 8, 3, False, 2, 1),
+    (64, 128, 64, 4, 4, False, 2, 1),
+    (64, 64, 64, 4, 3, False, 1, 1),
+    (64, 64, 64, 4, 3, False, 1, 8),
+    (128, 64, 64, 8, 3, True, 1, 8),
+]
+
+
 def autotune_configs() -> list[triton.Config]:
     """Tile shapes for the fused kernel; a single small one under the CPU interpreter.
 
     Register budget decides: the fp32 accumulator plus three fp32 epilogue tiles (W, m, v) must
     fit in 255 registers a thread, or the epilogue spills. PREFETCH loads the epilogue tiles
     before the reduction loop, so their memory traffic overlaps the tensor-core work (only the
-    smaller tiles have the registers); EPI_SPLIT=2 updates the tile in two column halves.
+    smaller tiles have the registers); EPI_SPLIT=2 or 4 updates the tile in column slices.
     """
     if INTERPRET:
         return [make_config(32, 32, 32, 4, 1)]
     return [make_config(*c) for c in TUNED_SHAPES]
 
 
-# (BLOCK_N, BLOCK_K, BLOCK_T, warps, stages, prefetch, split): none spills on sm_90 (ptxas).
-TUNED_SHAPES: list[tuple[int, int, int, int, int, bool, int]] = [
-    (128, 64, 64, 8, 3, True, 1),
-    (64, 64, 64, 4, 4, True, 1),
-    (128, 128, 64, 8, 3, False, 2),
-    (128, 64, 64, 4, 4, False, 2),
-]
-
-
 def default_config() -> triton.Config:
     """The config used without autotuning (tests at odd shapes, small layers)."""
     if INTERPRET:
         return autotune_configs()[0]
-    return make_config(*TUNED_SHAPES[0])
+    return make_config(128, 64, 64, 4, 4, False, 2, 8)
 
 
 def ieee_config() -> triton.Config:
@@ -175,13 +191,16 @@ def _apply_rule(
 @triton.jit
 def _load_tile(w_ptr, s1_ptr, s2_ptr, offs, mask, RULE: tl.constexpr, W_BF16: tl.constexpr):
     """Load a tile of W (as fp32) and its states; s2 aliases s1 for one-state rules."""
+    # W and its states stream through once: evict them first, keep dY and X in L2.
     if W_BF16:
-        w = _bf16_bits_to_fp32(tl.load(w_ptr + offs, mask=mask, other=0))
+        w = _bf16_bits_to_fp32(
+            tl.load(w_ptr + offs, mask=mask, other=0, eviction_policy="evict_first")
+        )
     else:
-        w = tl.load(w_ptr + offs, mask=mask, other=0.0)
-    s1 = tl.load(s1_ptr + offs, mask=mask, other=0.0)
-    if RULE == ADAMW:  # noqa: SIM108 (constexpr branch)
-        s2 = tl.load(s2_ptr + offs, mask=mask, other=0.0)
+        w = tl.load(w_ptr + offs, mask=mask, other=0.0, eviction_policy="evict_first")
+    s1 = tl.load(s1_ptr + offs, mask=mask, other=0.0, eviction_policy="evict_first")
+    if RULE == ADAMW:
+        s2 = tl.load(s2_ptr + offs, mask=mask, other=0.0, eviction_policy="evict_first")
     else:
         s2 = s1
     return w, s1, s2
@@ -204,12 +223,19 @@ def _store_tile(
 ):
     """Store an updated tile: W rounded to bf16 bits when W_BF16, states in fp32."""
     if W_BF16:
-        tl.store(w_ptr + offs, _fp32_to_bf16_bits(w, offs, seed_key, STOCHASTIC), mask=mask)
+        bits = _fp32_to_bf16_bits(w, offs, seed_key, STOCHASTIC)
+        tl.store(w_ptr + offs, bits, mask=mask, eviction_policy="evict_first")
     else:
-        tl.store(w_ptr + offs, w, mask=mask)
-    tl.store(s1_ptr + offs, s1, mask=mask)
+        tl.store(w_ptr + offs, w, mask=mask, eviction_policy="evict_first")
+    tl.store(s1_ptr + offs, s1, mask=mask, eviction_policy="evict_first")
     if RULE == ADAMW:
-        tl.store(s2_ptr + offs, s2, mask=mask)
+        tl.store(s2_ptr + offs, s2, mask=mask, eviction_policy="evict_first")
+
+
+@triton.jit
+def _column_halves(t, ROWS: tl.constexpr, COLS: tl.constexpr):
+    """Split a [ROWS, COLS] tile into its left and right [ROWS, COLS // 2] halves."""
+    return tl.split(tl.permute(tl.reshape(t, (ROWS, 2, COLS // 2)), (0, 2, 1)))
 
 
 @triton.jit
@@ -217,6 +243,7 @@ def _update_tile(
     w_ptr,
     s1_ptr,
     s2_ptr,
+    wold_ptr,
     g,
     rn,
     rk,
@@ -237,11 +264,17 @@ def _update_tile(
     NESTEROV: tl.constexpr,
     W_BF16: tl.constexpr,
     STOCHASTIC: tl.constexpr,
+    WRITE_OLD: tl.constexpr,
 ):
-    """Load, update and store the W/state tile under gradient tile `g` (rows rn, columns rk)."""
+    """Load, update and store the W/state tile under gradient tile `g` (rows rn, columns rk).
+
+    WRITE_OLD also stores the pre-update W, rounded to nearest bf16, for the input gradient.
+    """
     offs = rn[:, None] * K + rk[None, :]
     mask = (rn[:, None] < N) & (rk[None, :] < K)
     w, s1, s2 = _load_tile(w_ptr, s1_ptr, s2_ptr, offs, mask, RULE, W_BF16)
+    if WRITE_OLD:
+        tl.store(wold_ptr + offs, _fp32_to_bf16_bits(w, offs, 0, False), mask=mask)
     w, s1, s2 = _apply_rule(
         w,
         g,
@@ -263,13 +296,14 @@ def _update_tile(
     _store_tile(w_ptr, s1_ptr, s2_ptr, offs, mask, w, s1, s2, seed_key, RULE, W_BF16, STOCHASTIC)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seed_key", "first_step"])
 def _forge_linear_step_kernel(
     dy_ptr,
     x_ptr,
     w_ptr,
     s1_ptr,
     s2_ptr,
+    wold_ptr,
     T,
     N,
     K,
@@ -296,6 +330,7 @@ def _forge_linear_step_kernel(
     STOCHASTIC: tl.constexpr,
     DOT_IEEE: tl.constexpr,
     UPCAST: tl.constexpr,
+    WRITE_OLD: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
     BLOCK_T: tl.constexpr,
@@ -313,7 +348,9 @@ def _forge_linear_step_kernel(
     Lion/SGD fp32; plus the GEMM operands, T·(N + K)·(2 or 4) B in all (L2 keeps their re-reads).
     FLOPs: 2·T per element for the GEMM and ~10-15 for the rule. Unfused, the gradient would
     also be written and read back (+8 B fp32): that traffic and that buffer are what FORGE removes.
-    `tune_t`, `tune_nk` are the autotuner's size buckets (unused in the body).
+    WRITE_OLD also writes the pre-update W as bf16 (2 B) into `wold_ptr`, so that under autocast
+    the input gradient dX = dY·W_old needs no bf16 weight copy kept from the forward.
+    `tune_t`, `tune_nk` are the tuner's size buckets (unused in the body).
     """
     pid = tl.program_id(0)
     num_pid_n = tl.cdiv(N, BLOCK_N)
@@ -357,6 +394,8 @@ def _forge_linear_step_kernel(
         b_ptrs += BLOCK_T * stride_x_t
 
     if PREFETCH:
+        if WRITE_OLD:
+            tl.store(wold_ptr + w_offs, _fp32_to_bf16_bits(w, w_offs, 0, False), mask=tile_mask)
         w, s1, s2 = _apply_rule(
             w,
             acc,
@@ -383,6 +422,7 @@ def _forge_linear_step_kernel(
             w_ptr,
             s1_ptr,
             s2_ptr,
+            wold_ptr,
             acc,
             rn,
             rk,
@@ -403,18 +443,20 @@ def _forge_linear_step_kernel(
             NESTEROV,
             W_BF16,
             STOCHASTIC,
+            WRITE_OLD,
         )
-    else:
-        # Two column halves one after the other: half the epilogue's registers live at once.
-        g0, g1 = tl.split(tl.permute(tl.reshape(acc, (BLOCK_N, 2, BLOCK_K // 2)), (0, 2, 1)))
-        rk0 = pid_k * BLOCK_K + tl.arange(0, BLOCK_K // 2)
+    elif EPI_SPLIT == 2:
+        # Column halves one after the other: half the epilogue's registers live at once.
+        g0, g1 = _column_halves(acc, BLOCK_N, BLOCK_K)
+        k0 = pid_k * BLOCK_K
         _update_tile(
             w_ptr,
             s1_ptr,
             s2_ptr,
+            wold_ptr,
             g0,
             rn,
-            rk0,
+            k0 + tl.arange(0, BLOCK_K // 2),
             N,
             K,
             lr,
@@ -432,14 +474,16 @@ def _forge_linear_step_kernel(
             NESTEROV,
             W_BF16,
             STOCHASTIC,
+            WRITE_OLD,
         )
         _update_tile(
             w_ptr,
             s1_ptr,
             s2_ptr,
+            wold_ptr,
             g1,
             rn,
-            rk0 + BLOCK_K // 2,
+            k0 + BLOCK_K // 2 + tl.arange(0, BLOCK_K // 2),
             N,
             K,
             lr,
@@ -457,11 +501,120 @@ def _forge_linear_step_kernel(
             NESTEROV,
             W_BF16,
             STOCHASTIC,
+            WRITE_OLD,
         )
-
-
-_forge_linear_step_autotuned = triton.autotune(
-    configs=autotune_configs(),
-    key=["tune_t", "tune_nk"],
-    restore_value=["w_ptr", "s1_ptr", "s2_ptr"],
-)(_forge_linear_step_kernel)
+    else:
+        # Four column quarters.
+        h0, h1 = _column_halves(acc, BLOCK_N, BLOCK_K)
+        g0, g1 = _column_halves(h0, BLOCK_N, BLOCK_K // 2)
+        g2, g3 = _column_halves(h1, BLOCK_N, BLOCK_K // 2)
+        q = BLOCK_K // 4
+        rq = pid_k * BLOCK_K + tl.arange(0, BLOCK_K // 4)
+        _update_tile(
+            w_ptr,
+            s1_ptr,
+            s2_ptr,
+            wold_ptr,
+            g0,
+            rn,
+            rq,
+            N,
+            K,
+            lr,
+            decay,
+            weight_decay,
+            beta1,
+            beta2,
+            eps,
+            step_size,
+            bc2_sqrt,
+            dampening,
+            first_step,
+            seed_key,
+            RULE,
+            NESTEROV,
+            W_BF16,
+            STOCHASTIC,
+            WRITE_OLD,
+        )
+        _update_tile(
+            w_ptr,
+            s1_ptr,
+            s2_ptr,
+            wold_ptr,
+            g1,
+            rn,
+            rq + q,
+            N,
+            K,
+            lr,
+            decay,
+            weight_decay,
+            beta1,
+            beta2,
+            eps,
+            step_size,
+            bc2_sqrt,
+            dampening,
+            first_step,
+            seed_key,
+            RULE,
+            NESTEROV,
+            W_BF16,
+            STOCHASTIC,
+            WRITE_OLD,
+        )
+        _update_tile(
+            w_ptr,
+            s1_ptr,
+            s2_ptr,
+            wold_ptr,
+            g2,
+            rn,
+            rq + 2 * q,
+            N,
+            K,
+            lr,
+            decay,
+            weight_decay,
+            beta1,
+            beta2,
+            eps,
+            step_size,
+            bc2_sqrt,
+            dampening,
+            first_step,
+            seed_key,
+            RULE,
+            NESTEROV,
+            W_BF16,
+            STOCHASTIC,
+            WRITE_OLD,
+        )
+        _update_tile(
+            w_ptr,
+            s1_ptr,
+            s2_ptr,
+            wold_ptr,
+            g3,
+            rn,
+            rq + 3 * q,
+            N,
+            K,
+            lr,
+            decay,
+            weight_decay,
+            beta1,
+            beta2,
+            eps,
+            step_size,
+            bc2_sqrt,
+            dampening,
+            first_step,
+            seed_key,
+            RULE,
+            NESTEROV,
+            W_BF16,
+            STOCHASTIC,
+            WRITE_OLD,
+        )

@@ -1,8 +1,16 @@
-"""Host launcher: one fused weight-gradient + update step for one linear layer."""
+"""Host launcher: one fused weight-gradient + update step for one linear layer, and its tuner.
+
+The tuner is ours rather than `triton.autotune`: the kernel updates W and its states in place,
+so each candidate is timed on scratch copies (triton's `restore_value` would time its own
+copies along with the kernel), and once a size is tuned the launch goes straight to the JIT
+kernel with the chosen config, skipping the autotuner's per-call bookkeeping. `TUNE_LOG` keeps
+every candidate's time for the benchmarks to report.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import triton
@@ -10,16 +18,20 @@ import triton
 from . import reference
 from .kernel import (
     INTERPRET,
-    _forge_linear_step_autotuned,
     _forge_linear_step_kernel,
     _round_to_bf16_kernel,
+    autotune_configs,
     default_config,
     ieee_config,
 )
 from .rules import Rule, StepScalars
 
-# Layers at least this large (N*K) are autotuned; smaller ones use `default_config()`.
+# Layers at least this large (N*K) are tuned; smaller ones use `default_config()`.
 AUTOTUNE_MIN_ELEMENTS = 1 << 22
+GEMM_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+_TUNED: dict[tuple, triton.Config] = {}
+TUNE_LOG: list[dict[str, Any]] = []
 
 
 def triton_available(device: torch.device) -> bool:
@@ -28,8 +40,56 @@ def triton_available(device: torch.device) -> bool:
 
 
 def _bucket(n: int) -> int:
-    """Power-of-two bucket of a size, the autotuner's cache key (one tuning per bucket)."""
+    """Power-of-two bucket of a size: one tuning serves every size in the bucket."""
     return 1 << max(int(n) - 1, 0).bit_length()
+
+
+def config_name(cfg: triton.Config) -> str:
+    k = cfg.kwargs
+    return (
+        f"{k['BLOCK_N']}x{k['BLOCK_K']}x{k['BLOCK_T']} w{cfg.num_warps} s{cfg.num_stages}"
+        f" split{k['EPI_SPLIT']} group{k['GROUP_N']}{' prefetch' if k['PREFETCH'] else ''}"
+    )
+
+
+def check_inputs(
+    dy: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    states: Sequence[torch.Tensor],
+    rule: Rule,
+    w_old_out: torch.Tensor | None = None,
+) -> None:
+    """Raise a clear error for anything the fused kernel cannot take."""
+    T, N = dy.shape
+    T2, K = x.shape
+    if T2 != T or tuple(weight.shape) != (N, K):
+        raise ValueError(
+            f"shapes do not chain: dy {tuple(dy.shape)}, x {tuple(x.shape)}, "
+            f"weight {tuple(weight.shape)}"
+        )
+    if dy.dtype != x.dtype or dy.dtype not in GEMM_DTYPES:
+        raise TypeError(f"dy and x must both be fp32, bf16 or fp16, got {dy.dtype}, {x.dtype}")
+    if weight.dtype not in (torch.float32, torch.bfloat16):
+        raise TypeError(f"FORGE updates fp32 or bf16 weights, not {weight.dtype}")
+    if len(states) != rule.n_states:
+        raise ValueError(f"{rule.name} keeps {rule.n_states} state tensors, got {len(states)}")
+    for s in states:
+        if s.dtype != torch.float32 or tuple(s.shape) != (N, K) or not s.is_contiguous():
+            raise ValueError("states must be contiguous fp32 tensors shaped like the weight")
+    if not weight.is_contiguous():
+        raise ValueError("weight must be contiguous")
+    if w_old_out is not None and (
+        w_old_out.dtype != torch.bfloat16
+        or tuple(w_old_out.shape) != (N, K)
+        or not w_old_out.is_contiguous()
+        or weight.dtype != torch.float32
+    ):
+        raise ValueError("w_old_out must be a contiguous bf16 [N, K] tensor (fp32 weights only)")
+    if N * K >= 2**31:
+        raise ValueError("weights of 2**31 elements or more are not supported (int32 offsets)")
+    if T == 0:
+        raise ValueError("no tokens: the gradient would be zero")
 
 
 def forge_linear_step_(
@@ -43,69 +103,85 @@ def forge_linear_step_(
     stochastic: bool = True,
     seed_key: int = 0,
     precision: str = "ieee",
+    w_old_out: torch.Tensor | None = None,
     tune: bool | None = None,
     config: triton.Config | None = None,
+    check: bool = True,
 ) -> None:
     """Update `weight` [N, K] and its fp32 `states` in place with dW = dyᵀ·x, never forming dW.
 
-    dy: [T, N], x: [T, K], both fp32 or both bf16 (the GEMM accumulates in fp32). weight: fp32,
+    dy: [T, N], x: [T, K], both fp32, bf16 or fp16 (the GEMM accumulates in fp32). weight: fp32,
     or bf16 updated in fp32 and rounded back (`stochastic` or to nearest, no master copy).
-    `precision` ("ieee" or "tf32") applies to fp32 operands only. `tune`: autotune the tile
-    shape (default: for layers of at least AUTOTUNE_MIN_ELEMENTS weights, on a GPU).
+    `precision` ("ieee" or "tf32") applies to fp32 operands only. `w_old_out` (bf16, fp32
+    weights only) receives the weight as it was before the update, rounded to nearest bf16.
+    `tune`: pick the tile shape by timing (default: layers of AUTOTUNE_MIN_ELEMENTS weights or
+    more, on a GPU); `config` forces one; `check=False` skips input validation (hot path).
     """
-    T, N = dy.shape
-    T2, K = x.shape
-    if T2 != T or tuple(weight.shape) != (N, K):
-        raise ValueError(
-            f"shapes do not chain: dy {tuple(dy.shape)}, x {tuple(x.shape)}, "
-            f"weight {tuple(weight.shape)}"
-        )
-    if dy.dtype != x.dtype or dy.dtype not in (torch.float32, torch.bfloat16):
-        raise TypeError(f"dy and x must both be fp32 or both bf16, got {dy.dtype}, {x.dtype}")
-    if weight.dtype not in (torch.float32, torch.bfloat16):
-        raise TypeError(f"FORGE updates fp32 or bf16 weights, not {weight.dtype}")
-    if len(states) != rule.n_states:
-        raise ValueError(f"{rule.name} keeps {rule.n_states} state tensors, got {len(states)}")
-    for s in states:
-        if s.dtype != torch.float32 or tuple(s.shape) != (N, K) or not s.is_contiguous():
-            raise ValueError("states must be contiguous fp32 tensors shaped like the weight")
-    if not weight.is_contiguous():
-        raise ValueError("weight must be contiguous")
-    if N * K >= 2**31:
-        raise ValueError("weights of 2**31 elements or more are not supported (int32 offsets)")
-    if precision not in ("ieee", "tf32"):
-        raise ValueError(f"precision is 'ieee' or 'tf32', not {precision!r}")
-    if T == 0:
-        raise ValueError("no tokens: the gradient would be zero")
-
+    if check:
+        check_inputs(dy, x, weight, states, rule, w_old_out)
+        if precision not in ("ieee", "tf32"):
+            raise ValueError(f"precision is 'ieee' or 'tf32', not {precision!r}")
     if not triton_available(weight.device):
+        if w_old_out is not None:
+            w_old_out.copy_(weight)
         reference.forge_linear_step_reference(
             dy, x, weight, states, rule, sc, stochastic=stochastic, seed_key=seed_key
         )
         return
-
-    w_arg = weight.view(torch.int16) if weight.dtype == torch.bfloat16 else weight
-    s1 = states[0]
-    s2 = states[1] if rule.n_states > 1 else states[0]
+    T, N = dy.shape
+    K = x.shape[1]
     ieee = precision == "ieee" and dy.dtype == torch.float32
-    if tune is None:
-        tune = weight.device.type == "cuda" and N * K >= AUTOTUNE_MIN_ELEMENTS and not ieee
-    if config is not None:
-        tune = False
-    else:
-        config = ieee_config() if ieee else default_config()
-    fixed = {} if tune else {k: v for k, v in config.all_kwargs().items() if v is not None}
-    kernel = _forge_linear_step_autotuned if tune else _forge_linear_step_kernel
+    if config is None:
+        if tune is None:
+            tune = weight.device.type == "cuda" and N * K >= AUTOTUNE_MIN_ELEMENTS and not ieee
+        if tune:
+            key = (
+                _bucket(T),
+                _bucket(N * K),
+                dy.dtype,
+                weight.dtype,
+                int(rule),
+                w_old_out is not None,
+            )
+            config = _TUNED.get(key)
+            if config is None:
+                config = _tune(
+                    key, dy, x, weight, states, rule, sc, stochastic, seed_key, w_old_out
+                )
+        else:
+            config = ieee_config() if ieee else default_config()
+    _launch(dy, x, weight, states, rule, sc, stochastic, seed_key, ieee, w_old_out, config)
 
-    def grid(meta: dict) -> tuple[int]:
-        return (triton.cdiv(N, meta["BLOCK_N"]) * triton.cdiv(K, meta["BLOCK_K"]),)
 
-    kernel[grid](
+def _launch(
+    dy: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    states: Sequence[torch.Tensor],
+    rule: Rule,
+    sc: StepScalars,
+    stochastic: bool,
+    seed_key: int,
+    ieee: bool,
+    w_old_out: torch.Tensor | None,
+    config: triton.Config,
+) -> None:
+    T, N = dy.shape
+    K = x.shape[1]
+    w_bf16 = weight.dtype == torch.bfloat16
+    w_arg = weight.view(torch.int16) if w_bf16 else weight
+    s1 = states[0]
+    s2 = states[1] if len(states) > 1 else s1
+    wold = w_old_out.view(torch.int16) if w_old_out is not None else w_arg
+    meta = config.kwargs
+    grid = (triton.cdiv(N, meta["BLOCK_N"]) * triton.cdiv(K, meta["BLOCK_K"]),)
+    _forge_linear_step_kernel[grid](
         dy,
         x,
         w_arg,
         s1,
         s2,
+        wold,
         T,
         N,
         K,
@@ -124,16 +200,63 @@ def forge_linear_step_(
         sc.dampening,
         int(sc.first_step),
         seed_key,
-        _bucket(T),
-        _bucket(N * K),
+        0,
+        0,
         RULE=int(rule),
         NESTEROV=bool(sc.nesterov),
-        W_BF16=weight.dtype == torch.bfloat16,
+        W_BF16=w_bf16,
         STOCHASTIC=bool(stochastic),
         DOT_IEEE=ieee,
         UPCAST=INTERPRET and dy.dtype == torch.bfloat16,
-        **fixed,
+        WRITE_OLD=w_old_out is not None,
+        num_warps=config.num_warps,
+        num_stages=config.num_stages,
+        **meta,
     )
+
+
+def _tune(
+    key: tuple,
+    dy: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    states: Sequence[torch.Tensor],
+    rule: Rule,
+    sc: StepScalars,
+    stochastic: bool,
+    seed_key: int,
+    w_old_out: torch.Tensor | None,
+) -> triton.Config:
+    """Time every candidate config on scratch copies of W and its states; keep the fastest."""
+    candidates = autotune_configs()
+    if len(candidates) == 1:
+        _TUNED[key] = candidates[0]
+        return candidates[0]
+    import triton.testing
+
+    w_s = weight.clone()
+    st_s = [s.clone() for s in states]
+    old_s = torch.empty_like(w_old_out) if w_old_out is not None else None
+    times: dict[str, float] = {}
+    best, best_ms = candidates[0], float("inf")
+    for cfg in candidates:
+
+        def run(cfg: triton.Config = cfg) -> None:
+            _launch(dy, x, w_s, st_s, rule, sc, stochastic, seed_key, False, old_s, cfg)
+
+        try:
+            run()  # compile
+            ms = triton.testing.do_bench(run, warmup=10, rep=40, return_mode="median")
+        except Exception as exc:  # a config the compiler or the GPU cannot take
+            times[config_name(cfg)] = float("inf")
+            TUNE_LOG.append({"key": repr(key), "config": config_name(cfg), "error": repr(exc)})
+            continue
+        times[config_name(cfg)] = ms
+        if ms < best_ms:
+            best, best_ms = cfg, ms
+    TUNE_LOG.append({"key": repr(key), "times_ms": times, "best": config_name(best)})
+    _TUNED[key] = best
+    return best
 
 
 def round_to_bf16_triton(x: torch.Tensor, *, stochastic: bool, seed_key: int = 0) -> torch.Tensor:

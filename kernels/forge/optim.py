@@ -94,6 +94,7 @@ class _Slot:
         self.index = index
         self.uses = 0  # forwards with grad since the last step()/zero_grad()
         self.updated = False  # fused update done since the last step()
+        self.checked = False  # inputs validated once (the shapes and dtypes do not change)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         module = self.module
@@ -113,11 +114,13 @@ class _Slot:
         if self.updated:
             raise RuntimeError(ACCUMULATION_ERROR.format(name=f"{self.name}.weight"))
 
-    def fused_update(self, dy: torch.Tensor, x: torch.Tensor) -> None:
+    def fused_update(
+        self, dy: torch.Tensor, x: torch.Tensor, w_old_out: torch.Tensor | None = None
+    ) -> None:
         opt = self._opt()
         if opt is None:
             raise RuntimeError("FORGE: the optimizer that owns this layer no longer exists")
-        opt._fused_update(self, dy, x)
+        opt._fused_update(self, dy, x, w_old_out)
 
 
 def _eligible(module: nn.Module, shared: set[int]) -> bool:
@@ -273,7 +276,9 @@ class ForgeOptimizer(torch.optim.Optimizer):
         params = [p for g in self.param_groups for p in g["params"]]
         for pid, p in zip(saved_ids, params, strict=True):
             for key, value in state_dict["state"].get(pid, {}).items():
-                if key != "step" and torch.is_tensor(value):
+                if key == "step":  # own copy: steps are counted in place
+                    self.state[p][key] = torch.tensor(float(value))
+                elif torch.is_tensor(value):
                     self.state[p][key] = value.to(device=p.device, dtype=torch.float32).clone()
 
     # --- internals --------------------------------------------------------------------
@@ -284,18 +289,25 @@ class ForgeOptimizer(torch.optim.Optimizer):
             state["step"] = torch.tensor(0.0)
             for name in self.rule.state_names:
                 state[name] = torch.zeros(p.shape, dtype=torch.float32, device=p.device)
-        state["step"] = state["step"] + 1  # a new tensor: loaded state dicts may share it
-        return int(state["step"].item()), [state[name] for name in self.rule.state_names]
+        step = int(state["step"].item()) + 1
+        state["step"].fill_(step)
+        return step, [state[name] for name in self.rule.state_names]
 
-    def _fused_update(self, slot: _Slot, dy: torch.Tensor, x: torch.Tensor) -> None:
-        p = slot.param
+    def _fused_update(
+        self, slot: _Slot, dy: torch.Tensor, x: torch.Tensor, w_old_out: torch.Tensor | None
+    ) -> None:
+        """The hot path of backward: one fused launch per layer, little else."""
         slot.check_can_update()
-        group = self.param_groups[self._group_index[p]]
+        p = slot.param
         step, states = self._advance(p)
-        sc = self._scalars(group, step)
-        key = reference.sr_seed_key(self.seed, slot.index, step)
+        sc = self._scalars(self.param_groups[self._group_index[p]], step)
+        key = 0
+        if self.stochastic and p.dtype == torch.bfloat16:
+            key = reference.sr_seed_key(self.seed, slot.index, step)
         with torch.no_grad():
             if self.backend == "reference":
+                if w_old_out is not None:
+                    w_old_out.copy_(p)
                 reference.forge_linear_step_reference(
                     dy, x, p, states, self.rule, sc, stochastic=self.stochastic, seed_key=key
                 )
@@ -310,7 +322,10 @@ class ForgeOptimizer(torch.optim.Optimizer):
                     stochastic=self.stochastic,
                     seed_key=key,
                     precision="tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee",
+                    w_old_out=w_old_out,
+                    check=not slot.checked,
                 )
+                slot.checked = True
                 # The kernel wrote W through a pointer: tell autograd, as an in-place op would,
                 # so a graph that saved the old W refuses to use it.
                 torch.autograd.graph.increment_version(p)
