@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from .core import problems
-from .core.cache import ReadCache
+from .core.cache import CachedReadMiddleware, ReadCache
 from .core.context import AppContext
 from .core.guard import GuardMiddleware
 from .events.repository import EventRepository
@@ -47,7 +47,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         cache=ReadCache(log_head, settings.read_cache_seconds),
     )
     problems.install(app)
-    app.add_middleware(
+    if settings.read_cache_seconds > 0 and settings.cached_reads_before_routing:
+        app.add_middleware(CachedReadMiddleware, cache=app.state.ctx.cache)
+    app.add_middleware(  # added last, so outermost: the limits apply to cached reads too
         GuardMiddleware,
         max_body_bytes=settings.max_body_bytes,
         reads_per_minute=settings.rate_limit_reads_per_minute,

@@ -50,6 +50,10 @@ class Settings(BaseSettings):
         ge=0,
         description="how long a worker serves cached pages before checking the event log again",
     )
+    cached_reads_before_routing: bool = Field(
+        default=True,
+        description="answer cached GETs in a middleware before FastAPI's routing (else in routes)",
+    )
 
     @field_validator("database_url")
     @classmethod
