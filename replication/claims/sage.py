@@ -79,9 +79,9 @@ PROFILE_SETTINGS = {
         speed_shapes=((32000, 2048), (4096, 4096)),
         model_size="d512-l8",
         seq_len=256,
-        batch_size=16,
-        steps=600,
-        warmup_steps=60,
+        batch_size=32,
+        steps=400,
+        warmup_steps=40,
         eval_batches=16,
         seeds=(0, 1),
         conclusive=True,
@@ -92,10 +92,16 @@ PROFILE_SETTINGS = {
 @dataclass(frozen=True)
 class Hyper:
     """Learning rates and betas of the quality comparison (weight decay 0.01 everywhere, as in
-    the paper's runs; linear warm-up then cosine decay to 10%; gradients clipped at norm 1)."""
+    the paper's runs; linear warm-up then cosine decay to 10%; gradients clipped at norm 1).
 
-    matrix_lr: float = 1e-3  # SinkGD on the matrices, the same in all three hybrids
-    sign_lr: float = 1e-3  # SAGE and Lion on embeddings and vectors
+    SinkGD's update has entries of RMS ≈ 1, like a sign step, so the matrices and the sign
+    rules (SAGE, Lion) take a third of AdamW's rate (the Lion paper's rule of thumb). A 300-step
+    sweep on the GPU (``kernels/sage/lr_sweep.py``, seed 100) gave the SinkGD-hybrid an eval loss
+    of 5.720 at matrix_lr 3e-4 against 5.830 at 1e-3.
+    """
+
+    matrix_lr: float = 3e-4  # SinkGD on the matrices, the same in all three hybrids
+    sign_lr: float = 3e-4  # SAGE and Lion on embeddings and vectors
     adam_lr: float = 1e-3  # AdamW on embeddings and vectors (SinkGD-hybrid), and plain AdamW
     sign_betas: tuple[float, float] = (0.9, 0.99)
     adam_betas: tuple[float, float] = (0.9, 0.999)
@@ -174,7 +180,7 @@ def _time_ms(fn: Callable[[], Any], device: torch.device) -> float:
     if device.type == "cuda":
         from triton.testing import do_bench
 
-        return float(do_bench(fn, warmup=25, rep=200, return_mode="median"))
+        return float(do_bench(fn, warmup=25, rep=100, return_mode="median"))
     fn()
     times = []
     for _ in range(3):
@@ -196,6 +202,20 @@ def _sage_step_fn(p: torch.Tensor, g: torch.Tensor) -> Callable[[], None]:
     return step
 
 
+def _sage_eager_fn(p: torch.Tensor, g: torch.Tensor) -> Callable[[], None]:
+    from kernels.sage.reference import sage_reference_step
+
+    m = torch.zeros_like(p)
+    s_ema = torch.zeros(p.shape[1], device=p.device, dtype=torch.float32)
+
+    def step() -> None:
+        sage_reference_step(
+            p, g, m, s_ema, 10, lr=1e-4, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=0.01
+        )
+
+    return step
+
+
 def _adamw_step_fn(p: torch.Tensor, g: torch.Tensor) -> Callable[[], None]:
     p.requires_grad_(True)
     p.grad = g.clone()
@@ -208,8 +228,8 @@ def _adamw_step_fn(p: torch.Tensor, g: torch.Tensor) -> Callable[[], None]:
 def measure_kernel_speed(
     shape: tuple[int, int], dtype: torch.dtype, device: torch.device
 ) -> dict[str, float]:
-    """Median times of the SAGE step, fused AdamW and copy_ on one (rows, cols) tensor, and the
-    bandwidth each achieves by the bytes it must move."""
+    """Median times of the SAGE step, fused AdamW, copy_ and the eager torch transcription of
+    SAGE on one (rows, cols) tensor, and the bandwidth each achieves by the bytes it must move."""
     from kernels.sage.sage_kernels import ADAMW_BYTES_PER_ELEMENT, SAGE_BYTES_PER_ELEMENT
 
     gen = torch.Generator(device="cpu").manual_seed(1234)
@@ -220,6 +240,7 @@ def measure_kernel_speed(
     g = (torch.randn(shape, generator=gen) * col_scale).to(device=device, dtype=dtype)
     t_sage = _time_ms(_sage_step_fn(p.clone(), g), device)
     t_adamw = _time_ms(_adamw_step_fn(p.clone(), g), device)
+    t_eager = _time_ms(_sage_eager_fn(p.clone(), g), device)
     dst = torch.empty_like(p)
     t_copy = _time_ms(lambda: dst.copy_(p), device)
     elem = p.element_size()
@@ -236,6 +257,8 @@ def measure_kernel_speed(
     }
     out["sage_frac_of_copy"] = out["sage_tbps"] / out["copy_tbps"]
     out["adamw_ms_over_sage_ms"] = t_adamw / t_sage
+    out["sage_eager_torch_ms"] = t_eager
+    out["sage_speedup_over_eager"] = t_eager / t_sage
     return out
 
 
