@@ -1,7 +1,10 @@
 """Benchmark of the registry service, everything in one run on this machine.
 
 Reads: `GET /pith/{id}.json` at 32 connections (wrk, a second process) from
-  - the service (`pith serve`, PostgreSQL, N workers),
+  - the service (`pith serve`, PostgreSQL, N workers): its read cache answers in a pure ASGI
+    middleware before FastAPI's routing,
+  - the same service with that middleware off (`PITH_CACHED_READS_BEFORE_ROUTING=false`): the
+    cached bytes are returned by the FastAPI route itself,
   - (a) a bare FastAPI/uvicorn route returning the same bytes from memory (the framework's ceiling),
   - (b) nginx serving the same bytes as a static file (the machine's ceiling),
 all with the same worker count; rounds interleave the three so that other load on the machine
@@ -9,7 +12,8 @@ spreads over all of them, and each figure is the median over the rounds.
 
 Writes: signed events ingested per second into PostgreSQL through `POST /api/events` (batches,
 a few concurrent clients, every event verified and stored), against PyNaCl's raw Ed25519 verify
-rate on one core, measured in the same run.
+rate on one core, measured in the same run; with the CPU seconds the service's processes and
+PostgreSQL's spent on it (a figure that other load on the machine does not move).
 
     .venv/bin/python bench/service.py [--workers 2] [--duration 8] [--rounds 3]
 
@@ -174,6 +178,28 @@ def wrk(url: str, *, connections: int, threads: int, duration: float) -> dict[st
     return {"rps": float(_WRK_RPS.search(out).group(1)), "p50_ms": pct["50"], "p99_ms": pct["99"]}
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have used so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def group_pids(pgid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def user_pids(user: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-u", user], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
 def raw_verify_rate(seconds: float = 2.0) -> float:
     """PyNaCl Ed25519 verifies per second on one core, of messages shaped like event digests."""
     key = SigningKey.generate()
@@ -278,13 +304,19 @@ def main(argv: list[str] | None = None) -> int:
     ):
         tmp = Path(tmp_name)
         os.chmod(tmp, 0o755)
-        ports = {"service": free_port(), "bare": free_port(), "nginx": free_port()}
+        ports = {
+            "service": free_port(),
+            "routed": free_port(),
+            "bare": free_port(),
+            "nginx": free_port(),
+        }
         env = {
             **os.environ,
             "PITH_DATABASE_URL": db_url,
             "PITH_KEY_FILE": str(tmp / "key.json"),
             "PITH_HOST": "127.0.0.1",
             "PITH_PORT": str(ports["service"]),
+            "PITH_PUBLIC_URL": f"http://127.0.0.1:{ports['service']}",  # same bytes on both
             "PITH_WORKERS": str(args.workers),
             "PITH_ACCESS_LOG": "false",
             "PITH_RATE_LIMIT_READS_PER_MINUTE": "0",
@@ -292,9 +324,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         service_url = f"http://127.0.0.1:{ports['service']}"
         path = f"/pith/{RECORD}.json"
-        with process(
-            [str(PITH), "serve", "--log-level", "warning"], tmp / "service.log", env=env, cwd=tmp
-        ) as svc:
+        serve_cmd = [str(PITH), "serve", "--log-level", "warning"]
+        with process(serve_cmd, tmp / "service.log", env=env, cwd=tmp) as svc:
             wait_ready(f"{service_url}/healthz", svc, tmp / "service.log")
             body = httpx.get(service_url + path).content
             (tmp / "www" / "pith").mkdir(parents=True)
@@ -315,11 +346,18 @@ def main(argv: list[str] | None = None) -> int:
                 "--workers", str(args.workers), "--no-access-log", "--log-level", "warning",
             ]  # fmt: skip
             nginx_cmd = [nginx, "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-g", "daemon off;"]
+            routed_env = {
+                **env,
+                "PITH_PORT": str(ports["routed"]),
+                "PITH_CACHED_READS_BEFORE_ROUTING": "false",
+            }
             with (
+                process(serve_cmd, tmp / "routed.log", env=routed_env, cwd=tmp) as routed,
                 process(bare_cmd, tmp / "bare.log") as bare,
                 process(nginx_cmd, tmp / "nginx.log") as web,
             ):
                 urls = {name: f"http://127.0.0.1:{port}{path}" for name, port in ports.items()}
+                wait_ready(urls["routed"], routed, tmp / "routed.log")
                 wait_ready(urls["bare"], bare, tmp / "bare.log")
                 wait_ready(urls["nginx"], web, tmp / "nginx.log")
                 for name, url in urls.items():
@@ -341,7 +379,10 @@ def main(argv: list[str] | None = None) -> int:
             verify_rate = raw_verify_rate()
             bodies = make_batches(args.events, args.batch)
             head_before = httpx.get(f"{service_url}/healthz").json()["log_head"]
+            service_pids, pg_pids = group_pids(svc.pid), user_pids("postgres")
+            cpu_before = cpu_seconds(service_pids), cpu_seconds(pg_pids)
             elapsed = ingest(service_url, bodies, args.clients)
+            cpu_after = cpu_seconds(service_pids), cpu_seconds(pg_pids)
             head_after = httpx.get(f"{service_url}/healthz").json()["log_head"]
             stored = head_after - head_before
             if stored != args.events:
@@ -352,6 +393,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, rs in runs.items()
     }
     ingest_rate = args.events / elapsed
+    service_cpu = cpu_after[0] - cpu_before[0]
+    postgres_cpu = cpu_after[1] - cpu_before[1]
+    per_cpu_second = args.events / (service_cpu + postgres_cpu)
     result = {
         "started_at": started.isoformat(),
         "machine": {
@@ -366,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         "read_runs": runs,
         "ratios": {
             "service_over_bare_fastapi": reads["service"]["rps"] / reads["bare"]["rps"],
+            "routed_service_over_bare_fastapi": reads["routed"]["rps"] / reads["bare"]["rps"],
             "service_over_nginx": reads["service"]["rps"] / reads["nginx"]["rps"],
             "bare_fastapi_over_nginx": reads["bare"]["rps"] / reads["nginx"]["rps"],
         },
@@ -377,6 +422,12 @@ def main(argv: list[str] | None = None) -> int:
             "events_per_second": ingest_rate,
             "raw_verify_per_second_one_core": verify_rate,
             "ratio_to_raw_verify": ingest_rate / verify_rate,
+            "service_cpu_seconds": service_cpu,
+            "postgres_cpu_seconds": postgres_cpu,
+            "service_cpu_us_per_event": service_cpu / args.events * 1e6,
+            "postgres_cpu_us_per_event": postgres_cpu / args.events * 1e6,
+            "events_per_cpu_second": per_cpu_second,
+            "raw_verify_us": 1e6 / verify_rate,
         },
         "targets": {
             "service_at_least_80pct_of_bare": reads["service"]["rps"] >= 0.8 * reads["bare"]["rps"],
@@ -395,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     labels = {
         "service": "service (pith serve, PostgreSQL)",
+        "routed": "service, cache answered in route",
         "bare": "(a) bare FastAPI/uvicorn, memory",
         "nginx": "(b) nginx, static file",
     }
@@ -409,7 +461,10 @@ def main(argv: list[str] | None = None) -> int:
         f"\ningest: {args.events} signed events in batches of {args.batch} from {args.clients} "
         f"clients: {ing['events_per_second']:.0f} events/s into PostgreSQL; PyNaCl raw verify "
         f"{ing['raw_verify_per_second_one_core']:.0f}/s on one core; ratio "
-        f"{ing['ratio_to_raw_verify']:.2f}"
+        f"{ing['ratio_to_raw_verify']:.2f}\n"
+        f"ingest CPU per event: service {ing['service_cpu_us_per_event']:.0f} us + PostgreSQL "
+        f"{ing['postgres_cpu_us_per_event']:.0f} us ({per_cpu_second:.0f} events per CPU-second); "
+        f"one raw Ed25519 verify {ing['raw_verify_us']:.0f} us"
     )
     print(f"targets: {result['targets']}")
     print(f"load average before/after: {load_before} / {result['machine']['load_average_after']}")

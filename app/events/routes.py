@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -12,12 +11,12 @@ from starlette.concurrency import run_in_threadpool
 
 from ..core.context import AppContext, context_of
 from ..core.problems import Problem
-from ..core.timeutil import utcnow
 from ..records.service import resolve
 from . import views
 from .schemas import BATCH_BODY, EVENT_BODY
 from .service import (
     ACTION_TARGETS,
+    Clock,
     StoredEvent,
     check_event,
     decode_cursor,
@@ -39,12 +38,8 @@ def _json(doc: Any, status: int = 200) -> Response:
 
 
 def _submit(ctx: AppContext, pith_id: str, action: str, raw: bytes) -> Response:
-    event = check_event(
-        parse_event_body(raw),
-        ctx.identity,
-        now=utcnow(),
-        max_skew=timedelta(seconds=ctx.settings.max_clock_skew_seconds),
-    )
+    clock = Clock.now(ctx.settings.max_clock_skew_seconds)
+    event = check_event(parse_event_body(raw), ctx.identity, clock)
     with ctx.write() as session:
         record = resolve(session, pith_id)
         stored, state = submit_action(session, ctx.identity, record, action, event)
@@ -97,11 +92,11 @@ def _ingest(ctx: AppContext, raw: bytes) -> Response:
             f"at most {ctx.settings.max_batch_events} events a batch; this one has {len(events)}",
             field="events",
         )
-    now, skew = utcnow(), timedelta(seconds=ctx.settings.max_clock_skew_seconds)
+    clock = Clock.now(ctx.settings.max_clock_skew_seconds)
     errors = []
     for i, event in enumerate(events):
         try:
-            check_event(event, ctx.identity, now=now, max_skew=skew)
+            check_event(event, ctx.identity, clock)
         except Problem as p:
             claimed = event.get("event_id") if isinstance(event, dict) else None
             errors.append(

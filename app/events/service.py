@@ -81,9 +81,19 @@ def _field_of(error: EventError) -> str | None:
     return None
 
 
-def check_event(
-    event: Any, identity: RegistryIdentity, *, now: datetime, max_skew: timedelta
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Clock:
+    """The latest `created_at` this registry accepts: its clock plus the allowed skew."""
+
+    latest: str
+    skew_seconds: int
+
+    @classmethod
+    def now(cls, skew_seconds: int) -> Clock:
+        return cls(format_utc_second(utcnow() + timedelta(seconds=skew_seconds)), skew_seconds)
+
+
+def check_event(event: Any, identity: RegistryIdentity, clock: Clock) -> dict[str, Any]:
     """`event` verified by `pith_core.events.verify_event`; a 422 problem naming what failed."""
     if len(_SIGNER_KEYS) > _SIGNER_KEYS_MAX:
         _SIGNER_KEYS.clear()
@@ -91,12 +101,12 @@ def check_event(
         verify_event(event, identity.pinned_fingerprints, signer_keys=_SIGNER_KEYS)
     except EventError as e:
         raise Problem(422, e.reason, str(e), field=_field_of(e)) from e
-    if event["created_at"] > format_utc_second(now + max_skew):
+    if event["created_at"] > clock.latest:
         raise Problem(
             422,
             "created_in_future",
             f"created_at {event['created_at']} is ahead of this registry's clock "
-            f"by more than {int(max_skew.total_seconds())} s",
+            f"by more than {clock.skew_seconds} s",
             field="created_at",
         )
     return event
