@@ -31,6 +31,7 @@ SEED_IDS = ["000", "001", "002", "003", "004"]
 @pytest.fixture(scope="module")
 def server(backend: str, fresh_databases, tmp_path_factory) -> Iterator[LiveServer]:  # type: ignore[no-untyped-def]
     url = fresh_databases.new(backend, migrate=False)  # `pith serve` migrates
+    url = url.replace("postgresql+psycopg://", "postgresql://")  # as an operator writes it
     live = start_server(url, tmp_path_factory.mktemp(f"serve-{backend}"))
     yield live
     live.stop()

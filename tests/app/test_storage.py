@@ -97,3 +97,21 @@ def test_downgrade_and_upgrade_round_trip(fresh_databases) -> None:  # type: ign
     assert current_revision(url) is None
     command.upgrade(alembic_config(url), "head")
     assert current_revision(url) is not None
+
+
+def test_pith_db_upgrade_works_from_any_directory(fresh_databases, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    url = fresh_databases.new("sqlite", migrate=False)
+    pith = Path(sys.executable).parent / "pith"
+    out = subprocess.run(
+        [str(pith), "db", "upgrade", "--database-url", url],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert current_revision(url) is not None and "revision" in out.stdout
