@@ -8,6 +8,7 @@ from .core import problems
 from .core.cache import CachedReadMiddleware, ReadCache
 from .core.context import AppContext
 from .core.guard import GuardMiddleware
+from .core.openapi import PROBLEM_RESPONSES
 from .events.repository import EventRepository
 from .events.routes import router as events_router
 from .pages.routes import router as pages_router
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         version="1.0",
         description=DESCRIPTION,
         redoc_url=None,
+        responses=PROBLEM_RESPONSES,
     )
     app.state.ctx = AppContext(
         settings=settings,

@@ -10,12 +10,12 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from ..core.context import AppContext, context_of
+from ..core.openapi import CREATED_RESPONSE, JSON_RESPONSE
 from ..core.problems import Problem
 from ..records.service import resolve
 from . import views
 from .schemas import BATCH_BODY, EVENT_BODY
 from .service import (
-    ACTION_TARGETS,
     Clock,
     StoredEvent,
     check_event,
@@ -27,10 +27,16 @@ from .service import (
 )
 
 router = APIRouter(tags=["events"])
-JSON_RESPONSE: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"application/json": {"schema": {"type": "object"}}}}
-}
-Action = StrEnum("Action", {name: name for name in ACTION_TARGETS})  # type: ignore[misc]
+
+
+class Action(StrEnum):
+    """The action URLs of DESIGN §3 (each takes one target: see ACTION_TARGETS)."""
+
+    timestamp_anchor = "timestamp_anchor"
+    storage_attestation = "storage_attestation"
+    author_attestation = "author_attestation"
+    citation_signature = "citation_signature"
+    replication_record = "replication_record"
 
 
 def _json(doc: Any, status: int = 200) -> Response:
@@ -67,7 +73,7 @@ def _submit(ctx: AppContext, pith_id: str, action: str, raw: bytes) -> Response:
     summary="Submit one signed event about a record",
     openapi_extra=EVENT_BODY,
     status_code=201,
-    responses={**JSON_RESPONSE, 201: JSON_RESPONSE[200]},
+    responses=CREATED_RESPONSE,
     response_class=Response,
 )
 async def submit(pith_id: str, action: Action, request: Request) -> Response:
@@ -141,7 +147,7 @@ def _ingest(ctx: AppContext, raw: bytes) -> Response:
     summary="Submit a batch of signed events (all stored, or none)",
     openapi_extra=BATCH_BODY,
     status_code=201,
-    responses={**JSON_RESPONSE, 201: JSON_RESPONSE[200]},
+    responses=CREATED_RESPONSE,
     response_class=Response,
 )
 async def submit_batch(request: Request) -> Response:

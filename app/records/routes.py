@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -12,6 +12,7 @@ from pith_core.keys import PUBLIC_REGISTRY_KEY_HEX, public_key_from_hex
 from pith_core.number import short_pith_number
 
 from ..core.context import context_of
+from ..core.openapi import CREATED_RESPONSE, JSON_RESPONSE
 from ..core.problems import Problem
 from ..registry.service import check_admin
 from . import views
@@ -20,10 +21,6 @@ from .schemas import ImportRequest, RegisterPaper
 from .service import import_candidates, register_paper, resolve, resolve_alias
 
 router = APIRouter(tags=["records"])
-PithId = Annotated[str, "a Pith number, its 26-character suffix, a unique prefix or an arXiv id"]
-JSON_RESPONSE: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"application/json": {"schema": {"type": "object"}}}}
-}
 
 
 @router.get(
@@ -113,7 +110,7 @@ def _created(created: bool, body: bytes) -> Response:
     "/api/records",
     summary="Register a paper (admin): build its record, sign its receipt and events",
     status_code=201,
-    responses={**JSON_RESPONSE, 201: JSON_RESPONSE[200]},
+    responses=CREATED_RESPONSE,
     response_class=Response,
 )
 def register(
@@ -139,7 +136,7 @@ def _trusted_key(hex_key: str | None) -> bytes:
 @router.post(
     "/api/import",
     summary="Import records published by another registry (admin), verified under a trusted key",
-    responses={**JSON_RESPONSE, 201: JSON_RESPONSE[200]},
+    responses=CREATED_RESPONSE,
     response_class=Response,
 )
 def import_route(

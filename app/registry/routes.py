@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from ..core.context import context_of
+from ..core.openapi import JSON_RESPONSE
 from ..events.repository import EventRepository
 from .service import mirror_manifest, signing_key_document
 
 router = APIRouter(tags=["registry"])
-JSON_RESPONSE: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"application/json": {"schema": {"type": "object"}}}}
-}
 
 
 @router.get(

@@ -153,6 +153,13 @@ def test_a_body_that_is_not_json_is_a_400(seeded: TestClient, raw: bytes, code: 
     assert_problem(seeded.post(ACTION, content=raw), 400, code)
 
 
+def test_every_action_url_has_its_target() -> None:
+    from app.events.routes import Action
+    from app.events.service import ACTION_TARGETS
+
+    assert {a.value for a in Action} == set(ACTION_TARGETS)
+
+
 def test_the_anchor_and_attestation_actions(seeded: TestClient) -> None:
     key = new_key()
     for action, target in [
