@@ -7,6 +7,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from pith_core.keys import fingerprint
+
 from ..core.context import AppContext
 from ..events.repository import EventRepository
 from ..events.service import compute_state
@@ -34,6 +36,14 @@ def recipe(base_url: str, suffix: str, digest: str) -> str:
         f'  | python3 -c "{RECIPE_PYTHON}"\n'
         f"# expect: {digest}"
     )
+
+
+def verify_command(ctx: AppContext, suffix: str, receipt: dict[str, Any]) -> str | None:
+    """`pith verify` of the record under the key its receipt names (when this registry pins it)."""
+    for key in ctx.identity.pinned_keys:
+        if fingerprint(key) == receipt.get("public_key_fingerprint"):
+            return f"curl -s {ctx.base_url}/pith/{suffix}.json | pith verify --key {key.hex()} -"
+    return None
 
 
 def scholarly_article(doc: dict[str, Any]) -> dict[str, Any]:
@@ -104,6 +114,7 @@ def record_page_context(ctx: AppContext, session: Session, pith_id: str) -> dict
             for name, action, label in CHECKLIST
         ],
         "recipe": recipe(ctx.base_url, record.suffix, record.canonical_sha256),
+        "verify_command": verify_command(ctx, record.suffix, doc["receipt"]),
         "canonical_pretty": json.dumps(
             doc["canonical_record"], indent=2, sort_keys=True, ensure_ascii=False
         ),

@@ -69,6 +69,15 @@ def test_the_pages_recipe_prints_the_seeds_hash(server: LiveServer, prefix: str)
     assert recipe.splitlines()[-1] == f"# expect: {seed_hash(prefix)}"
 
 
+def test_the_pages_verify_command_passes(server: LiveServer) -> None:
+    page = httpx.get(f"{server.base_url}/pith/KQGQ3HUF").text
+    command = html.unescape(re.search(r'<pre id="verify">(.*?)</pre>', page, re.S).group(1))
+    command = command.replace("| pith verify", f"| {PITH} verify")
+    out = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "record: verified" in out.stdout
+
+
 def test_pith_verify_accepts_what_the_server_serves(server: LiveServer, tmp_path: Path) -> None:
     key_hex = httpx.get(f"{server.base_url}/pith-signing-key.json").json()["public_key_hex"]
     record = tmp_path / "record.json"
