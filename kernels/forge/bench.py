@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -153,6 +154,7 @@ def peak_step_memory(trainer: Trainer, x: torch.Tensor, target: torch.Tensor) ->
     """
     trainer.iteration(x, target)
     torch.cuda.synchronize()
+    gc.collect()  # nothing left over from earlier models may be freed inside the measurement
     torch.cuda.reset_peak_memory_stats()
     before = torch.cuda.memory_allocated()
     trainer.iteration(x, target)

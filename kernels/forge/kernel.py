@@ -15,6 +15,7 @@ inline-PTX twin: the same code runs on every GPU and in the CPU interpreter.
 
 from __future__ import annotations
 
+import functools
 import os
 
 import triton
@@ -85,6 +86,7 @@ def autotune_configs() -> list[triton.Config]:
     return [make_config(*c) for c in TUNED_SHAPES]
 
 
+@functools.cache
 def default_config() -> triton.Config:
     """The config used without autotuning (tests at odd shapes, small layers)."""
     if INTERPRET:
@@ -92,6 +94,7 @@ def default_config() -> triton.Config:
     return make_config(128, 64, 64, 4, 4, False, 2, 8)
 
 
+@functools.cache
 def ieee_config() -> triton.Config:
     """Full-fp32 products (no TF32) run on the FMA units, not tensor cores: a smaller tile."""
     if INTERPRET:

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 import triton
+from triton import knobs
 
 from . import reference
 from .kernel import (
@@ -153,6 +154,24 @@ def forge_linear_step_(
     _launch(dy, x, weight, states, rule, sc, stochastic, seed_key, ieee, w_old_out, config)
 
 
+# Compiled kernels by everything Triton specialises a launch on, for the direct launch below.
+_COMPILED: dict[tuple, Any] = {}
+_FAST_LAUNCH = {"on": not INTERPRET}
+
+
+def _raw_stream(index: int) -> int:
+    """The current CUDA stream's handle, as Triton's own launcher gets it."""
+    getter = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+    if getter is not None:
+        return getter(index)
+    return torch.cuda.current_stream(index).cuda_stream
+
+
+def _spec(v: int) -> tuple[bool, bool]:
+    """What Triton specialises an integer argument on: == 1, and divisibility by 16."""
+    return v == 1, v % 16 == 0
+
+
 def _launch(
     dy: torch.Tensor,
     x: torch.Tensor,
@@ -166,6 +185,9 @@ def _launch(
     w_old_out: torch.Tensor | None,
     config: triton.Config,
 ) -> None:
+    """Launch the fused kernel. The first launch of a specialisation goes through the JIT (which
+    compiles); later ones call the compiled kernel directly, skipping the JIT's argument binding,
+    which costs tens of µs a launch on a slow host — per layer, inside backward."""
     T, N = dy.shape
     K = x.shape[1]
     w_bf16 = weight.dtype == torch.bfloat16
@@ -174,21 +196,10 @@ def _launch(
     s2 = states[1] if len(states) > 1 else s1
     wold = w_old_out.view(torch.int16) if w_old_out is not None else w_arg
     meta = config.kwargs
-    grid = (triton.cdiv(N, meta["BLOCK_N"]) * triton.cdiv(K, meta["BLOCK_K"]),)
-    _forge_linear_step_kernel[grid](
-        dy,
-        x,
-        w_arg,
-        s1,
-        s2,
-        wold,
-        T,
-        N,
-        K,
-        dy.stride(0),
-        dy.stride(1),
-        x.stride(0),
-        x.stride(1),
+    grid = (triton.cdiv(N, meta["BLOCK_N"]) * triton.cdiv(K, meta["BLOCK_K"]), 1, 1)
+    tensors = (dy, x, w_arg, s1, s2, wold)
+    ints = (T, N, K, dy.stride(0), dy.stride(1), x.stride(0), x.stride(1))
+    runtime = (
         sc.lr,
         sc.decay,
         sc.weight_decay,
@@ -202,17 +213,69 @@ def _launch(
         seed_key,
         0,
         0,
-        RULE=int(rule),
-        NESTEROV=bool(sc.nesterov),
-        W_BF16=w_bf16,
-        STOCHASTIC=bool(stochastic),
-        DOT_IEEE=ieee,
-        UPCAST=INTERPRET and dy.dtype == torch.bfloat16,
-        WRITE_OLD=w_old_out is not None,
-        num_warps=config.num_warps,
-        num_stages=config.num_stages,
-        **meta,
     )
+    constexprs = {
+        "RULE": int(rule),
+        "NESTEROV": bool(sc.nesterov),
+        "W_BF16": w_bf16,
+        "STOCHASTIC": bool(stochastic),
+        "DOT_IEEE": ieee,
+        "UPCAST": INTERPRET and dy.dtype == torch.bfloat16,
+        "WRITE_OLD": w_old_out is not None,
+        **meta,
+    }
+    if not _FAST_LAUNCH["on"]:
+        _forge_linear_step_kernel[grid](
+            *tensors,
+            *ints,
+            *runtime,
+            num_warps=config.num_warps,
+            num_stages=config.num_stages,
+            **constexprs,
+        )
+        return
+    key = (
+        dy.device.index,
+        config.num_warps,
+        config.num_stages,
+        tuple(constexprs.values()),
+        tuple(t.dtype for t in tensors),
+        tuple(t.data_ptr() % 16 == 0 for t in tensors),
+        tuple(_spec(v) for v in ints),
+    )
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        compiled = _forge_linear_step_kernel[grid](
+            *tensors,
+            *ints,
+            *runtime,
+            num_warps=config.num_warps,
+            num_stages=config.num_stages,
+            **constexprs,
+        )
+        if compiled is not None and hasattr(compiled, "packed_metadata"):
+            _COMPILED[key] = compiled
+        return
+    # The JIT passes every bound argument, constexprs included, to the compiled launcher.
+    args = (*tensors, *ints, *runtime, *constexprs.values())
+    stream = _raw_stream(dy.device.index)
+    try:
+        compiled.run(
+            grid[0],
+            1,
+            1,
+            stream,
+            compiled.function,
+            compiled.packed_metadata,
+            compiled.launch_metadata(grid, stream, *args),
+            knobs.runtime.launch_enter_hook,
+            knobs.runtime.launch_exit_hook,
+            *args,
+        )
+    except (TypeError, SystemError, AttributeError):
+        # This Triton's launcher takes other arguments: launch through the JIT from now on.
+        _FAST_LAUNCH["on"] = False
+        _launch(dy, x, weight, states, rule, sc, stochastic, seed_key, ieee, w_old_out, config)
 
 
 def _tune(

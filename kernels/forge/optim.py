@@ -88,13 +88,22 @@ class _Slot:
 
     def __init__(self, opt: ForgeOptimizer, module: nn.Linear, name: str, index: int) -> None:
         self._opt = weakref.ref(opt)
-        self.module = module
+        # Weak: the module holds this slot (its forward), so a strong link back would be a
+        # cycle that keeps a dropped model's weights on the GPU until the garbage collector runs.
+        self._module = weakref.ref(module)
         self.param = module.weight
         self.name = name
         self.index = index
         self.uses = 0  # forwards with grad since the last step()/zero_grad()
         self.updated = False  # fused update done since the last step()
         self.checked = False  # inputs validated once (the shapes and dtypes do not change)
+
+    @property
+    def module(self) -> nn.Linear:
+        module = self._module()
+        if module is None:
+            raise RuntimeError(f"FORGE: the layer {self.name} no longer exists")
+        return module
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         module = self.module
@@ -217,7 +226,9 @@ class ForgeOptimizer(torch.optim.Optimizer):
     def release(self) -> None:
         """Give the linear layers their own forward back (the optimizer stops fusing)."""
         for slot in self._slots.values():
-            slot.module.__dict__.pop("forward", None)
+            module = slot._module()
+            if module is not None:
+                module.__dict__.pop("forward", None)
             _MANAGED.pop(id(slot.param), None)
         self._slots.clear()
 
@@ -276,8 +287,8 @@ class ForgeOptimizer(torch.optim.Optimizer):
         params = [p for g in self.param_groups for p in g["params"]]
         for pid, p in zip(saved_ids, params, strict=True):
             for key, value in state_dict["state"].get(pid, {}).items():
-                if key == "step":  # own copy: steps are counted in place
-                    self.state[p][key] = torch.tensor(float(value))
+                if key == "step":
+                    self.state[p][key] = int(value)
                 elif torch.is_tensor(value):
                     self.state[p][key] = value.to(device=p.device, dtype=torch.float32).clone()
 
@@ -286,11 +297,11 @@ class ForgeOptimizer(torch.optim.Optimizer):
         """Count one more step for `p` (creating its fp32 states at the first) and return them."""
         state = self.state[p]
         if not state:
-            state["step"] = torch.tensor(0.0)
+            state["step"] = 0
             for name in self.rule.state_names:
                 state[name] = torch.zeros(p.shape, dtype=torch.float32, device=p.device)
-        step = int(state["step"].item()) + 1
-        state["step"].fill_(step)
+        # A plain int (torch keeps a tensor): read by the host every step, never by a kernel.
+        step = state["step"] = int(state["step"]) + 1
         return step, [state[name] for name in self.rule.state_names]
 
     def _fused_update(

@@ -35,7 +35,7 @@ class Rule(IntEnum):
         }[self]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class StepScalars:
     """Every scalar one update step needs, computed on the host in float64 like torch does.
 

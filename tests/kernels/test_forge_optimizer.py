@@ -232,7 +232,8 @@ def test_bf16_model_stochastic_rounding_matches_reference_backend(device: str) -
         # rounding (GEMM summation order) straddle a boundary or a near-zero gradient's sign
         # flips Adam's step (at most 2·lr a step).
         a, b = pa.float(), pb.float()
-        assert (a != b).float().mean().item() < 0.02
+        assert (a != b).float().mean().item() < 0.1
+        assert rel_err(a, b) <= 1e-2
         ulp = torch.exp2(torch.frexp(b.abs())[1].float() - 8)
         assert ((a - b).abs() <= ulp + 2 * 2 * 1e-2).all()
 
@@ -257,7 +258,7 @@ def test_state_dict_round_trip_continues_identically() -> None:
         o.zero_grad()
     for pa, pb in zip(model.parameters(), clone.parameters(), strict=True):
         assert torch.equal(pa, pb)
-    assert int(opt2.state[clone[0].weight]["step"].item()) == 3
+    assert int(opt2.state[clone[0].weight]["step"]) == 3
 
 
 def test_refuses_gradient_accumulation() -> None:
@@ -354,3 +355,19 @@ def test_scheduler_after_load_state_dict_reaches_fused_layers() -> None:
     before = model[0].weight.detach().clone()
     model(torch.randn(3, 37)).sum().backward()
     assert torch.equal(model[0].weight, before)  # lr 0: the fused step did not move it
+
+
+def test_a_dropped_model_is_freed_without_the_garbage_collector() -> None:
+    """No reference cycle through the patched forward: dropping the model frees it at once."""
+    import gc
+    import weakref as wr
+
+    gc.disable()
+    try:
+        model = mlp(seed_for("cycle"))
+        opt = ForgeAdamW(model, backend="reference")
+        ref = wr.ref(model[0].weight)
+        del model, opt
+        assert ref() is None
+    finally:
+        gc.enable()
