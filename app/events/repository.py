@@ -33,6 +33,11 @@ _COPY_COLUMNS = (
 _COPY_EVENTS = f"COPY events ({', '.join(_COPY_COLUMNS)}) FROM STDIN"
 
 
+def _displayable(text: str, limit: int) -> str:
+    """A signer's name as a column can hold it (the signed event keeps it exactly)."""
+    return text[:limit].replace("\x00", "\ufffd")
+
+
 class EventRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -109,9 +114,9 @@ class EventRepository:
                 {
                     "fingerprint": s["public_key_fingerprint"],
                     "public_key_b64": s["public_key_b64"],
-                    "key_id": s["key_id"][:200],
-                    "signer_id": s["signer_id"][:200],
-                    "signer_type": s["signer_type"][:64],
+                    "key_id": _displayable(s["key_id"], 200),
+                    "signer_id": _displayable(s["signer_id"], 200),
+                    "signer_type": _displayable(s["signer_type"], 64),
                     "first_seen_at": seen_at,
                 },
             )

@@ -11,6 +11,12 @@ from sqlalchemy.orm import Session
 from ..storage.models import Alias, Record
 
 
+def _could_be_alias(value: str) -> bool:
+    """Aliases are short printable ASCII (arXiv ids, DOIs, base32); PostgreSQL text cannot even
+    hold some strings a URL can carry (NUL), so those are answered without a query."""
+    return len(value) <= 200 and value.isascii() and value.isprintable()
+
+
 class RecordRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -32,6 +38,8 @@ class RecordRepository:
         return self.session.scalars(stmt).first()
 
     def by_alias(self, kind: str, value: str) -> Record | None:
+        if not _could_be_alias(value):
+            return None
         stmt = (
             select(Record)
             .join(Alias, Alias.record_id == Record.id)

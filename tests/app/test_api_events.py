@@ -153,6 +153,20 @@ def test_a_body_that_is_not_json_is_a_400(seeded: TestClient, raw: bytes, code: 
     assert_problem(seeded.post(ACTION, content=raw), 400, code)
 
 
+def test_strings_a_column_cannot_hold_are_kept_in_the_signed_event(seeded: TestClient) -> None:
+    event = signed_event(
+        new_key(), FORGE, signer_id="nul\x00byte", payload={"claim_id": "c\x00", "verdict": "error"}
+    )
+    r = _post(seeded, ACTION, event)
+    assert r.status_code == 201, r.text
+    (stored,) = [
+        e
+        for e in seeded.get(f"/api/pith-number/{SUFFIX}/events.json").json()["events"]
+        if e["event_id"] == event["event_id"]
+    ]
+    assert stored == event
+
+
 def test_every_action_url_has_its_target() -> None:
     from app.events.routes import Action
     from app.events.service import ACTION_TARGETS

@@ -15,7 +15,7 @@ from app.main import create_app
 
 from .helpers import ADMIN_TOKEN, import_seeds
 
-MAX_EXAMPLES = 25
+MAX_EXAMPLES = int(__import__("os").environ.get("PITH_SCHEMATHESIS_EXAMPLES", "25"))
 
 
 @schemathesis.check
