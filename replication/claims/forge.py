@@ -314,7 +314,9 @@ def run(profile: str) -> dict[str, Any]:
         "backward to the end of the optimizer step (CUDA events, median). 'bf16_weights' "
         "figures compare FORGE with bf16 weights, fp32 states and stochastic rounding against "
         "torch fused AdamW on bf16 parameters (bf16 states): reported, not judged. The stack's "
-        "linears have no bias, so every parameter is fused."
+        "linears have no bias, so every parameter is fused. 'host_issue' figures are the host's "
+        "ms to issue backward + step: where one is close to its GPU figure, that method's step "
+        "is paced by the host (Python autograd and launches), not by the GPU."
     )
     if not gpu:
         notes = "smoke profile: toy sizes on the CPU, no memory or speed measured. " + notes
