@@ -139,25 +139,43 @@ def _build(value: Any, path: str) -> Any:
     return value
 
 
+class _Duplicate(Exception):
+    """A duplicate key seen by the fast parse; the slow parse then names its path."""
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _Duplicate
+    return obj
+
+
+def _constant(name: str) -> Any:
+    raise CanonicalError("$", f"{name} is not JSON")
+
+
+_fast_decode = json.JSONDecoder(
+    object_pairs_hook=_object_without_duplicates, parse_constant=_constant
+).decode
+_slow_decode = json.JSONDecoder(object_pairs_hook=_Pairs, parse_constant=_constant).decode
+
+
 def parse_json(text: str | bytes) -> Any:
     """Parse JSON text, refusing duplicate object keys (with their path) and NaN/Infinity.
 
     Floats are kept as floats here; canonical_json refuses them with their path if they are to be
     hashed or signed. Errors are CanonicalError (a ValueError).
     """
-
-    def constant(name: str) -> Any:
-        raise CanonicalError("$", f"{name} is not JSON")
-
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as e:
             raise CanonicalError("$", f"not UTF-8: {e.reason} at byte {e.start}") from e
     try:
-        raw = json.loads(text, object_pairs_hook=_Pairs, parse_constant=constant)
+        return _fast_decode(text)
+    except _Duplicate:
+        return _build(_slow_decode(text), "$")  # raises, naming the duplicate's path
     except RecursionError as e:
         raise CanonicalError("$", "JSON is nested too deeply") from e
     except json.JSONDecodeError as e:
         raise CanonicalError("$", f"not JSON: {e.msg} at line {e.lineno} column {e.colno}") from e
-    return _build(raw, "$")

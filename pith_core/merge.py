@@ -115,12 +115,18 @@ def _current(applied: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def merge(
-    events: Iterable[Any], registry_keys: Iterable[bytes], subject: str | None = None
+    events: Iterable[Any],
+    registry_keys: Iterable[bytes],
+    subject: str | None = None,
+    *,
+    verified: set[tuple[bytes, str]] | None = None,
 ) -> dict[str, Any]:
     """The merged state of `subject` (inferred when all events name one) from `events`.
 
     `registry_keys` are the raw 32-byte public keys pinned as the registry's: only they may sign
-    the registry-only targets (record, graph, alias).
+    the registry-only targets (record, graph, alias). `verified` may carry (digest, signature)
+    pairs whose Ed25519 check already passed (a store that verified events when it took them);
+    the merge adds the pairs it checks, so a caller can keep the set across merges.
     """
     events = list(events)
     if subject is None:
@@ -128,7 +134,7 @@ def merge(
     registry_fps = frozenset(fingerprint(bytes(k)) for k in registry_keys)
     signer_keys: dict[str, SignerKey] = {}
 
-    verified: set[tuple[bytes, str]] = set()
+    verified = set() if verified is None else verified
     valid: dict[str, dict[str, Any]] = {}
     invalid: dict[str, dict[str, Any]] = {}
     for event in events:

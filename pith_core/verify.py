@@ -96,7 +96,7 @@ def verify_document(doc: Any, trusted_key: bytes) -> tuple[str, list[Check]]:
         _run("canonical_sha256", checks, lambda: claimed("canonical_sha256", digest))
         _run("pith_number", checks, lambda: claimed("pith_number", number))
         receipt = doc.get("receipt")
-    if kind == "record":
+    if kind in ("record", "bundle"):
         _run(
             "short_pith_number",
             checks,

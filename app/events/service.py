@@ -269,16 +269,13 @@ def events_document(record: Record, events: Sequence[dict[str, Any]]) -> dict[st
 def bundle_document(
     record: Record, events: Sequence[dict[str, Any]], state: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """`pith_core.build_bundle`, plus the number's short form and the state's aliases."""
-    bundle = build_bundle(
+    return build_bundle(
         json.loads(record.canonical_record),
         json.loads(record.receipt),
         events,
-        state["state_sha256"],
+        source_aliases=state["current"]["source_aliases"],
+        state_sha256=state["state_sha256"],
     )
-    bundle["short_pith_number"] = short_pith_number(record.pith_number)
-    bundle["source_aliases"] = state["current"]["source_aliases"]
-    return bundle
 
 
 def encode_cursor(log_index: int) -> str:
