@@ -32,7 +32,9 @@ def dec(x: float | int, digits: int = 6) -> str:
         return "0"
     s = f"{x:.{digits}g}"
     if "e" in s:
-        s = f"{x:.{max(digits - 1 - int(math.floor(math.log10(abs(x)))), 0)}f}"
+        s = f"{x:.{max(digits - 1 - math.floor(math.log10(abs(x))), 0)}f}"
+        if "." in s:
+            s = s.rstrip("0").rstrip(".")
     return s
 
 
