@@ -93,6 +93,38 @@ def seed_if_empty(settings: Any) -> None:
             raise SystemExit(code)
 
 
+def load_results(settings: Any) -> None:
+    """Load the signed replication records committed under `settings.results_dir`: every file
+    verified first, then stored through the events service in one transaction (or none)."""
+    from .events.service import Clock
+    from .registry.service import load_identity
+    from .replication.results import ResultsRefused, read_results, results_files, store_results
+    from .storage.engine import Database
+
+    files = results_files(Path(settings.results_dir))
+    if not files:
+        return
+    identity = load_identity(settings)
+    clock = Clock.now(settings.max_clock_skew_seconds)
+    try:
+        events = [event for path in files for event in read_results(path, identity, clock)]
+    except ResultsRefused as e:
+        print(f"pith serve: replication results refused, nothing loaded: {e}", file=sys.stderr)
+        raise SystemExit(EXIT_FAILED) from e
+    db = Database(settings.database_url)
+    try:
+        with db.write() as session:
+            loaded = store_results(session, identity, events)
+    finally:
+        db.dispose()
+    skipped = f", {len(loaded.skipped)} about papers not here" if loaded.skipped else ""
+    print(
+        f"pith serve: replication results from {len(files)} file(s): {loaded.stored} stored, "
+        f"{loaded.present} already present{skipped}",
+        file=sys.stderr,
+    )
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -103,6 +135,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     upgrade_database(settings.database_url)
     if settings.import_seeds_when_empty and not args.no_seeds:
         seed_if_empty(settings)
+    load_results(settings)
     identity = load_identity(settings)  # created here, before workers start, so they share it
     print(
         f"pith serve: {settings.base_url} · key {identity.key.key_id} ({identity.fingerprint}) "
@@ -152,7 +185,9 @@ def register(subparsers: Any) -> None:
         )
 
     p = subparsers.add_parser(
-        "serve", help="run the registry: migrate, import the seeds into an empty database, serve"
+        "serve",
+        help="run the registry: migrate, import the seeds into an empty database, load the "
+        "committed replication records, serve",
     )
     db_option(p)
     p.add_argument("--host", default=None, help="overrides PITH_HOST (127.0.0.1)")
@@ -184,3 +219,16 @@ def register(subparsers: Any) -> None:
         help="raw Ed25519 key (hex) receipts must verify under (default: the public registry's)",
     )
     p.set_defaults(func=cmd_import)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m app.cli serve|db|import`: the service's commands where the `pith` entry point
+    is not installed (a checkout run with PYTHONPATH=., as on the GPU machine)."""
+    parser = argparse.ArgumentParser(prog="python -m app.cli")
+    register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

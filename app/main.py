@@ -15,13 +15,16 @@ from .pages.routes import router as pages_router
 from .records.routes import router as records_router
 from .registry.routes import router as registry_router
 from .registry.service import load_identity
+from .replication.routes import router as replication_router
 from .settings import Settings
 from .storage.engine import Database
 
 DESCRIPTION = """Content-addressed, signed records of scientific papers (Pith numbers), the signed
 events about them, and their deterministically merged states. Errors are
 `application/problem+json`. Registry acts (`POST /api/records`, `POST /api/import`) need
-`Authorization: Bearer <admin token>`; submitting an event needs only a valid signature."""
+`Authorization: Bearer <admin token>`, as do registering GPU workers and queueing replication
+jobs; submitting an event needs only a valid signature. A worker's calls on `/api/jobs/...` are
+signed with its registered Ed25519 key (`X-Pith-*` headers, see `pith_core.request_auth`)."""
 
 
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
@@ -62,6 +65,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.include_router(records_router)
     app.include_router(events_router)
     app.include_router(registry_router)
+    app.include_router(replication_router)
     app.include_router(pages_router)
     if database is None:
         app.router.on_shutdown.append(db.dispose)

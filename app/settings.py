@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     )
     seeds_dir: Path = REPO_ROOT / "seeds"
     import_seeds_when_empty: bool = True
+    results_dir: Path = Field(
+        default=REPO_ROOT / "replication" / "results",
+        description="signed replication records (JSON lists of events) loaded by `pith serve`",
+    )
+    lease_ttl_seconds: int = Field(
+        default=120, ge=1, le=86_400, description="a job's lease lasts this long unless renewed"
+    )
 
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     rate_limit_writes_per_minute: int = Field(default=120, ge=0, description="0: no limit")

@@ -46,6 +46,74 @@ def verify_command(ctx: AppContext, suffix: str, receipt: dict[str, Any]) -> str
     return None
 
 
+def bundle_verify_command(ctx: AppContext, suffix: str) -> str:
+    """`pith verify` of the bundle under this registry's key: every signed event (replication
+    records included) checked and the merged state recomputed, offline."""
+    key = ctx.identity.key.public_key.hex()
+    return f"curl -s {ctx.base_url}/pith/{suffix}/bundle.json | pith verify --key {key} -"
+
+
+def _text(value: Any, limit: int = 80) -> str:
+    """A value of a signed payload as page text (payloads are anyone's JSON: bounded)."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _key_figures(payload: dict[str, Any], limit: int = 4) -> list[dict[str, Any]]:
+    """The checks a claim was judged by (measured against target), else its first figures."""
+    checks = [c for c in payload.get("checks") or [] if isinstance(c, dict) and c.get("name")]
+    if checks:
+        return [
+            {
+                "name": _text(c["name"]),
+                "value": f"{_text(c.get('measured', '?'))} {_text(c.get('op', ''))} "
+                f"{_text(c.get('target', '?'))}",
+                "passed": c.get("passed") if isinstance(c.get("passed"), bool) else None,
+            }
+            for c in checks[:limit]
+        ]
+    figures = payload.get("figures")
+    if not isinstance(figures, dict):
+        return []
+    return [
+        {"name": _text(k), "value": _text(v), "passed": None}
+        for k, v in list(figures.items())[:limit]
+    ]
+
+
+def replication_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One table row per replication record of the state: claim, verdict, key figures, GPU,
+    worker, date."""
+    rows = []
+    for entry in entries:
+        payload = entry["payload"]
+        env = payload.get("environment") if isinstance(payload.get("environment"), dict) else {}
+        gpu = _text(env.get("gpu_name", "")) or "not stated"
+        count = env.get("gpu_count")
+        if gpu == "none":
+            gpu = "no GPU (CPU)"
+        elif isinstance(count, str) and count.isdigit() and int(count) > 1:
+            gpu = f"{count} × {gpu}"
+        rows.append(
+            {
+                "claim": _text(payload.get("claim_id", "")),
+                "profile": _text(payload.get("profile", "")),
+                "verdict": _text(payload.get("verdict", "")),
+                "error": _text(payload["error"], 200) if payload.get("error") else "",
+                "figures": _key_figures(payload),
+                "gpu": gpu,
+                "software": ", ".join(
+                    f"{k} {_text(env[k], 40)}" for k in ("torch", "triton", "cuda") if k in env
+                ),
+                "worker": entry["signer"]["signer_id"],
+                "fingerprint": entry["signer"]["public_key_fingerprint"],
+                "created_at": entry["created_at"],
+                "event_id": entry["event_id"],
+            }
+        )
+    return rows
+
+
 def scholarly_article(doc: dict[str, Any]) -> dict[str, Any]:
     """schema.org ScholarlyArticle JSON-LD for the page's head."""
     paper = doc["paper"]
@@ -107,7 +175,9 @@ def record_page_context(ctx: AppContext, session: Session, pith_id: str) -> dict
         "receipt": doc["receipt"],
         "suffix": record.suffix,
         "claims": doc["paper_claims"],
-        "replications": current["replication_records"],
+        "replications": replication_rows(current["replication_records"]),
+        "bundle_verify_command": bundle_verify_command(ctx, record.suffix),
+        "receipt_is_ours": doc["receipt"].get("public_key_fingerprint") == ctx.identity.fingerprint,
         "events": events,
         "checklist": [
             {"label": label, "count": len(current[name]), "url": urls[action]}
