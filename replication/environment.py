@@ -59,8 +59,8 @@ def collect() -> dict[str, str]:
     try:  # torch.version.cuda is a constant of the build: no CUDA context is created
         import torch
 
-        env["cuda"] = torch.version.cuda or "none"
-        env["torch"] = torch.__version__
+        env["cuda"] = str(torch.version.cuda or "none")
+        env["torch"] = str(torch.__version__)  # a TorchVersion: signed payloads take plain str
     except ImportError:
         pass
     return env

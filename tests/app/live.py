@@ -61,6 +61,7 @@ def start_server(db_url: str, workdir: Path, **env: str) -> LiveServer:
         "PITH_HOST": "127.0.0.1",
         "PITH_PORT": str(port),
         "PITH_ACCESS_LOG": "false",
+        "PITH_RESULTS_DIR": str(workdir / "no-results"),  # the committed records only when asked
         **env,
     }
     with log.open("wb") as out:
