@@ -71,8 +71,8 @@ def cmd_number(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     doc = _read_json(args.file)
-    key = public_key_from_hex(args.key)
-    kind, checks = verify_document(doc, key)
+    keys = [public_key_from_hex(k) for k in (args.key or [PUBLIC_REGISTRY_KEY_HEX])]
+    kind, checks = verify_document(doc, keys)
     ok = all(c.passed for c in checks)
     if args.json:
         _emit(
@@ -85,7 +85,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             }
         )
     else:
-        print(f"{kind}: {'verified' if ok else 'NOT verified'} under key {args.key[:16]}…")
+        names = ", ".join(k.hex()[:16] + "…" for k in keys)
+        print(f"{kind}: {'verified' if ok else 'NOT verified'} under {names}")
         for c in checks:
             print(f"  {'ok  ' if c.passed else 'FAIL'}  {c.name}: {c.detail}")
     for c in checks:
@@ -168,8 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", default="-")
     p.add_argument(
         "--key",
-        default=PUBLIC_REGISTRY_KEY_HEX,
-        help="the registry's raw Ed25519 public key in hex (default: the public registry's)",
+        action="append",
+        metavar="HEX",
+        help="a trusted registry's raw Ed25519 public key in hex; repeat for several (an "
+        "imported record's receipt is another registry's; default: the public registry's)",
     )
     p.add_argument("--json", action="store_true", help="print the checks as JSON")
     p.set_defaults(func=cmd_verify)

@@ -5,12 +5,14 @@ Each check is reported, passed or not, so a person sees what was verified and wh
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .bundle import BUNDLE_TYPE
 from .canonical import canonical_sha256
 from .errors import PithError
+from .keys import fingerprint
 from .merge import STATE_TYPE, merge, state_sha256
 from .number import pith_number, short_pith_number
 from .receipt import verify_receipt
@@ -75,8 +77,22 @@ def _expect(cond: bool, message: str) -> None:
         raise PithError(message)
 
 
-def verify_document(doc: Any, trusted_key: bytes) -> tuple[str, list[Check]]:
-    """Check `doc` under the registry key `trusted_key` (raw 32 bytes); return (kind, checks)."""
+def _receipt_key(receipt: Any, keys: Sequence[bytes]) -> bytes:
+    """The trusted key the receipt names by fingerprint (the first key when it names none)."""
+    named = receipt.get("public_key_fingerprint") if isinstance(receipt, dict) else None
+    for key in keys:
+        if fingerprint(key) == named:
+            return key
+    return keys[0]
+
+
+def verify_document(doc: Any, trusted_keys: bytes | Sequence[bytes]) -> tuple[str, list[Check]]:
+    """Check `doc` under the registry keys `trusted_keys` (raw 32 bytes each): the receipt must
+    verify under one of them (an imported record keeps another registry's receipt), and they are
+    the keys the merge pins for registry-only events. Returns (kind, checks)."""
+    keys = [trusted_keys] if isinstance(trusted_keys, bytes) else list(trusted_keys)
+    if not keys:
+        raise PithError("verification needs at least one trusted registry key")
     kind = document_kind(doc)
     checks: list[Check] = []
     record = _run("canonical record shape", checks, lambda: canonical_record_of(doc) and "ok")
@@ -120,7 +136,7 @@ def verify_document(doc: Any, trusted_key: bytes) -> tuple[str, list[Check]]:
             checks,
             lambda: (
                 _expect(receipt is not None, "no receipt to verify")
-                or verify_receipt(receipt, digest, trusted_key)
+                or verify_receipt(receipt, digest, _receipt_key(receipt, keys))
                 or f"signed by {receipt.get('key_id')} ({receipt.get('public_key_fingerprint')})"
             ),
         )
@@ -129,7 +145,7 @@ def verify_document(doc: Any, trusted_key: bytes) -> tuple[str, list[Check]]:
         def recompute() -> str:
             events = doc.get("events")
             _expect(isinstance(events, list), "bundle events must be a list")
-            state = merge(events, [trusted_key], subject=number)
+            state = merge(events, keys, subject=number)
             _expect(
                 state["invalid_event_count"] == 0,
                 f"{state['invalid_event_count']} invalid events: "
