@@ -1,6 +1,7 @@
 """The Pith protocol: canonical JSON, records, Pith numbers, receipts, signed events and merge.
 
-Pure functions over plain data (PyNaCl for Ed25519); no web, no database, no torch. The one module
+Pure functions over plain data (PyNaCl for Ed25519; orjson, when installed, only to write canonical
+JSON faster, byte for byte the standard library's); no web, no database, no torch. The one module
 that touches files is `keyfile`.
 """
 

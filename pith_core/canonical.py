@@ -19,6 +19,25 @@ MAX_SAFE_INTEGER = 2**53 - 1
 _dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 
 
+def encode_with_json(value: Any) -> bytes:
+    """The reference encoder: the standard library, exactly as DESIGN §2 writes the rule."""
+    return _dumps(value).encode("utf-8")
+
+
+try:  # orjson writes the same bytes on the profile (tested) about ten times faster
+    import orjson
+
+    def _encode(value: Any) -> bytes:
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
+            # orjson stops at 255 levels of nesting; json goes deeper: keep one behaviour
+            return encode_with_json(value)
+
+except ImportError:  # pragma: no cover - the pure-Python path
+    _encode = encode_with_json
+
+
 def _child(path: str, key: str) -> str:
     return f"{path}.{key}" if key.isidentifier() else f"{path}[{json.dumps(key)}]"
 
@@ -96,7 +115,7 @@ def canonical_json(value: Any) -> bytes:
     if not in_profile(value):
         raise first_violation(value) or CanonicalError("$", "value is outside the profile")
     try:
-        return _dumps(value).encode("utf-8")
+        return _encode(value)
     except RecursionError as e:
         raise CanonicalError("$", "value is nested too deeply") from e
 
@@ -108,8 +127,11 @@ def check_canonical(value: Any, path: str = "$") -> None:
 
 
 def canonical_json_prechecked(value: Any) -> bytes:
-    """The canonical bytes of a value already known to be in the profile (a hot-path shortcut)."""
-    return _dumps(value).encode("utf-8")
+    """The canonical bytes of a value already known to be in the profile (a hot-path shortcut).
+
+    Raises UnicodeEncodeError for a lone surrogate, which the profile check would have refused.
+    """
+    return _encode(value)
 
 
 def sha256_hex(data: bytes) -> str:

@@ -112,7 +112,8 @@ json_values = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(min_value=-MAX, max_value=MAX)
-    | st.text(st.characters(exclude_categories=("Cs",))),
+    | st.text(st.characters(exclude_categories=("Cs",)))
+    | st.sampled_from(["\u2028\u2029", "\x7f", "\x00\x1f\b\f\n\r\t", '/\\"', "\U0001f600"]),
     lambda children: (
         st.lists(children, max_size=4)
         | st.dictionaries(
@@ -132,3 +133,23 @@ def test_canonical_round_trip_and_stability(value: object) -> None:
     assert (
         json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() == raw
     )
+
+
+@given(json_values)
+def test_the_fast_encoder_writes_the_reference_bytes(value: object) -> None:
+    from pith_core.canonical import encode_with_json
+
+    assert canonical_json(value) == encode_with_json(value)
+
+
+def test_deep_nesting_behaves_the_same_with_either_encoder() -> None:
+    from pith_core.canonical import encode_with_json
+
+    deep: object = "x"
+    for _ in range(300):  # past orjson's own limit of 255 levels
+        deep = [deep]
+    assert canonical_json(deep) == encode_with_json(deep)
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(CanonicalError, match="nested too deeply"):
+        canonical_json(deep)
