@@ -6,7 +6,9 @@ Three ways to run AdamW on the same model, timed in the same process:
 - "hook": PyTorch's optimizer-in-backward recipe, a fused AdamW per parameter run from
   `register_post_accumulate_grad_hook`, freeing each gradient as soon as it is used.
 
-`python -m kernels.forge.bench` prints a table for the 8 × Linear(4096, 4096) stack (CUDA).
+`python -m kernels.forge.bench` prints a table for the 8 × Linear(4096, 4096) stack (CUDA);
+`--overhead` the host's costs (per launch, and per layer of backward + step, each method side by
+side); `--host-cpu` the host path alone on a CPU-only machine (see `host_path_cpu`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .launch import forge_linear_step_
+from .launch import LayerLauncher, forge_linear_step_
 from .optim import ForgeAdamW
 from .rules import Rule, StepScalars
 
@@ -221,9 +223,12 @@ def kernel_timings(t: int, width: int, device: str = "cuda") -> dict[str, float]
     }
 
 
-def host_overhead(n: int = 300) -> dict[str, float]:
-    """Host µs per call when the GPU work is negligible: the fused launch, a cuBLAS mm, and a
-    whole backward + step of a tiny 8-layer stack under each method (CPU-paced by design)."""
+def host_overhead(n: int = 300, width: int = 4096, depth: int = 8, tokens: int = 512) -> dict:
+    """Host µs per call when the GPU work is negligible: the fused launch (general path, and a
+    layer's bound `LayerLauncher`), a cuBLAS mm, and a whole forward + backward + step of a tiny
+    8-layer stack under each method (CPU-paced by design). Then, at the real size (`depth` ×
+    Linear(`width`), `tokens` tokens, bf16 autocast), each method's host issue time and GPU
+    time of backward + step per layer, side by side: where host ≥ GPU the step is host-paced."""
     dev = "cuda"
     dy = torch.randn(64, 256, device=dev, dtype=torch.bfloat16)
     x = torch.randn(64, 256, device=dev, dtype=torch.bfloat16)
@@ -246,6 +251,9 @@ def host_overhead(n: int = 300) -> dict[str, float]:
     out["fused_launch_us"] = per_call(
         lambda: forge_linear_step_(dy, x, w, st, Rule.ADAMW, sc, tune=False, check=False)
     )
+    layer = LayerLauncher(w, st, Rule.ADAMW, stochastic=True)
+    args = sc.kernel_args()
+    out["layer_launcher_us"] = per_call(lambda: layer(dy, x, sc, args, 0, "ieee", None))
     out["cublas_mm_us"] = per_call(lambda: torch.mm(dy.t(), x))
     for method in METHODS:
         model = linear_stack(256, 8, dev, torch.float32, 0)
@@ -257,6 +265,122 @@ def host_overhead(n: int = 300) -> dict[str, float]:
             tr.step()
 
         out[f"{method}_forward_backward_step_us"] = per_call(one)
+    g = torch.Generator(device=dev).manual_seed(tokens)
+    batches = [
+        (
+            torch.randn(tokens, width, device=dev, generator=g),
+            torch.randn(tokens, width, device=dev, generator=g),
+        )
+        for _ in range(2)
+    ]
+    for method in METHODS:
+        with tf32(False):
+            tr = make_trainer(
+                linear_stack(width, depth, dev, torch.float32, 0), method, autocast=torch.bfloat16
+            )
+            gpu_ms, host_ms = time_backward_step(tr, batches, iters=30, warmup=5)
+        out[f"T{tokens}_{method}_host_issue_per_layer_us"] = host_ms * 1e3 / depth
+        out[f"T{tokens}_{method}_gpu_per_layer_us"] = gpu_ms * 1e3 / depth
+        del tr
+        gc.collect()
+        torch.cuda.empty_cache()
+    return out
+
+
+def host_overhead_line(figures: dict, tokens: int = 512, width: int = 4096, depth: int = 8) -> str:
+    """The side-by-side line of `host_overhead`'s per-layer figures."""
+    parts = [
+        f"{m} {figures[f'T{tokens}_{m}_host_issue_per_layer_us']:.1f}"
+        f" (GPU {figures[f'T{tokens}_{m}_gpu_per_layer_us']:.1f})"
+        for m in METHODS
+    ]
+    return (
+        f"host issue per layer, backward+step, T={tokens}, {depth} x Linear({width}, {width}),"
+        f" bf16 autocast, µs: " + ", ".join(parts)
+    )
+
+
+@contextlib.contextmanager
+def launch_stubbed() -> Iterator[None]:
+    """Inside the block, the fused kernel's launch is a no-op taking the same arguments, and
+    CPU tensors count as launchable: the whole host path around the kernel (autograd node,
+    optimizer bookkeeping, launcher binding and argument packing) runs on a machine without a
+    GPU, and without the interpreter's cost. Nothing is computed: for host timing only."""
+    from . import launch, optim
+
+    class _NoKernel:  # stands for the compiled kernel the JIT returns
+        packed_metadata = None
+        function = 0
+
+        @staticmethod
+        def run(*args: object) -> None:
+            return None
+
+        def launch_metadata(self, *args: object) -> None:
+            return None
+
+    class _NoJit:  # stands for the JIT function: kernel[grid](...) returns the compiled kernel
+        def __getitem__(self, grid: object) -> Callable[..., _NoKernel]:
+            return lambda *args, **kwargs: _NoKernel()
+
+    saved = (
+        launch._forge_linear_step_kernel,
+        launch.triton_available,
+        optim.triton_available,
+        launch._raw_stream,
+        launch._FAST_LAUNCH["on"],
+        dict(launch._COMPILED),
+    )
+    launch._forge_linear_step_kernel = _NoJit()
+    launch.triton_available = optim.triton_available = lambda device: True
+    launch._raw_stream = lambda index: 0
+    launch._FAST_LAUNCH["on"] = True
+    launch._COMPILED.clear()
+    try:
+        yield
+    finally:
+        (
+            launch._forge_linear_step_kernel,
+            launch.triton_available,
+            optim.triton_available,
+            launch._raw_stream,
+            launch._FAST_LAUNCH["on"],
+            compiled,
+        ) = saved
+        launch._COMPILED.clear()
+        launch._COMPILED.update(compiled)
+
+
+def host_path_cpu(
+    width: int = 16, tokens: int = 8, depth: int = 8, rounds: int = 7, iters: int = 100
+) -> dict[str, float]:
+    """Host µs of one backward + step per method, on CPU tensors, FORGE's launch stubbed out
+    (`launch_stubbed`): a GPU-free measure of the Python and autograd work around the kernel.
+    Tiny layers keep the CPU's own matmuls (dX, and torch's dW) negligible; bf16 autocast as
+    in the claim. Best of `rounds` medians, the methods interleaved (the host is noisy)."""
+    best = dict.fromkeys(METHODS, float("inf"))
+    with launch_stubbed():
+        trainers = {}
+        for method in METHODS:
+            tr = make_trainer(
+                linear_stack(width, depth, "cpu", torch.float32, 0), method, autocast=torch.bfloat16
+            )
+            trainers[method] = (tr, torch.randn(tokens, width), torch.randn(tokens, width))
+        for r in range(rounds + 1):
+            for method, (tr, xb, target) in trainers.items():
+                times = []
+                for _ in range(iters):
+                    loss = tr.forward_loss(xb, target)
+                    t0 = time.perf_counter()
+                    loss.backward()
+                    tr.step()
+                    times.append(time.perf_counter() - t0)
+                if r > 0:  # the first round warms up
+                    best[method] = min(best[method], statistics.median(times) * 1e6)
+    out = {}
+    for method, us in best.items():
+        out[f"{method}_backward_step_us"] = us
+        out[f"{method}_per_layer_us"] = us / depth
     return out
 
 
@@ -268,10 +392,26 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--profile", action="store_true", help="print torch.profiler tables only")
     ap.add_argument("--overhead", action="store_true", help="print host costs only")
+    ap.add_argument(
+        "--host-cpu", action="store_true", help="host path on CPU tensors, launch stubbed"
+    )
     args = ap.parse_args()
+    if args.host_cpu:
+        torch.set_num_threads(1)
+        res = host_path_cpu(depth=args.depth)
+        for k, v in res.items():
+            print(f"host-cpu {k}: {v:.1f}", flush=True)
+        print(
+            "host-cpu per layer (backward+step, launch stubbed), µs: "
+            + ", ".join(f"{m} {res[f'{m}_per_layer_us']:.1f}" for m in METHODS),
+            flush=True,
+        )
+        return
     if args.overhead:
-        for k, v in host_overhead().items():
+        res = host_overhead(width=args.width, depth=args.depth, tokens=args.tokens[0])
+        for k, v in res.items():
             print(f"host {k}: {v:.1f}", flush=True)
+        print(host_overhead_line(res, args.tokens[0], args.width, args.depth), flush=True)
         return
     if args.profile:
         for t in args.tokens:

@@ -71,32 +71,41 @@ class ForgeLinearFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[torch.Tensor | None, None, Any, None]:  # type: ignore[override]
-        ctx.slot.check_can_update()  # before autograd's own check of the saved (old) weight
+        # Runs once per layer per step on the host: every op skipped when not needed counts
+        # (2-D inputs need no reshapes, matching dtypes no casts).
+        slot = ctx.slot
+        slot.check_can_update()  # before autograd's own check of the saved (old) weight
         x_c, *rest = ctx.saved_tensors
         n_out, n_in = ctx.w_shape
-        dy2 = dy.reshape(-1, n_out)
+        flat = x_c.dim() == 2
+        dy2 = dy if dy.dim() == 2 else dy.reshape(-1, n_out)
         if dy2.dtype != x_c.dtype:
             dy2 = dy2.to(x_c.dtype)
-        dy2 = dy2.contiguous()
-        x2 = x_c.reshape(-1, n_in)
+        if not dy2.is_contiguous():
+            dy2 = dy2.contiguous()
+        x2 = x_c if flat else x_c.reshape(-1, n_in)
+        needs_dx, needs_db = ctx.needs_input_grad[0], ctx.needs_input_grad[2]
         db = None
-        if ctx.needs_input_grad[2]:
+        if needs_db:
             db = dy2.sum(0, dtype=torch.float32).to(ctx.bias_dtype)
         dx = None
         if ctx.old_w_from_kernel:
-            if ctx.needs_input_grad[0]:
+            if needs_dx:
                 w_old = torch.empty((n_out, n_in), dtype=torch.bfloat16, device=dy2.device)
-                ctx.slot.fused_update(dy2, x2, w_old)
-                dx = dy2 @ w_old  # the old W, as the fused kernel found it
+                slot.fused_update(dy2, x2, w_old)
+                dx = torch.mm(dy2, w_old)  # the old W, as the fused kernel found it
             else:
-                ctx.slot.fused_update(dy2, x2)
+                slot.fused_update(dy2, x2)
         else:
-            if ctx.needs_input_grad[0]:
+            if needs_dx:
                 # Queued before the update on the same stream: dX = dY·W uses the old W.
-                dx = dy2 @ rest[0]
-            ctx.slot.fused_update(dy2, x2)
+                dx = torch.mm(dy2, rest[0])
+            slot.fused_update(dy2, x2)
         if dx is not None:
-            dx = dx.reshape(*x_c.shape[:-1], n_in).to(ctx.x_dtype)
+            if not flat:
+                dx = dx.reshape(*x_c.shape[:-1], n_in)
+            if dx.dtype != ctx.x_dtype:
+                dx = dx.to(ctx.x_dtype)
         return dx, None, db, None
 
 

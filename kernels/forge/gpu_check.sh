@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# One device call: FORGE's GPU tests (bf16, real sizes) and the claim's h100 profile.
+# One device call: FORGE's GPU tests (bf16, real sizes), the claim's h100 profile, the host
+# overhead bench (per launch, and host issue vs GPU time per layer for each method) and a
+# profiler table of one backward + step.
 # Run from the repo root on the GPU machine: bash kernels/forge/gpu_check.sh  (writes under $OUT)
 set -o pipefail
 OUT=${OUT:-/tmp/forge_out}
@@ -24,7 +26,7 @@ for c in r["checks"]:
 for k, v in sorted(r["figures"].items()):
     print(f"  {k} = {v}")
 PY
-timeout 60 python3 -m kernels.forge.bench --overhead 2>&1 | tee "$OUT/overhead.txt"
+timeout 150 python3 -m kernels.forge.bench --overhead 2>&1 | tee "$OUT/overhead.txt"
 timeout 60 python3 -m kernels.forge.bench --profile --tokens 512 2>&1 | tee "$OUT/profile.txt" \
   | grep -E "^---|forge_linear|Self CUDA time|Self CPU time|adamw|nvjet" | cut -c1-120
 grep -E "^tuned|^    [0-9]|^speed|^memory|^kernel" "$OUT/claim_log.txt" | cut -c1-200

@@ -80,6 +80,11 @@ def check_inputs(
             raise ValueError("states must be contiguous fp32 tensors shaped like the weight")
     if not weight.is_contiguous():
         raise ValueError("weight must be contiguous")
+    devices = {t.device for t in (dy, x, weight, *states)}
+    if w_old_out is not None:
+        devices.add(w_old_out.device)
+    if len(devices) != 1:
+        raise ValueError(f"all tensors must be on one device, got {sorted(map(str, devices))}")
     if w_old_out is not None and (
         w_old_out.dtype != torch.bfloat16
         or tuple(w_old_out.shape) != (N, K)
@@ -91,6 +96,33 @@ def check_inputs(
         raise ValueError("weights of 2**31 elements or more are not supported (int32 offsets)")
     if T == 0:
         raise ValueError("no tokens: the gradient would be zero")
+
+
+def _pick_config(
+    dy: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    states: Sequence[torch.Tensor],
+    rule: Rule,
+    sc: StepScalars,
+    stochastic: bool,
+    seed_key: int,
+    ieee: bool,
+    w_old_out: torch.Tensor | None,
+    tune: bool | None,
+) -> triton.Config:
+    """The tile config for this launch: tuned (and remembered) for large layers on a GPU."""
+    T, N = dy.shape
+    K = x.shape[1]
+    if tune is None:
+        tune = weight.device.type == "cuda" and N * K >= AUTOTUNE_MIN_ELEMENTS and not ieee
+    if not tune:
+        return ieee_config() if ieee else default_config()
+    key = (_bucket(T), _bucket(N * K), dy.dtype, weight.dtype, int(rule), w_old_out is not None)
+    config = _TUNED.get(key)
+    if config is None:
+        config = _tune(key, dy, x, weight, states, rule, sc, stochastic, seed_key, w_old_out)
+    return config
 
 
 def forge_linear_step_(
@@ -117,6 +149,7 @@ def forge_linear_step_(
     weights only) receives the weight as it was before the update, rounded to nearest bf16.
     `tune`: pick the tile shape by timing (default: layers of AUTOTUNE_MIN_ELEMENTS weights or
     more, on a GPU); `config` forces one; `check=False` skips input validation (hot path).
+    A layer stepped again and again is launched more cheaply by a `LayerLauncher`.
     """
     if check:
         check_inputs(dy, x, weight, states, rule, w_old_out)
@@ -129,47 +162,73 @@ def forge_linear_step_(
             dy, x, weight, states, rule, sc, stochastic=stochastic, seed_key=seed_key
         )
         return
-    T, N = dy.shape
-    K = x.shape[1]
     ieee = precision == "ieee" and dy.dtype == torch.float32
     if config is None:
-        if tune is None:
-            tune = weight.device.type == "cuda" and N * K >= AUTOTUNE_MIN_ELEMENTS and not ieee
-        if tune:
-            key = (
-                _bucket(T),
-                _bucket(N * K),
-                dy.dtype,
-                weight.dtype,
-                int(rule),
-                w_old_out is not None,
-            )
-            config = _TUNED.get(key)
-            if config is None:
-                config = _tune(
-                    key, dy, x, weight, states, rule, sc, stochastic, seed_key, w_old_out
-                )
-        else:
-            config = ieee_config() if ieee else default_config()
+        config = _pick_config(
+            dy, x, weight, states, rule, sc, stochastic, seed_key, ieee, w_old_out, tune
+        )
     _launch(dy, x, weight, states, rule, sc, stochastic, seed_key, ieee, w_old_out, config)
 
 
 # Compiled kernels by everything Triton specialises a launch on, for the direct launch below.
 _COMPILED: dict[tuple, Any] = {}
 _FAST_LAUNCH = {"on": not INTERPRET}
+_current_raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
 
 
 def _raw_stream(index: int) -> int:
     """The current CUDA stream's handle, as Triton's own launcher gets it."""
-    getter = getattr(torch._C, "_cuda_getCurrentRawStream", None)
-    if getter is not None:
-        return getter(index)
+    if _current_raw_stream is not None:
+        return _current_raw_stream(index)
     return torch.cuda.current_stream(index).cuda_stream
 
 
 def _spec(v: int) -> tuple[bool, bool]:
     """What Triton specialises an integer argument on: == 1, and divisibility by 16."""
     return v == 1, v % 16 == 0
+
+
+def _grid(N: int, K: int, meta: dict[str, Any]) -> int:
+    """Programs in the launch: one per [BLOCK_N, BLOCK_K] tile of W."""
+    return -(-N // meta["BLOCK_N"]) * -(-K // meta["BLOCK_K"])
+
+
+def _constexprs(
+    rule: Rule,
+    nesterov: bool,
+    w_bf16: bool,
+    stochastic: bool,
+    ieee: bool,
+    upcast: bool,
+    write_old: bool,
+    config: triton.Config,
+) -> dict[str, Any]:
+    """The kernel's constexpr arguments, in its signature's order."""
+    return {
+        "RULE": int(rule),
+        "NESTEROV": bool(nesterov),
+        "W_BF16": w_bf16,
+        "STOCHASTIC": bool(stochastic),
+        "DOT_IEEE": ieee,
+        "UPCAST": upcast,
+        "WRITE_OLD": write_old,
+        **config.kwargs,
+    }
+
+
+def _hook_active(hook: Any) -> bool:
+    """A launch hook that would run: triton 3.6 keeps None when unset, later ones an empty
+    HookChain."""
+    if hook is None:
+        return False
+    calls = getattr(hook, "calls", None)
+    return calls is None or len(calls) > 0
+
+
+def _hooks_set() -> bool:
+    """Whether a launch hook (a profiler's) wants each launch's metadata."""
+    rt = knobs.runtime
+    return _hook_active(rt.launch_enter_hook) or _hook_active(rt.launch_exit_hook)
 
 
 def _launch(
@@ -184,10 +243,11 @@ def _launch(
     ieee: bool,
     w_old_out: torch.Tensor | None,
     config: triton.Config,
-) -> None:
+) -> Any:
     """Launch the fused kernel. The first launch of a specialisation goes through the JIT (which
     compiles); later ones call the compiled kernel directly, skipping the JIT's argument binding,
-    which costs tens of µs a launch on a slow host — per layer, inside backward."""
+    which costs tens of µs a launch on a slow host — per layer, inside backward. Returns the
+    compiled kernel when the direct launch is available (None otherwise)."""
     T, N = dy.shape
     K = x.shape[1]
     w_bf16 = weight.dtype == torch.bfloat16
@@ -195,35 +255,14 @@ def _launch(
     s1 = states[0]
     s2 = states[1] if len(states) > 1 else s1
     wold = w_old_out.view(torch.int16) if w_old_out is not None else w_arg
-    meta = config.kwargs
-    grid = (triton.cdiv(N, meta["BLOCK_N"]) * triton.cdiv(K, meta["BLOCK_K"]), 1, 1)
+    grid = (_grid(N, K, config.kwargs), 1, 1)
     tensors = (dy, x, w_arg, s1, s2, wold)
     ints = (T, N, K, dy.stride(0), dy.stride(1), x.stride(0), x.stride(1))
-    runtime = (
-        sc.lr,
-        sc.decay,
-        sc.weight_decay,
-        sc.beta1,
-        sc.beta2,
-        sc.eps,
-        sc.step_size,
-        sc.bc2_sqrt,
-        sc.dampening,
-        int(sc.first_step),
-        seed_key,
-        0,
-        0,
+    runtime = (*sc.kernel_args(), seed_key, 0, 0)
+    upcast = INTERPRET and dy.dtype == torch.bfloat16
+    constexprs = _constexprs(
+        rule, sc.nesterov, w_bf16, stochastic, ieee, upcast, w_old_out is not None, config
     )
-    constexprs = {
-        "RULE": int(rule),
-        "NESTEROV": bool(sc.nesterov),
-        "W_BF16": w_bf16,
-        "STOCHASTIC": bool(stochastic),
-        "DOT_IEEE": ieee,
-        "UPCAST": INTERPRET and dy.dtype == torch.bfloat16,
-        "WRITE_OLD": w_old_out is not None,
-        **meta,
-    }
     if not _FAST_LAUNCH["on"]:
         _forge_linear_step_kernel[grid](
             *tensors,
@@ -233,7 +272,7 @@ def _launch(
             num_stages=config.num_stages,
             **constexprs,
         )
-        return
+        return None
     key = (
         dy.device.index,
         config.num_warps,
@@ -255,7 +294,8 @@ def _launch(
         )
         if compiled is not None and hasattr(compiled, "packed_metadata"):
             _COMPILED[key] = compiled
-        return
+            return compiled
+        return None
     # The JIT passes every bound argument, constexprs included, to the compiled launcher.
     args = (*tensors, *ints, *runtime, *constexprs.values())
     stream = _raw_stream(dy.device.index)
@@ -276,6 +316,203 @@ def _launch(
         # This Triton's launcher takes other arguments: launch through the JIT from now on.
         _FAST_LAUNCH["on"] = False
         _launch(dy, x, weight, states, rule, sc, stochastic, seed_key, ieee, w_old_out, config)
+        return None
+    return compiled
+
+
+class LayerLauncher:
+    """One layer's fused step, with what stays fixed between its steps bound once.
+
+    `forge_linear_step_` pays per call for input checks, the config choice, the constexprs and
+    the specialisation key (~20 µs of Python). A layer's weight, states, rule and shapes do not
+    change between steps, so the first call does all that (and launches through the general
+    path); later calls compare a short signature — token-count bucket, dtypes, strides, pointer
+    alignment, precision — and call the compiled launcher with integer device pointers, which
+    also spares the launcher a `data_ptr()` call and a driver pointer query per tensor. Anything
+    new in the signature sends the call back through the general path, checks included.
+    """
+
+    __slots__ = (
+        "_config",
+        "_direct",
+        "_sig",
+        "_tail",
+        "rule",
+        "states",
+        "stochastic",
+        "weight",
+    )
+
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        states: Sequence[torch.Tensor],
+        rule: Rule,
+        *,
+        stochastic: bool,
+    ) -> None:
+        self.weight = weight
+        self.states = tuple(states)
+        self.rule = rule
+        self.stochastic = stochastic
+        self._sig: tuple | None = None
+        self._config: triton.Config | None = None
+        # (run, function, packed metadata, grid, device, N, K) of the compiled kernel
+        self._direct: tuple | None = None
+        self._tail: tuple = ()  # constexpr values, after the run-time arguments
+
+    def bound_to(self, weight: torch.Tensor, states: Sequence[torch.Tensor]) -> bool:
+        """Whether this launcher steps exactly these tensors (the optimizer may replace them).
+        Rules keep one or two states, so the first and the last say which."""
+        mine = self.states
+        return (
+            weight is self.weight
+            and len(states) == len(mine)
+            and states[0] is mine[0]
+            and states[-1] is mine[-1]
+        )
+
+    def __call__(
+        self,
+        dy: torch.Tensor,
+        x: torch.Tensor,
+        sc: StepScalars,
+        scalar_args: tuple[float | int, ...],
+        seed_key: int,
+        precision: str,
+        w_old_out: torch.Tensor | None,
+    ) -> None:
+        """The fused step of `forge_linear_step_` for this layer's weight and states;
+        `scalar_args` is `sc.kernel_args()` (callers cache it once a step for all layers)."""
+        T = dy.shape[0]
+        dy_stride = dy.stride()
+        x_stride = x.stride()
+        dyp = dy.data_ptr()
+        xp = x.data_ptr()
+        wop = 0 if w_old_out is None else w_old_out.data_ptr()
+        states = self.states
+        w_p = self.weight.data_ptr()
+        s1_p = states[0].data_ptr()
+        s2_p = states[-1].data_ptr()
+        sig = (
+            (T - 1).bit_length(),  # the tuner's bucket
+            T == 1,
+            T % 16 == 0,
+            x.shape[0] == T,
+            dy.dtype,
+            x.dtype,
+            dy_stride,
+            x_stride,
+            dyp % 16 == 0,
+            xp % 16 == 0,
+            wop % 16 == 0,
+            w_old_out is None,
+            precision,
+            sc.nesterov,
+            # Where W and its states live (an assignment to `.data` moves them).
+            w_p,
+            s1_p,
+            s2_p,
+        )
+        direct = self._direct
+        if sig != self._sig:
+            self._prepare(sig, dy, x, sc, seed_key, precision, w_old_out)
+            return
+        if direct is None or _hooks_set():
+            _launch(
+                dy,
+                x,
+                self.weight,
+                self.states,
+                self.rule,
+                sc,
+                self.stochastic,
+                seed_key,
+                precision == "ieee" and dy.dtype == torch.float32,
+                w_old_out,
+                self._config,
+            )
+            return
+        run, function, packed, grid, device, n, k = direct
+        args = (
+            dyp,
+            xp,
+            w_p,
+            s1_p,
+            s2_p,
+            wop or w_p,
+            T,
+            n,
+            k,
+            *dy_stride,
+            *x_stride,
+            *scalar_args,
+            seed_key,
+            0,
+            0,
+            *self._tail,
+        )
+        try:
+            run(grid, 1, 1, _raw_stream(device), function, packed, None, None, None, *args)
+        except (TypeError, SystemError, AttributeError):
+            _FAST_LAUNCH["on"] = False
+            self._direct = None
+            self.__call__(dy, x, sc, scalar_args, seed_key, precision, w_old_out)
+
+    def _prepare(
+        self,
+        sig: tuple,
+        dy: torch.Tensor,
+        x: torch.Tensor,
+        sc: StepScalars,
+        seed_key: int,
+        precision: str,
+        w_old_out: torch.Tensor | None,
+    ) -> None:
+        """A new signature: check, pick the config, launch through the general path, and bind
+        what later calls need to launch directly."""
+        self._sig = None
+        self._direct = None
+        weight, states = self.weight, self.states
+        check_inputs(dy, x, weight, states, self.rule, w_old_out)
+        if precision not in ("ieee", "tf32"):
+            raise ValueError(f"precision is 'ieee' or 'tf32', not {precision!r}")
+        if not triton_available(weight.device):
+            raise ValueError("LayerLauncher runs the Triton kernel: CUDA tensors (or interpreter)")
+        ieee = precision == "ieee" and dy.dtype == torch.float32
+        config = _pick_config(
+            dy, x, weight, states, self.rule, sc, self.stochastic, seed_key, ieee, w_old_out, None
+        )
+        compiled = _launch(
+            dy, x, weight, states, self.rule, sc, self.stochastic, seed_key, ieee, w_old_out, config
+        )
+        self._config = config
+        self._sig = sig
+        if compiled is None:
+            return
+        n, k = weight.shape
+        upcast = INTERPRET and dy.dtype == torch.bfloat16
+        self._tail = tuple(
+            _constexprs(
+                self.rule,
+                sc.nesterov,
+                weight.dtype == torch.bfloat16,
+                self.stochastic,
+                ieee,
+                upcast,
+                w_old_out is not None,
+                config,
+            ).values()
+        )
+        self._direct = (
+            compiled.run,
+            compiled.function,
+            compiled.packed_metadata,
+            _grid(n, k, config.kwargs),
+            dy.device.index,
+            n,
+            k,
+        )
 
 
 def _tune(

@@ -30,7 +30,7 @@ from torch import nn
 
 from . import reference
 from .function import forge_linear
-from .launch import forge_linear_step_
+from .launch import LayerLauncher, triton_available
 from .rules import Rule, StepScalars
 
 ACCUMULATION_ERROR = (
@@ -86,7 +86,9 @@ def _install_clipping_guard() -> None:
 class _Slot:
     """One FORGE-managed nn.Linear: its weight, the patched forward's use count, its state."""
 
-    def __init__(self, opt: ForgeOptimizer, module: nn.Linear, name: str, index: int) -> None:
+    def __init__(
+        self, opt: ForgeOptimizer, module: nn.Linear, name: str, index: int, group: int
+    ) -> None:
         self._opt = weakref.ref(opt)
         # Weak: the module holds this slot (its forward), so a strong link back would be a
         # cycle that keeps a dropped model's weights on the GPU until the garbage collector runs.
@@ -94,9 +96,9 @@ class _Slot:
         self.param = module.weight
         self.name = name
         self.index = index
+        self.group = group  # position of its parameter group (load_state_dict keeps the order)
         self.uses = 0  # forwards with grad since the last step()/zero_grad()
         self.updated = False  # fused update done since the last step()
-        self.checked = False  # inputs validated once (the shapes and dtypes do not change)
 
     @property
     def module(self) -> nn.Linear:
@@ -200,17 +202,27 @@ class ForgeOptimizer(torch.optim.Optimizer):
         self._slots: dict[nn.Parameter, _Slot] = {}
         for name, module in model.named_modules():
             if _eligible(module, shared) and module.weight not in self._slots:
-                slot = _Slot(
-                    self, module, name or type(module).__name__, self._index[module.weight]
-                )
+                w = module.weight
+                label = name or type(module).__name__
+                slot = _Slot(self, module, label, self._index[w], self._group_index[w])
                 module.forward = slot.forward  # instance attribute: nn.Module.__call__ uses it
                 self._slots[module.weight] = slot
                 _MANAGED[id(module.weight)] = weakref.ref(module.weight)
         _install_clipping_guard()
+        self._state_names = self.rule.state_names
+        # Each fused layer's bound launcher, by parameter index. Kept here, not on the slot:
+        # it holds the states, which must go with the optimizer, though the model stays.
+        self._launchers: list[LayerLauncher | None] = [None] * len(params)
+        # Per parameter group: (hyper-parameters + step, StepScalars, kernel arguments) of the
+        # last fused update, so the layers of one step share one computation of the scalars.
+        self._scalar_cache: dict[int, tuple[tuple, StepScalars, tuple]] = {}
 
     # --- what subclasses define -------------------------------------------------------
     def _scalars(self, group: dict[str, Any], step: int) -> StepScalars:
         raise NotImplementedError
+
+    # The group entries `_scalars` reads (the key of the per-step scalar cache).
+    hyper_keys: tuple[str, ...] = ()
 
     # --- the public surface -----------------------------------------------------------
     @property
@@ -231,6 +243,7 @@ class ForgeOptimizer(torch.optim.Optimizer):
                 module.__dict__.pop("forward", None)
             _MANAGED.pop(id(slot.param), None)
         self._slots.clear()
+        self._launchers = [None] * len(self._launchers)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         if not getattr(self, "_building", True):
@@ -242,7 +255,10 @@ class ForgeOptimizer(torch.optim.Optimizer):
         raise NotImplementedError(CLIP_ERROR)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        super().zero_grad(set_to_none=set_to_none)
+        # torch's zero_grad opens a profiler range and groups gradients by device for foreach
+        # zeroing (~20 µs of host time a step); most FORGE parameters never have a gradient.
+        if any(p.grad is not None for g in self.param_groups for p in g["params"]):
+            super().zero_grad(set_to_none=set_to_none)
         for slot in self._slots.values():
             slot.uses = 0
 
@@ -291,6 +307,8 @@ class ForgeOptimizer(torch.optim.Optimizer):
                     self.state[p][key] = int(value)
                 elif torch.is_tensor(value):
                     self.state[p][key] = value.to(device=p.device, dtype=torch.float32).clone()
+        self._scalar_cache.clear()
+        self._launchers = [None] * len(self._launchers)  # bound to the replaced states
 
     # --- internals --------------------------------------------------------------------
     def _advance(self, p: torch.Tensor) -> tuple[int, list[torch.Tensor]]:
@@ -304,43 +322,72 @@ class ForgeOptimizer(torch.optim.Optimizer):
         step = state["step"] = int(state["step"]) + 1
         return step, [state[name] for name in self.rule.state_names]
 
+    def _step_scalars(self, slot: _Slot, step: int) -> tuple[StepScalars, tuple]:
+        """The group's scalars for this step, computed once for all the group's layers.
+
+        Cached only while every hyper-parameter is a plain number: a tensor learning rate could
+        change in place under the same object, so it is read afresh every time.
+        """
+        group = self.param_groups[slot.group]
+        key = (step, *[group[k] for k in self.hyper_keys])
+        hit = self._scalar_cache.get(slot.group)
+        if hit is not None and hit[0] == key:
+            return hit[1], hit[2]
+        sc = self._scalars(group, step)
+        args = sc.kernel_args()
+        if all(_plain(v) for v in key):
+            self._scalar_cache[slot.group] = (key, sc, args)
+        return sc, args
+
     def _fused_update(
         self, slot: _Slot, dy: torch.Tensor, x: torch.Tensor, w_old_out: torch.Tensor | None
     ) -> None:
         """The hot path of backward: one fused launch per layer, little else."""
-        slot.check_can_update()
+        if slot.updated:
+            slot.check_can_update()  # raises
         p = slot.param
-        step, states = self._advance(p)
-        sc = self._scalars(self.param_groups[self._group_index[p]], step)
+        state = self.state[p]
+        if state:
+            step = state["step"] = int(state["step"]) + 1
+            states = [state[name] for name in self._state_names]
+        else:
+            step, states = self._advance(p)
+        sc, scalar_args = self._step_scalars(slot, step)
         key = 0
         if self.stochastic and p.dtype == torch.bfloat16:
             key = reference.sr_seed_key(self.seed, slot.index, step)
-        with torch.no_grad():
-            if self.backend == "reference":
-                if w_old_out is not None:
-                    w_old_out.copy_(p)
-                reference.forge_linear_step_reference(
-                    dy, x, p, states, self.rule, sc, stochastic=self.stochastic, seed_key=key
-                )
-            else:
-                forge_linear_step_(
-                    dy,
-                    x,
-                    p,
-                    states,
-                    self.rule,
-                    sc,
-                    stochastic=self.stochastic,
-                    seed_key=key,
-                    precision="tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee",
-                    w_old_out=w_old_out,
-                    check=not slot.checked,
-                )
-                slot.checked = True
-                # The kernel wrote W through a pointer: tell autograd, as an in-place op would,
-                # so a graph that saved the old W refuses to use it.
-                torch.autograd.graph.increment_version(p)
+        launcher = self._launchers[slot.index]
+        if launcher is None or not launcher.bound_to(p, states):
+            if self.backend == "reference" or not triton_available(p.device):
+                with torch.no_grad():
+                    if w_old_out is not None:
+                        w_old_out.copy_(p)
+                    reference.forge_linear_step_reference(
+                        dy, x, p, states, self.rule, sc, stochastic=self.stochastic, seed_key=key
+                    )
+                slot.updated = True
+                return
+            launcher = LayerLauncher(p, states, self.rule, stochastic=self.stochastic)
+            self._launchers[slot.index] = launcher
+        # TF32 matters for fp32 GEMM operands only; reading the flag costs a µs or two.
+        tf32 = dy.dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32
+        precision = "tf32" if tf32 else "ieee"
+        if torch.is_grad_enabled():  # backward(create_graph=True): views need no_grad
+            with torch.no_grad():
+                launcher(dy, x, sc, scalar_args, key, precision, w_old_out)
+        else:
+            launcher(dy, x, sc, scalar_args, key, precision, w_old_out)
+        # The kernel wrote W through a pointer: tell autograd, as an in-place op would, so a
+        # graph that saved the old W refuses to use it.
+        torch.autograd.graph.increment_version(p)
         slot.updated = True
+
+
+def _plain(v: Any) -> bool:
+    """A Python number, or a tuple of them (what a scalar cache may compare by value)."""
+    if isinstance(v, tuple):
+        return all(_plain(u) for u in v)
+    return isinstance(v, (int, float, bool))
 
 
 def _check_betas(betas: tuple[float, float]) -> tuple[float, float]:
@@ -359,6 +406,7 @@ class ForgeAdamW(ForgeOptimizer):
     """
 
     rule = Rule.ADAMW
+    hyper_keys = ("lr", "betas", "eps", "weight_decay")
 
     def __init__(
         self,
@@ -393,6 +441,7 @@ class ForgeLion(ForgeOptimizer):
     """Lion (sign of interpolated momentum, decoupled weight decay), fused like ForgeAdamW."""
 
     rule = Rule.LION
+    hyper_keys = ("lr", "betas", "weight_decay")
 
     def __init__(
         self,
@@ -417,6 +466,7 @@ class ForgeSGD(ForgeOptimizer):
     """SGD with momentum (as torch.optim.SGD, momentum > 0), fused like ForgeAdamW."""
 
     rule = Rule.SGD_MOMENTUM
+    hyper_keys = ("lr", "momentum", "dampening", "weight_decay", "nesterov")
 
     def __init__(
         self,

@@ -54,6 +54,25 @@ class StepScalars:
     first_step: bool = False  # SGD: the momentum buffer starts as the first gradient
     nesterov: bool = False  # SGD
 
+    def kernel_args(self) -> tuple[float | int, ...]:
+        """The run-time scalars in the order `_forge_linear_step_kernel` takes them.
+
+        Floats always (a hyper-parameter given as the int 0 would otherwise compile another
+        kernel variant, with an integer argument the direct launch would then mistype).
+        """
+        return (
+            float(self.lr),
+            float(self.decay),
+            float(self.weight_decay),
+            float(self.beta1),
+            float(self.beta2),
+            float(self.eps),
+            float(self.step_size),
+            float(self.bc2_sqrt),
+            float(self.dampening),
+            int(self.first_step),
+        )
+
     @staticmethod
     def adamw(
         *, step: int, lr: float, betas: tuple[float, float], eps: float, weight_decay: float

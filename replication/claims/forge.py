@@ -248,6 +248,7 @@ def run(profile: str) -> dict[str, Any]:
             for m, ms in sp.items():
                 figures[f"speed_bf16_autocast_T{t}_{m}_ms"] = ms
                 figures[f"host_issue_bf16_autocast_T{t}_{m}_ms"] = cpu[m]
+                figures[f"host_issue_per_layer_bf16_autocast_T{t}_{m}_us"] = cpu[m] * 1e3 / p.depth
             figures[f"speedup_vs_fused_T{t}"] = sp["fused"] / sp["forge"]
             figures[f"speedup_vs_hook_T{t}"] = sp["hook"] / sp["forge"]
             _log(f"speed T={t}: gpu {sp} host {cpu}")

@@ -163,6 +163,99 @@ def test_old_weight_copy_is_the_pre_update_weight_in_bf16(device: str) -> None:
     assert (w != w0).float().mean().item() > 0.99
 
 
+# (N, K, token counts of the two phases): the second count falls in another tuning bucket.
+# N·K stays under AUTOTUNE_MIN_ELEMENTS on the GPU: tuning (8 compiles a variant) is the claim's.
+LAUNCHER_SHAPES = {"cpu": (37, 45, 23, 70), "cuda": (1537, 2001, 999, 2048)}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_layer_launcher_follows_what_changes(device: str) -> None:
+    """A layer's bound launcher (the backward's hot path) equals the reference over six steps
+    while what it binds changes under it. Each change re-binds; each repeat of the previous
+    call's signature takes the direct launch on a GPU (integer pointers): a stale pointer or
+    specialisation would update the wrong memory or compute the wrong step."""
+    need(device)
+    from kernels.forge import launch
+
+    g = torch.Generator().manual_seed(seed_for(f"layer-launcher-{device}"))
+    N, K, t0, t1 = LAUNCHER_SHAPES[device]
+    calls = [  # (tokens, old-W output, strided x, move W's storage first)
+        (t0, False, False, False),
+        (t0, False, False, False),  # repeat: direct
+        (t0, True, False, False),  # + old W: re-bind
+        (t0, True, False, False),  # repeat: direct, old W written through its pointer
+        (t1, True, True, False),  # other bucket, strided x: re-bind
+        (t1, True, True, True),  # W's storage moved by `.data =`: re-bind
+    ]
+    w0 = torch.randn(N, K, generator=g)
+    w_k = w0.to(device)
+    st_k = [torch.zeros(N, K, device=device) for _ in range(2)]
+    w_r = w0.to(device)
+    st_r = [torch.zeros(N, K, device=device) for _ in range(2)]
+    layer = launch.LayerLauncher(w_k, st_k, Rule.ADAMW, stochastic=True)
+    moved_from = moved_copy = None
+    for step, (T, with_old, strided, move) in enumerate(calls, start=1):
+        dy = torch.randn(T, N, generator=g).to(device, torch.bfloat16)
+        if strided:
+            x = torch.randn(K, T, generator=g).to(device, torch.bfloat16).t()
+        else:
+            x = torch.randn(T, K, generator=g).to(device, torch.bfloat16)
+        if move:
+            moved_from = w_k.data
+            moved_copy = moved_from.clone()
+            w_k.data = w_k.data.clone()
+        old = check_old = None
+        if with_old:
+            old, check_old = guarded(torch.full((N, K), float("nan"), device=device).bfloat16())
+        before = w_k.clone()
+        sc = scalars(Rule.ADAMW, step)
+        layer(dy, x, sc, sc.kernel_args(), 0, "ieee", old)
+        reference.forge_linear_step_reference(dy, x, w_r, st_r, Rule.ADAMW, sc)
+        if check_old is not None:
+            check_old()
+            assert torch.equal(old.view(torch.int16), before.bfloat16().view(torch.int16))
+        if device == "cuda":
+            assert layer._direct is not None and launch._FAST_LAUNCH["on"], "no direct launch"
+        assert_update_close(w_k, w_r, max_step=2 * step * sc.step_size)
+        for s_k, s_r in zip(st_k, st_r, strict=True):
+            assert rel_err(s_k, s_r) <= 1e-5
+    assert torch.equal(moved_from, moved_copy), "the launcher wrote the weight's old storage"
+
+
+@pytest.mark.gpu
+def test_layer_launcher_direct_equals_jit_launch() -> None:
+    """The bound launcher's direct call (integer pointers, bound constexprs) computes what the
+    general path computes with the same config: bit for bit, over three steps."""
+    need("cuda")
+    from kernels.forge import launch
+
+    g = torch.Generator().manual_seed(seed_for("layer-direct"))
+    T, N, K = 320, 1024, 768  # below the tuning threshold: both sides take default_config()
+    w0 = torch.randn(N, K, generator=g).cuda()
+    runs = {}
+    for how in ("general", "bound"):
+        w = w0.clone()
+        st = [torch.zeros(N, K, device="cuda") for _ in range(2)]
+        layer = launch.LayerLauncher(w, st, Rule.ADAMW, stochastic=True)
+        gen = torch.Generator().manual_seed(1)
+        olds = []
+        for step in (1, 2, 3):
+            dy = torch.randn(T, N, generator=gen).to("cuda", torch.bfloat16)
+            x = torch.randn(T, K, generator=gen).to("cuda", torch.bfloat16)
+            old = torch.empty(N, K, dtype=torch.bfloat16, device="cuda")
+            sc = scalars(Rule.ADAMW, step)
+            if how == "general":
+                forge_linear_step_(dy, x, w, st, Rule.ADAMW, sc, w_old_out=old, tune=False)
+            else:
+                layer(dy, x, sc, sc.kernel_args(), 0, "ieee", old)
+            olds.append(old.view(torch.int16))
+        runs[how] = (w, *st, *olds)
+        if how == "bound":
+            assert layer._direct is not None, "the bound launcher never went direct"
+    for a, b in zip(runs["general"], runs["bound"], strict=True):
+        assert torch.equal(a, b)
+
+
 # Epilogue variants the GPU tuner may pick, at interpreter-sized tiles.
 VARIANTS = [
     pytest.param(make_config(32, 64, 32, 4, 1, False, 2, 1), id="split2-rowmajor"),

@@ -261,6 +261,73 @@ def test_state_dict_round_trip_continues_identically() -> None:
     assert int(opt2.state[clone[0].weight]["step"]) == 3
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_reloaded_states_are_the_ones_the_fused_layers_step(device: str) -> None:
+    """load_state_dict replaces the fused layers' state tensors under their bound launchers:
+    the next steps must read and update the new ones (torch AdamW, same data, as the oracle)."""
+    need(device)
+    seed = seed_for(f"reload-{device}")
+    model = mlp(seed).to(device)
+    twin = copy.deepcopy(model)
+    opt = ForgeAdamW(model, lr=1e-2, weight_decay=0.1)
+    ref = torch.optim.AdamW(twin.parameters(), lr=1e-2, weight_decay=0.1, foreach=False)
+    g = torch.Generator().manual_seed(seed)
+    for i in range(4):
+        if i == 2:
+            opt.load_state_dict(copy.deepcopy(opt.state_dict()))
+        x = torch.randn(13, 37, generator=g).to(device)
+        for m, o in ((model, opt), (twin, ref)):
+            m(x).square().mean().backward()
+            o.step()
+            o.zero_grad()
+    assert_same_params(model, twin, tol=model_tol(device))
+    for pa, pb in zip(model.parameters(), twin.parameters(), strict=True):
+        for name in ("exp_avg", "exp_avg_sq"):
+            assert rel_err(opt.state[pa][name], ref.state[pb][name]) <= model_tol(device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_tensor_learning_rate_changed_in_place_reaches_fused_layers(device: str) -> None:
+    """A tensor lr edited in place between steps is read afresh (not taken from the per-step
+    scalar cache): the fused layers follow it like torch AdamW follows a float lr."""
+    need(device)
+    seed = seed_for(f"tensor-lr-{device}")
+    model = mlp(seed).to(device)
+    twin = copy.deepcopy(model)
+    lr = torch.tensor(1e-2)
+    opt = ForgeAdamW(model, lr=lr, weight_decay=0.1)
+    ref = torch.optim.AdamW(twin.parameters(), lr=1e-2, weight_decay=0.1, foreach=False)
+    g = torch.Generator().manual_seed(seed)
+    for value in (1e-2, 3e-3, 3e-2):
+        lr.fill_(value)
+        ref.param_groups[0]["lr"] = value
+        x = torch.randn(13, 37, generator=g).to(device)
+        for m, o in ((model, opt), (twin, ref)):
+            m(x).square().mean().backward()
+            o.step()
+            o.zero_grad()
+    assert_same_params(model, twin, tol=model_tol(device))
+
+
+def test_zero_grad_keeps_torch_semantics() -> None:
+    """zero_grad skips torch's pass when no parameter has a gradient, and otherwise zeroes or
+    drops the gradients of the parameters opt.step() steps (fused weights never have one)."""
+    model = mlp(seed_for("zero-grad"))
+    opt = ForgeAdamW(model, backend="reference")
+    fused = {id(p) for p in opt.fused_parameters}
+    model(torch.randn(5, 37)).square().mean().backward()
+    others = [p for p in model.parameters() if id(p) not in fused]
+    assert others and all(p.grad is not None and p.grad.abs().sum() > 0 for p in others)
+    opt.zero_grad(set_to_none=False)
+    assert all(p.grad is not None and not p.grad.any() for p in others)
+    assert all(p.grad is None for p in opt.fused_parameters)
+    opt.zero_grad()
+    assert all(p.grad is None for p in model.parameters())
+    opt.step()
+    model(torch.randn(5, 37)).square().mean().backward()  # a new step is allowed after it
+    opt.step()
+
+
 def test_refuses_gradient_accumulation() -> None:
     model = mlp(seed_for("accum"))
     opt = ForgeAdamW(model, backend="reference")
@@ -355,6 +422,29 @@ def test_scheduler_after_load_state_dict_reaches_fused_layers() -> None:
     before = model[0].weight.detach().clone()
     model(torch.randn(3, 37)).sum().backward()
     assert torch.equal(model[0].weight, before)  # lr 0: the fused step did not move it
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_dropped_optimizer_frees_its_states_while_the_model_lives(device: str) -> None:
+    """The fused layers' bound launchers hold the states; they go with the optimizer, not with
+    the model (whose layers keep the optimizer's patched forward)."""
+    import gc
+    import weakref as wr
+
+    need(device)
+    model = mlp(seed_for(f"drop-opt-{device}")).to(device)
+    opt = ForgeAdamW(model)
+    model(torch.randn(5, 37).to(device)).square().mean().backward()
+    opt.step()
+    states = [wr.ref(opt.state[p]["exp_avg"]) for p in opt.fused_parameters]
+    gc.disable()
+    try:
+        del opt
+        assert all(ref() is None for ref in states)
+    finally:
+        gc.enable()
+    model(torch.randn(5, 37).to(device)).sum().backward()  # plain layers now
+    assert all(p.grad is not None for p in model.parameters())
 
 
 def test_a_dropped_model_is_freed_without_the_garbage_collector() -> None:
