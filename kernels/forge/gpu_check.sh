@@ -27,6 +27,9 @@ for k, v in sorted(r["figures"].items()):
     print(f"  {k} = {v}")
 PY
 timeout 150 python3 -m kernels.forge.bench --overhead 2>&1 | tee "$OUT/overhead.txt"
+# The same host path on CPU tensors with the launch stubbed: compares this host with the CPU
+# the work was measured on (no GPU there).
+timeout 60 python3 -m kernels.forge.bench --host-cpu 2>&1 | tee "$OUT/host_cpu.txt"
 timeout 60 python3 -m kernels.forge.bench --profile --tokens 512 2>&1 | tee "$OUT/profile.txt" \
   | grep -E "^---|forge_linear|Self CUDA time|Self CPU time|adamw|nvjet" | cut -c1-120
 grep -E "^tuned|^    [0-9]|^speed|^memory|^kernel" "$OUT/claim_log.txt" | cut -c1-200

@@ -5,6 +5,11 @@ so each candidate is timed on scratch copies (triton's `restore_value` would tim
 copies along with the kernel), and once a size is tuned the launch goes straight to the JIT
 kernel with the chosen config, skipping the autotuner's per-call bookkeeping. `TUNE_LOG` keeps
 every candidate's time for the benchmarks to report.
+
+`forge_linear_step_` is the general entry (checks, config choice, specialisation key on every
+call). `LayerLauncher` is the backward's hot path: one per fused layer, it does that work once
+and then launches the compiled kernel directly with pre-bound arguments, because at the small
+batches of fine-tuning the host's time to issue each layer's step, not the GPU, paces backward.
 """
 
 from __future__ import annotations
