@@ -59,11 +59,13 @@ def _text(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _key_figures(payload: dict[str, Any], limit: int = 4) -> list[dict[str, Any]]:
-    """The checks a claim was judged by (measured against target), else its first figures."""
+def _key_figures(payload: dict[str, Any], limit: int = 6) -> tuple[list[dict[str, Any]], int]:
+    """The checks a claim was judged by (gating ones first: measured against target), else its
+    first figures; and how many more there are."""
     checks = [c for c in payload.get("checks") or [] if isinstance(c, dict) and c.get("name")]
     if checks:
-        return [
+        checks.sort(key=lambda c: c.get("gating") is not True)
+        shown = [
             {
                 "name": _text(c["name"]),
                 "value": f"{_text(c.get('measured', '?'))} {_text(c.get('op', ''))} "
@@ -72,13 +74,13 @@ def _key_figures(payload: dict[str, Any], limit: int = 4) -> list[dict[str, Any]
             }
             for c in checks[:limit]
         ]
+        return shown, len(checks) - len(shown)
     figures = payload.get("figures")
     if not isinstance(figures, dict):
-        return []
-    return [
-        {"name": _text(k), "value": _text(v), "passed": None}
-        for k, v in list(figures.items())[:limit]
-    ]
+        return [], 0
+    items = list(figures.items())
+    shown = [{"name": _text(k), "value": _text(v), "passed": None} for k, v in items[:limit]]
+    return shown, len(items) - len(shown)
 
 
 def replication_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -94,13 +96,15 @@ def replication_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
             gpu = "no GPU (CPU)"
         elif isinstance(count, str) and count.isdigit() and int(count) > 1:
             gpu = f"{count} × {gpu}"
+        figures, more = _key_figures(payload)
         rows.append(
             {
                 "claim": _text(payload.get("claim_id", "")),
                 "profile": _text(payload.get("profile", "")),
                 "verdict": _text(payload.get("verdict", "")),
                 "error": _text(payload["error"], 200) if payload.get("error") else "",
-                "figures": _key_figures(payload),
+                "figures": figures,
+                "more_figures": more,
                 "gpu": gpu,
                 "software": ", ".join(
                     f"{k} {_text(env[k], 40)}" for k in ("torch", "triton", "cuda") if k in env

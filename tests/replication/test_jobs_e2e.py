@@ -10,8 +10,11 @@ so each leaves no job queued behind it.
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -215,6 +218,13 @@ def test_two_worker_processes_each_run_their_own_job(live: Live, tmp_path: Path)
     assert _offline_state(live, SAGE) == state
     page = live.http.get(f"/pith/{SAGE.rsplit(':', 1)[1]}").text
     assert "selftest" in page and "sha256_mb_per_s" in page and "cpu-0" in page
+    command = html.unescape(re.search(r'<pre id="verify-bundle">(.*?)</pre>', page, re.S).group(1))
+    if shutil.which("curl"):  # the page's own command, run as a reader would
+        command = command.replace("| pith verify", f"| {PITH} verify")
+        run = subprocess.run(
+            ["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True
+        )
+        assert run.returncode == 0 and "bundle: verified" in run.stdout, run.stdout + run.stderr
     assert _no_job_queued(live)
 
 
