@@ -46,11 +46,22 @@ def verify_command(ctx: AppContext, suffix: str, receipt: dict[str, Any]) -> str
     return None
 
 
-def bundle_verify_command(ctx: AppContext, suffix: str) -> str:
-    """`pith verify` of the bundle under this registry's key: every signed event (replication
-    records included) checked and the merged state recomputed, offline."""
-    key = ctx.identity.key.public_key.hex()
-    return f"curl -s {ctx.base_url}/pith/{suffix}/bundle.json | pith verify --key {key} -"
+def bundle_verify_keys(ctx: AppContext, receipt: dict[str, Any]) -> list[bytes]:
+    """The keys a bundle verifies under: this registry's, which signed its events, and the key
+    the receipt names when that is another pinned registry's (an imported record keeps its
+    receipt)."""
+    keys = [ctx.identity.key.public_key]
+    for key in ctx.identity.pinned_keys:
+        if fingerprint(key) == receipt.get("public_key_fingerprint") and key not in keys:
+            keys.append(key)
+    return keys
+
+
+def bundle_verify_command(base_url: str, suffix: str, keys: list[bytes]) -> str:
+    """`pith verify` of the bundle, offline: every signed event (replication records included)
+    checked, the merged state recomputed, the receipt checked."""
+    flags = " ".join(f"--key {key.hex()}" for key in keys)
+    return f"curl -s {base_url}/pith/{suffix}/bundle.json | pith verify {flags} -"
 
 
 def _text(value: Any, limit: int = 80) -> str:
@@ -169,6 +180,7 @@ def record_page_context(ctx: AppContext, session: Session, pith_id: str) -> dict
         for entry in current[name]:
             by_id[entry["event_id"]] = entry
     events = [by_id[eid] for eid in state["applied_event_ids"] if eid in by_id and eid in applied]
+    verify_keys = bundle_verify_keys(ctx, doc["receipt"])
     return {
         "base_url": ctx.base_url,
         "fingerprint": ctx.identity.fingerprint,
@@ -180,8 +192,8 @@ def record_page_context(ctx: AppContext, session: Session, pith_id: str) -> dict
         "suffix": record.suffix,
         "claims": doc["paper_claims"],
         "replications": replication_rows(current["replication_records"]),
-        "bundle_verify_command": bundle_verify_command(ctx, record.suffix),
-        "receipt_is_ours": doc["receipt"].get("public_key_fingerprint") == ctx.identity.fingerprint,
+        "bundle_verify_command": bundle_verify_command(ctx.base_url, record.suffix, verify_keys),
+        "bundle_verify_two_keys": len(verify_keys) > 1,
         "events": events,
         "checklist": [
             {"label": label, "count": len(current[name]), "url": urls[action]}
