@@ -70,12 +70,16 @@ def _text(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _key_figures(payload: dict[str, Any], limit: int = 6) -> tuple[list[dict[str, Any]], int]:
-    """The checks a claim was judged by (gating ones first: measured against target), else its
-    first figures; and how many more there are."""
+def _key_figures(
+    payload: dict[str, Any], limit: int = 6, max_gating: int = 12
+) -> tuple[list[dict[str, Any]], int]:
+    """The checks a claim was judged by (every gating one, up to `max_gating`, then reported ones
+    up to `limit` in all: measured against target), else its first figures; and how many more."""
     checks = [c for c in payload.get("checks") or [] if isinstance(c, dict) and c.get("name")]
     if checks:
         checks.sort(key=lambda c: c.get("gating") is not True)
+        gating = sum(1 for c in checks if c.get("gating") is True)
+        limit = max(limit, min(gating, max_gating))
         shown = [
             {
                 "name": _text(c["name"]),
