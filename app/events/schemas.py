@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from pith_core.events import EVENT_FIELDS, SIGNER_FIELDS
+
 SIGNER_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": ["key_id", "public_key_b64", "public_key_fingerprint", "signer_id", "signer_type"],
+    "required": sorted(SIGNER_FIELDS),
     "properties": {
         "key_id": {"type": "string"},
         "public_key_b64": {"type": "string", "description": "raw Ed25519 key, standard base64"},
@@ -26,18 +28,7 @@ EVENT_SCHEMA: dict[str, Any] = {
         "event_id and signature_b64>; Ed25519 signature over 'pith-event-v1\\n' + the 32 digest "
         "bytes."
     ),
-    "required": [
-        "event_type",
-        "subject_pith_number",
-        "target",
-        "created_at",
-        "seq",
-        "prev",
-        "signer",
-        "payload",
-        "event_id",
-        "signature_b64",
-    ],
+    "required": sorted(EVENT_FIELDS),
     "properties": {
         "event_type": {"type": "string", "examples": ["replication_record"]},
         "subject_pith_number": {
