@@ -12,6 +12,7 @@ other matrix to SinkGD. Each hybrid is one optimizer whose groups carry a ``rule
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 from collections.abc import Callable, Iterable
@@ -48,11 +49,14 @@ def _use_kernels(p: torch.Tensor, requested: bool | None) -> bool:
     return requested and fits
 
 
-def _dense_grad(p: torch.Tensor) -> torch.Tensor:
-    g = p.grad
+def _dense(g: torch.Tensor) -> torch.Tensor:
     if g.is_sparse:
         raise RuntimeError("these optimizers do not take sparse gradients")
-    return g.contiguous()
+    return g if g.is_contiguous() else g.contiguous()
+
+
+def _dense_grad(p: torch.Tensor) -> torch.Tensor:
+    return _dense(p.grad)
 
 
 def _check_common(lr: float, betas: tuple[float, float] | None, eps: float, wd: float) -> None:
@@ -66,58 +70,158 @@ def _check_common(lr: float, betas: tuple[float, float] | None, eps: float, wd: 
         raise ValueError(f"invalid betas: {betas}")
 
 
-def sage_group_step(
-    state: dict[Any, dict], group: dict[str, Any], use_kernels: bool | None = None
-) -> None:
-    """One SAGE step for every parameter of `group` that has a gradient."""
-    from kernels.sage.sage_kernels import sage_step_
+# Bound per-parameter launches (kernels.sage.launch.SageStepPlan), by id of the parameter; an
+# optimizer keeps its own (see `_plans_of`). A plan re-binds by itself when its parameter or
+# state moves, so a stale entry is only a cache miss.
+Plans = dict[int, Any]
 
+
+def _plans_of(opt: Optimizer) -> Plans:
+    """The optimizer's plans, created on first use (a pickled or deep-copied optimizer carries
+    only torch's state, so they are rebuilt lazily)."""
+    plans = opt.__dict__.get("_sage_plans")
+    if plans is None:
+        plans = opt.__dict__["_sage_plans"] = {}
+    return plans
+
+
+def sage_group_step(
+    state: dict[Any, dict],
+    group: dict[str, Any],
+    use_kernels: bool | None = None,
+    plans: Plans | None = None,
+) -> None:
+    """One SAGE step for every parameter of `group` that has a gradient. With `plans`, each
+    parameter's kernels launch through its bound `SageStepPlan` (the group's scalars formed
+    once); without, through the general `sage_step_`."""
     beta1, beta2 = group["betas"]
+    bound: tuple | None = None  # (scalars, direct launch allowed, plan class), at first use
     for p in group["params"]:
-        if p.grad is None:
+        g = p.grad
+        if g is None:
             continue
-        g = _dense_grad(p)
+        g = _dense(g)
         st = state[p]
         if not st:
             st["step"] = 0
             st["exp_avg"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
             st["s_ema"] = torch.zeros(as_matrix(p).shape[1], dtype=torch.float32, device=p.device)
-        st["step"] += 1
-        kwargs = dict(
-            lr=group["lr"],
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            order=group["order"],
-        )
-        if _use_kernels(p, use_kernels):
-            sage_step_(p, g, st["exp_avg"], st["s_ema"], st["step"], **kwargs)
-        else:
-            sage_reference_step(p, g, st["exp_avg"], st["s_ema"], st["step"], **kwargs)
+        step = st["step"] + 1
+        st["step"] = step
+        if not _use_kernels(p, use_kernels):
+            sage_reference_step(
+                p,
+                g,
+                st["exp_avg"],
+                st["s_ema"],
+                step,
+                lr=group["lr"],
+                beta1=beta1,
+                beta2=beta2,
+                eps=group["eps"],
+                weight_decay=group["weight_decay"],
+                order=group["order"],
+            )
+            continue
+        if bound is None:
+            bound = _bind_group(group, beta1, beta2, group["eps"])
+        sc, direct, plan_cls = bound
+        if plans is None:
+            from kernels.sage.sage_kernels import sage_step_
+
+            sage_step_(
+                p,
+                g,
+                st["exp_avg"],
+                st["s_ema"],
+                step,
+                lr=group["lr"],
+                beta1=beta1,
+                beta2=beta2,
+                eps=group["eps"],
+                weight_decay=group["weight_decay"],
+                order=group["order"],
+            )
+            continue
+        plan = plans.get(id(p))
+        if plan is None:
+            plan = plans[id(p)] = plan_cls(has_scale=True)
+        plan(p, g, st["exp_avg"], st["s_ema"], step, sc, direct)
+
+
+_LAUNCH: Any = None  # kernels.sage.launch, imported on first use (it loads triton)
+
+
+def _bind_group(group: dict[str, Any], beta1: float, beta2: float, eps: float) -> tuple:
+    """What every kernel launch of a group shares in one step: its scalars, whether direct
+    launches are allowed, and the plan class."""
+    global _LAUNCH
+    if _LAUNCH is None:
+        from kernels.sage import launch
+
+        _LAUNCH = launch
+    sc = _LAUNCH.sage_scalars(
+        lr=group["lr"],
+        beta1=beta1,
+        beta2=beta2,
+        weight_decay=group["weight_decay"],
+        eps=eps,
+        order=group.get("order", "paper"),
+    )
+    return sc, _LAUNCH.direct_launch_allowed(), _LAUNCH.SageStepPlan
 
 
 def lion_group_step(
-    state: dict[Any, dict], group: dict[str, Any], use_kernels: bool | None = None
+    state: dict[Any, dict],
+    group: dict[str, Any],
+    use_kernels: bool | None = None,
+    plans: Plans | None = None,
 ) -> None:
-    """One Lion step for every parameter of `group` that has a gradient."""
-    from kernels.sage.sage_kernels import lion_step_
-
+    """One Lion step for every parameter of `group` that has a gradient (bound launches with
+    `plans`, as in `sage_group_step`)."""
     beta1, beta2 = group["betas"]
+    bound: tuple | None = None
     for p in group["params"]:
-        if p.grad is None:
+        g = p.grad
+        if g is None:
             continue
-        g = _dense_grad(p)
+        g = _dense(g)
         st = state[p]
         if not st:
             st["step"] = 0
             st["exp_avg"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
         st["step"] += 1
-        kwargs = dict(lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"])
-        if _use_kernels(p, use_kernels):
-            lion_step_(p, g, st["exp_avg"], **kwargs)
-        else:
-            lion_reference_step(p, g, st["exp_avg"], **kwargs)
+        if not _use_kernels(p, use_kernels):
+            lion_reference_step(
+                p,
+                g,
+                st["exp_avg"],
+                lr=group["lr"],
+                beta1=beta1,
+                beta2=beta2,
+                weight_decay=group["weight_decay"],
+            )
+            continue
+        if plans is None:
+            from kernels.sage.sage_kernels import lion_step_
+
+            lion_step_(
+                p,
+                g,
+                st["exp_avg"],
+                lr=group["lr"],
+                beta1=beta1,
+                beta2=beta2,
+                weight_decay=group["weight_decay"],
+            )
+            continue
+        if bound is None:
+            bound = _bind_group(group, beta1, beta2, 0.0)
+        sc, direct, plan_cls = bound
+        plan = plans.get(id(p))
+        if plan is None:
+            plan = plans[id(p)] = plan_cls(has_scale=False)
+        plan(p, g, st["exp_avg"], None, 0, sc, direct)
 
 
 def sinkgd_group_step(group: dict[str, Any], use_kernels: bool | None = None) -> None:
@@ -142,6 +246,22 @@ def sinkgd_group_step(group: dict[str, Any], use_kernels: bool | None = None) ->
             sinkgd_reference_step(p, g, **kwargs)
     for ps, gs in buckets.values():
         sinkgd_step_(ps, gs, **kwargs)
+
+
+def _without_grad(step: Callable[..., Any]) -> Callable[..., Any]:
+    """`torch.no_grad()` around an optimizer step without a context object per call (the
+    decorator's costs a few µs a step on a slow host, a share of a small step's issue time)."""
+
+    @functools.wraps(step)
+    def wrapped(self: Optimizer, closure: Callable[[], float] | None = None) -> float | None:
+        prev = torch.is_grad_enabled()
+        torch._C._set_grad_enabled(False)
+        try:
+            return step(self, closure)
+        finally:
+            torch._C._set_grad_enabled(prev)
+
+    return wrapped
 
 
 class _StateDictFp32Mixin:
@@ -190,14 +310,14 @@ class SAGE(_StateDictFp32Mixin, Optimizer):
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, order=order)
         super().__init__(params, defaults)
 
-    @torch.no_grad()
+    @_without_grad
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            sage_group_step(self.state, group, self.use_kernels)
+            sage_group_step(self.state, group, self.use_kernels, _plans_of(self))
         return loss
 
 
@@ -217,14 +337,14 @@ class Lion(Optimizer):
         self.use_kernels = use_kernels
         super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay))
 
-    @torch.no_grad()
+    @_without_grad
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            lion_group_step(self.state, group, self.use_kernels)
+            lion_group_step(self.state, group, self.use_kernels, _plans_of(self))
         return loss
 
 
@@ -249,7 +369,7 @@ class SinkGD(Optimizer):
         self.use_kernels = use_kernels
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay, iters=iters, eps=eps))
 
-    @torch.no_grad()
+    @_without_grad
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         loss = None
         if closure is not None:
@@ -311,7 +431,7 @@ class _Hybrid(_StateDictFp32Mixin, Optimizer):
         super().load_state_dict(state_dict)
         self._attach_adamw()
 
-    @torch.no_grad()
+    @_without_grad
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         loss = None
         if closure is not None:
@@ -320,9 +440,9 @@ class _Hybrid(_StateDictFp32Mixin, Optimizer):
         for group in self.param_groups:
             rule = group["rule"]
             if rule == "sage":
-                sage_group_step(self.state, group, self.use_kernels)
+                sage_group_step(self.state, group, self.use_kernels, _plans_of(self))
             elif rule == "lion":
-                lion_group_step(self.state, group, self.use_kernels)
+                lion_group_step(self.state, group, self.use_kernels, _plans_of(self))
             elif rule == "sinkgd":
                 sinkgd_group_step(group, self.use_kernels)
         if self._adamw is not None:

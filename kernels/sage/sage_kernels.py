@@ -17,6 +17,7 @@ momentum: 12 B against AdamW's 14 B. The scale kernel moves O(cols) bytes.
 from __future__ import annotations
 
 import os
+from typing import Any, NamedTuple
 
 import torch
 import triton
@@ -185,10 +186,77 @@ def _sage_apply_kernel(
     tl.store(m_ptr + offs, m_next.to(m_ptr.dtype.element_ty), mask=mask)
 
 
+# the scale kernel's column block (one program walks the columns in blocks of this size)
+SCALE_BLOCK = 1024
+SCALE_WARPS = 4
+
+
+class SageScalars(NamedTuple):
+    """A group's step scalars, formed once per step on the host in double precision (as torch
+    does with Python scalars) and handed to the kernels as floats."""
+
+    apply: tuple[float, float, float, float, float, float]  # decay, lr, β1, 1−β1, β2, 1−β2
+    beta2: float
+    one_minus_beta2: float
+    eps: float
+    code_order: bool
+
+
+def sage_scalars(
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    weight_decay: float,
+    eps: float = 0.0,
+    order: MomentumOrder = "paper",
+) -> SageScalars:
+    """The scalars of one step (floats always: an int would compile another kernel variant)."""
+    if order not in ("paper", "code"):
+        raise ValueError(f"order must be 'paper' or 'code', not {order!r}")
+    lr, beta1, beta2 = float(lr), float(beta1), float(beta2)
+    wd, eps = float(weight_decay), float(eps)
+    return SageScalars(
+        apply=(1.0 - lr * wd, lr, beta1, 1.0 - beta1, beta2, 1.0 - beta2),
+        beta2=beta2,
+        one_minus_beta2=1.0 - beta2,
+        eps=eps,
+        code_order=order == "code",
+    )
+
+
+def cdiv(a: int, b: int) -> int:
+    """Ceiling division of ints (`triton.cdiv` is a JIT-aware function, µs a call on the host)."""
+    return -(-a // b)
+
+
+_TARGET_PROGRAMS: dict[tuple[str, int | None], int] = {}
+
+
 def _target_programs(device: torch.device) -> int:
-    if INTERPRET or device.type != "cuda":
-        return 4
-    return 4 * torch.cuda.get_device_properties(device).multi_processor_count
+    """Programs the column statistic aims for: 4 per SM (cached per device)."""
+    key = (device.type, device.index)
+    n = _TARGET_PROGRAMS.get(key)
+    if n is None:
+        if INTERPRET or device.type != "cuda":
+            n = 4
+        else:
+            n = 4 * torch.cuda.get_device_properties(device).multi_processor_count
+        _TARGET_PROGRAMS[key] = n
+    return n
+
+
+def row_splits(n_rows: int, n_cols: int, device: torch.device) -> tuple[int, int]:
+    """(n_splits, rows_per_split) of the column statistic's deterministic split reduction."""
+    n_col_blocks = cdiv(n_cols, 128)
+    n_splits = max(1, min(n_rows, _target_programs(device) // n_col_blocks))
+    rows_per_split = cdiv(n_rows, n_splits)
+    return cdiv(n_rows, rows_per_split), rows_per_split
+
+
+def apply_grid(n_rows: int, n_cols: int, meta: dict[str, Any]) -> int:
+    """Programs of the apply kernel: one per (BLOCK_R, BLOCK_C) tile, on a flat grid."""
+    return cdiv(n_rows, meta["BLOCK_R"]) * cdiv(n_cols, meta["BLOCK_C"])
 
 
 def _check(p: torch.Tensor, *others: torch.Tensor) -> None:
@@ -201,20 +269,80 @@ def _check(p: torch.Tensor, *others: torch.Tensor) -> None:
             raise ValueError("all tensors of one step must be on one device")
 
 
+def launch_col_abs_sum(gm: torch.Tensor, partial: torch.Tensor, rows_per_split: int) -> Any:
+    """Launch the column statistic of the (rows, cols) gradient `gm` into `partial`
+    (n_splits, cols), as `row_splits` cuts the rows; returns what the launch returned (the
+    compiled kernel on a GPU)."""
+    n_rows, n_cols = gm.shape
+    n_splits = partial.shape[0]
+
+    def grid(meta: dict) -> tuple[int, int]:
+        return (cdiv(n_cols, meta["BLOCK_C"]), n_splits)
+
+    return _sage_col_abs_sum_kernel[grid](gm, partial, n_rows, n_cols, rows_per_split)
+
+
+def launch_scale(
+    partial: torch.Tensor,
+    s_ema: torch.Tensor,
+    h: torch.Tensor,
+    n_rows: int,
+    beta2: float,
+    bias_correction: float,
+    eps: float,
+) -> Any:
+    """Launch the scale kernel (one program): S and H from the column partials."""
+    return _sage_scale_kernel[(1,)](
+        partial,
+        s_ema,
+        h,
+        h.numel(),
+        partial.shape[0],
+        float(n_rows),
+        beta2,
+        1.0 - beta2,
+        bias_correction,
+        eps,
+        BLOCK=SCALE_BLOCK,
+        num_warps=SCALE_WARPS,
+    )
+
+
+def launch_apply(
+    pm: torch.Tensor,
+    gm: torch.Tensor,
+    mm: torch.Tensor,
+    h: torch.Tensor,
+    sc: SageScalars,
+    *,
+    has_scale: bool,
+) -> Any:
+    """Launch the fused apply pass on (rows, cols) views; `h` is ignored without a scale."""
+    n_rows, n_cols = pm.shape
+
+    def grid(meta: dict) -> tuple[int]:
+        return (apply_grid(n_rows, n_cols, meta),)
+
+    return _sage_apply_kernel[grid](
+        pm,
+        gm,
+        mm,
+        h,
+        n_rows,
+        n_cols,
+        *sc.apply,
+        HAS_SCALE=has_scale,
+        CODE_ORDER=sc.code_order,
+    )
+
+
 def sage_column_abs_sum_partials(g: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Partial column sums of |g| (n_splits, cols) in fp32, and the row count they cover."""
     gm = as_matrix(g)
     n_rows, n_cols = gm.shape
-    n_col_blocks = triton.cdiv(n_cols, 128)
-    n_splits = max(1, min(n_rows, _target_programs(g.device) // n_col_blocks))
-    rows_per_split = triton.cdiv(n_rows, n_splits)
-    n_splits = triton.cdiv(n_rows, rows_per_split)
+    n_splits, rows_per_split = row_splits(n_rows, n_cols, g.device)
     partial = torch.empty((n_splits, n_cols), dtype=torch.float32, device=g.device)
-
-    def grid(meta: dict) -> tuple[int, int]:
-        return (triton.cdiv(n_cols, meta["BLOCK_C"]), n_splits)
-
-    _sage_col_abs_sum_kernel[grid](gm, partial, n_rows, n_cols, rows_per_split)
+    launch_col_abs_sum(gm, partial, rows_per_split)
     return partial, n_rows
 
 
@@ -235,12 +363,16 @@ def sage_step_(
 ) -> torch.Tensor:
     """One SAGE step with the Triton kernels, in place on p, m (dtype of p) and s_ema (fp32,
     (cols,)); returns H (fp32, (cols,)), written into `scale_out` when given. `step` counts from 1.
+
+    The general entry: it checks, allocates its scratch and goes through Triton's launcher on
+    every call. The optimizers step each parameter through a bound `launch.SageStepPlan`.
     """
     _check(p, g, m)
     if s_ema.dtype != torch.float32 or not s_ema.is_contiguous():
         raise TypeError("s_ema must be a contiguous fp32 tensor")
-    if order not in ("paper", "code"):
-        raise ValueError(f"order must be 'paper' or 'code', not {order!r}")
+    sc = sage_scalars(
+        lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay, eps=eps, order=order
+    )
     if step < 1:
         raise ValueError("step counts from 1")
     pm, gm, mm = as_matrix(p), as_matrix(g), as_matrix(m)
@@ -253,21 +385,8 @@ def sage_step_(
     elif h.numel() != n_cols or h.dtype != torch.float32 or not h.is_contiguous():
         raise ValueError("scale_out must be a contiguous fp32 tensor with one entry per column")
     partial, _ = sage_column_abs_sum_partials(g)
-    _sage_scale_kernel[(1,)](
-        partial,
-        s_ema,
-        h,
-        n_cols,
-        partial.shape[0],
-        float(n_rows),
-        beta2,
-        1.0 - beta2,
-        1.0 - beta2**step,
-        eps,
-        BLOCK=1024,
-        num_warps=4,
-    )
-    _launch_apply(pm, gm, mm, h, lr, beta1, beta2, weight_decay, has_scale=True, order=order)
+    launch_scale(partial, s_ema, h, n_rows, sc.beta2, 1.0 - sc.beta2**step, sc.eps)
+    launch_apply(pm, gm, mm, h, sc, has_scale=True)
     return h
 
 
@@ -283,42 +402,6 @@ def lion_step_(
 ) -> None:
     """One Lion step with the SAGE apply kernel (H ≡ 1), in place on p and m."""
     _check(p, g, m)
+    sc = sage_scalars(lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay)
     pm, gm, mm = as_matrix(p), as_matrix(g), as_matrix(m)
-    _launch_apply(pm, gm, mm, pm, lr, beta1, beta2, weight_decay, has_scale=False, order="paper")
-
-
-def _launch_apply(
-    pm: torch.Tensor,
-    gm: torch.Tensor,
-    mm: torch.Tensor,
-    h: torch.Tensor,
-    lr: float,
-    beta1: float,
-    beta2: float,
-    weight_decay: float,
-    *,
-    has_scale: bool,
-    order: MomentumOrder,
-) -> None:
-    n_rows, n_cols = pm.shape
-
-    def grid(meta: dict) -> tuple[int]:
-        return (triton.cdiv(n_rows, meta["BLOCK_R"]) * triton.cdiv(n_cols, meta["BLOCK_C"]),)
-
-    # coefficients are formed on the host in double precision, as torch does with Python scalars
-    _sage_apply_kernel[grid](
-        pm,
-        gm,
-        mm,
-        h,
-        n_rows,
-        n_cols,
-        1.0 - lr * weight_decay,
-        lr,
-        beta1,
-        1.0 - beta1,
-        beta2,
-        1.0 - beta2,
-        HAS_SCALE=has_scale,
-        CODE_ORDER=order == "code",
-    )
+    launch_apply(pm, gm, mm, pm, sc, has_scale=False)
