@@ -11,7 +11,7 @@ RESULTS = Path(__file__).resolve().parents[2] / "replication" / "results"
 
 
 def test_every_gating_check_of_the_committed_forge_record_is_shown() -> None:
-    (record,) = json.loads((RESULTS / "forge.json").read_text())
+    record = json.loads((RESULTS / "forge.json").read_text())[0]
     checks = record["payload"]["checks"]
     gating = [c["name"] for c in checks if c["gating"]]
     assert len(gating) > 6  # more than the table's default: the rule below is exercised
