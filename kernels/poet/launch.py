@@ -1,0 +1,419 @@
+"""Host launchers of the POET-X kernels and their autograd Functions.
+
+The layer's Function takes the rotation blocks (R_k, P_k) as inputs and returns their
+gradients in fp32, so the chain θ → Q (skew) → R (Cayley–Neumann) → layer is three Functions
+glued by autograd, each tested alone against the plain-PyTorch reference.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import triton
+
+from kernels.poet import kernels as K
+from kernels.poet.reference import TAYLOR4, n_free
+from kernels.runtime.device import interpreting
+
+PRECISIONS = ("ieee", "tf32")
+_ROTATE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def _check_device(*tensors: torch.Tensor) -> None:
+    dev = tensors[0].device
+    for t in tensors:
+        if t.device != dev:
+            raise ValueError(f"tensors on different devices: {t.device} and {dev}")
+    if not (dev.type == "cuda" or (dev.type == "cpu" and interpreting())):
+        raise RuntimeError(
+            "POET-X kernels need a CUDA tensor (or TRITON_INTERPRET=1 for CPU tensors); "
+            "use kernels.poet.reference on the CPU"
+        )
+
+
+def _check_perm(perm: torch.Tensor | None, n: int, name: str) -> None:
+    if perm is None:
+        return
+    if perm.dtype != torch.int32 or perm.ndim != 1 or perm.numel() != n or not perm.is_contiguous():
+        raise ValueError(f"{name} must be a contiguous int32 permutation of {n} columns")
+
+
+@functools.lru_cache(maxsize=64)
+def _triu(block: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    rows, cols = torch.triu_indices(block, block, 1)
+    return rows.to(device, torch.int32), cols.to(device, torch.int32)
+
+
+# --------------------------------------------------------------------------- skew packing
+
+
+def skew_from_vec_(theta: torch.Tensor, block: int) -> torch.Tensor:
+    """[nb, b(b−1)/2] → skew [nb, b, b] (launcher, no autograd)."""
+    _check_device(theta)
+    if theta.ndim != 2 or theta.shape[1] != n_free(block):
+        raise ValueError(f"theta must be [nb, {n_free(block)}] for block {block}")
+    theta = theta.contiguous()
+    nb = theta.shape[0]
+    q = torch.empty(nb, block, block, dtype=theta.dtype, device=theta.device)
+    bt = min(64, max(16, K.next_pow2(block)))
+    grid = (nb, triton.cdiv(block, bt), triton.cdiv(block, bt))
+    K._skew_from_vec_kernel[grid](theta, q, n_free(block), B=block, BT=bt)
+    return q
+
+
+def vec_from_skew_(q: torch.Tensor, *, antisymmetrise: bool = False) -> torch.Tensor:
+    """[nb, b, b] → [nb, b(b−1)/2]: the upper triangle, or dQ_ij − dQ_ji when antisymmetrise."""
+    _check_device(q)
+    if q.ndim != 3 or q.shape[1] != q.shape[2]:
+        raise ValueError("q must be [nb, b, b]")
+    q = q.contiguous()
+    nb, block = q.shape[0], q.shape[1]
+    rows, cols = _triu(block, q.device)
+    nf = n_free(block)
+    out = torch.empty(nb, nf, dtype=q.dtype, device=q.device)
+    bt = 1024
+    grid = (nb, triton.cdiv(max(nf, 1), bt))
+    K._vec_from_skew_kernel[grid](q, out, rows, cols, nf, B=block, ANTI=antisymmetrise, BT=bt)
+    return out
+
+
+class SkewFromVec(torch.autograd.Function):
+    """θ → Q = U − Uᵀ; backward dθ = dQ_ij − dQ_ji (one kernel each way)."""
+
+    @staticmethod
+    def forward(ctx, theta: torch.Tensor, block: int) -> torch.Tensor:  # type: ignore[override]
+        return skew_from_vec_(theta, block)
+
+    @staticmethod
+    def backward(ctx, dq: torch.Tensor):  # type: ignore[override]
+        return vec_from_skew_(dq, antisymmetrise=True), None
+
+
+def skew_from_vec(theta: torch.Tensor, block: int) -> torch.Tensor:
+    """Differentiable [nb, b(b−1)/2] → skew-symmetric [nb, b, b] through the Triton kernels."""
+    return SkewFromVec.apply(theta, block)
+
+
+def vec_from_skew(q: torch.Tensor) -> torch.Tensor:
+    """The packed upper triangle of skew q (the inverse of skew_from_vec)."""
+    return vec_from_skew_(q)
+
+
+# --------------------------------------------------------------------------- Cayley–Neumann
+
+
+def _cnp_mm(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    *,
+    b2: tuple[float, torch.Tensor] | None = None,
+    s_ab: float = 1.0,
+    cd: tuple[float, torch.Tensor, torch.Tensor] | None = None,
+    adds: tuple[tuple[float, torch.Tensor], ...] = (),
+    s_eye: float = 0.0,
+    precision: str = "ieee",
+) -> torch.Tensor:
+    """out = s_ab·A·(B + s·B2) + s_cd·C·D + Σ s_i·E_i + s_eye·I on [nb, b, b] fp32 batches."""
+    if len(adds) > 3:
+        raise ValueError("at most three added terms")
+    nb, block, _ = a.shape
+    out = torch.empty_like(a)
+    e = [t for _, t in adds] + [out] * (3 - len(adds))
+    se = [s for s, _ in adds] + [0.0] * (3 - len(adds))
+    bt, bk = K.cnp_tiles(block)
+    grid = (nb, triton.cdiv(block, bt), triton.cdiv(block, bt))
+    K._cnp_mm_kernel[grid](
+        a,
+        b,
+        b2[1] if b2 else out,
+        cd[1] if cd else out,
+        cd[2] if cd else out,
+        e[0],
+        e[1],
+        e[2],
+        out,
+        b2[0] if b2 else 0.0,
+        s_ab,
+        cd[0] if cd else 0.0,
+        se[0],
+        se[1],
+        se[2],
+        s_eye,
+        B=block,
+        HAS_B2=b2 is not None,
+        HAS_CD=cd is not None,
+        N_E=len(adds),
+        PREC=precision,
+        BT=bt,
+        BK=bk,
+    )
+    return out
+
+
+def _check_q(q: torch.Tensor, precision: str) -> None:
+    _check_device(q)
+    if q.dtype != torch.float32:
+        raise ValueError(f"Q must be float32 (got {q.dtype}): R is computed in fp32")
+    if q.ndim != 3 or q.shape[1] != q.shape[2] or not q.is_contiguous():
+        raise ValueError("Q must be a contiguous [nb, b, b] batch")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}")
+
+
+def cayley_neumann_fwd(
+    q: torch.Tensor, c: float = TAYLOR4, precision: str = "ieee"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(R, Q²) with R = I + 2Q + 2Q² + Q²·(2Q + c·Q²): two launches."""
+    _check_q(q, precision)
+    q2 = _cnp_mm(q, q, precision=precision)
+    r = _cnp_mm(
+        q2,
+        q,
+        b2=(c / 2.0, q2),
+        s_ab=2.0,
+        adds=((2.0, q), (2.0, q2)),
+        s_eye=1.0,
+        precision=precision,
+    )
+    return r, q2
+
+
+def cayley_neumann_bwd(
+    q: torch.Tensor, q2: torch.Tensor, g: torch.Tensor, c: float = TAYLOR4, precision: str = "ieee"
+) -> torch.Tensor:
+    """dL/dQ at a skew Q from G = dL/dR: 2G − 2S₁ + 2S₂ − c·S₃ with S_n = Σ_{i+j=n} Qⁱ G Qʲ,
+    by S₁ = GQ + QG, S₂ = S₁Q + Q(QG), S₃ = S₂Q + Q²(QG): four launches, sums fused."""
+    g = g.contiguous().float()
+    qg = _cnp_mm(q, g, precision=precision)
+    s1 = _cnp_mm(g, q, adds=((1.0, qg),), precision=precision)
+    s2 = _cnp_mm(s1, q, cd=(1.0, q, qg), precision=precision)
+    return _cnp_mm(
+        s2,
+        q,
+        s_ab=-c,
+        cd=(-c, q2, qg),
+        adds=((2.0, g), (-2.0, s1), (2.0, s2)),
+        precision=precision,
+    )
+
+
+class CayleyNeumann(torch.autograd.Function):
+    """Skew Q [nb, b, b] fp32 → R (Triton forward and backward)."""
+
+    @staticmethod
+    def forward(ctx, q: torch.Tensor, c: float, precision: str) -> torch.Tensor:  # type: ignore[override]
+        r, q2 = cayley_neumann_fwd(q, c, precision)
+        ctx.save_for_backward(q, q2)
+        ctx.c, ctx.precision = c, precision
+        return r
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
+        q, q2 = ctx.saved_tensors
+        return cayley_neumann_bwd(q, q2, g, ctx.c, ctx.precision), None, None
+
+
+def cayley_neumann(q: torch.Tensor, c: float = TAYLOR4, precision: str = "ieee") -> torch.Tensor:
+    """R = I + 2Q + 2Q² + 2Q³ + c·Q⁴ for a batch of skew-symmetric fp32 Q, differentiable.
+    c = 2 (default) is the degree-4 Taylor polynomial of the Cayley transform; see reference."""
+    return CayleyNeumann.apply(q.contiguous(), float(c), precision)
+
+
+# --------------------------------------------------------------------------- block rotation
+
+
+def _precision_for(dtype: torch.dtype) -> str:
+    return "ieee" if dtype == torch.float32 else "tf32"
+
+
+def block_rotate_(
+    x: torch.Tensor,
+    blocks: torch.Tensor,
+    gather: torch.Tensor | None = None,
+    scatter: torch.Tensor | None = None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """out[:, oc(k, n)] = Σ_j x[:, ic(k, j)]·blocks[k, j, n] (see kernels._block_rotate_kernel);
+    `blocks` may be any strided view (a transpose is free); cast to x's dtype by the caller."""
+    _check_device(x, blocks)
+    if x.ndim != 2 or x.stride(1) != 1:
+        raise ValueError("x must be 2-D with unit column stride")
+    if x.dtype not in _ROTATE_DTYPES or blocks.dtype != x.dtype:
+        raise ValueError(
+            f"x and blocks must share one of {_ROTATE_DTYPES} (got {x.dtype}, {blocks.dtype})"
+        )
+    nb, block, block2 = blocks.shape
+    m, d = x.shape
+    if block != block2 or nb * block != d:
+        raise ValueError(f"blocks {tuple(blocks.shape)} do not tile {d} columns")
+    _check_perm(gather, d, "gather")
+    _check_perm(scatter, d, "scatter")
+    if out is None:
+        out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    if out.shape != x.shape or out.stride(1) != 1 or out.dtype != x.dtype:
+        raise ValueError("out must match x's shape and dtype, with unit column stride")
+    if m == 0:
+        return out
+
+    def grid(meta: dict) -> tuple[int, int]:
+        return (triton.cdiv(m, meta["BM"]), nb * triton.cdiv(block, meta["BN"]))
+
+    K._block_rotate_kernel[grid](
+        x,
+        blocks,
+        out,
+        gather if gather is not None else x,
+        scatter if scatter is not None else x,
+        m,
+        nb,
+        x.stride(0),
+        out.stride(0),
+        blocks.stride(0),
+        blocks.stride(1),
+        blocks.stride(2),
+        B=block,
+        GATHER=gather is not None,
+        SCATTER=scatter is not None,
+        UPCAST=interpreting(),
+        PREC=_precision_for(x.dtype),
+    )
+    return out
+
+
+_GRAD_TARGET_PROGRAMS = 264  # ≈ 2 waves of an H100/H200's 132 SMs
+
+
+def block_rotate_grad_(
+    x: torch.Tensor,
+    dy: torch.Tensor,
+    nb: int,
+    gather_x: torch.Tensor | None = None,
+    gather_dy: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """dB[k, j, n] = Σ_m x[m, ic(k, j)]·dy[m, oc(k, n)] in fp32, [nb, b, b]."""
+    _check_device(x, dy)
+    if x.shape != dy.shape or x.ndim != 2 or x.stride(1) != 1 or dy.stride(1) != 1:
+        raise ValueError("x and dy must be 2-D of one shape with unit column stride")
+    if x.dtype != dy.dtype or x.dtype not in _ROTATE_DTYPES:
+        raise ValueError("x and dy must share one floating dtype")
+    m, d = x.shape
+    if nb <= 0 or d % nb:
+        raise ValueError(f"{nb} blocks do not tile {d} columns")
+    block = d // nb
+    _check_perm(gather_x, d, "gather_x")
+    _check_perm(gather_dy, d, "gather_dy")
+    tiles = nb * triton.cdiv(block, 64) ** 2
+    split = 1
+    if not interpreting():
+        split = max(1, min(triton.cdiv(_GRAD_TARGET_PROGRAMS, tiles), triton.cdiv(m, 512)))
+    rows_per_split = triton.cdiv(max(m, 1), split)
+    part = torch.empty(split, nb, block, block, dtype=torch.float32, device=x.device)
+
+    def grid(meta: dict) -> tuple[int, int, int]:
+        return (nb, triton.cdiv(block, meta["BJ"]) * triton.cdiv(block, meta["BN"]), split)
+
+    K._block_rotate_grad_kernel[grid](
+        x,
+        dy,
+        part,
+        gather_x if gather_x is not None else x,
+        gather_dy if gather_dy is not None else x,
+        m,
+        nb,
+        rows_per_split,
+        x.stride(0),
+        dy.stride(0),
+        B=block,
+        GATHER_X=gather_x is not None,
+        GATHER_DY=gather_dy is not None,
+        UPCAST=interpreting(),
+        PREC=_precision_for(x.dtype),
+        SPLIT=split,
+    )
+    return part[0] if split == 1 else part.sum(0)
+
+
+# --------------------------------------------------------------------------- the layer
+
+
+class POETLinearFunction(torch.autograd.Function):
+    """y = scatter_out(rot(rot(gather_in(x), P)·W0pᵀ, R)) on a 2-D x; gradients for x and the
+    fp32 blocks R, P (W0p is frozen: no weight gradient, no dW GEMM).
+
+    `recompute=False` (fast) saves x and v = h·W0pᵀ; `recompute=True` (mem) saves x only and
+    recomputes h and v in backward (one rotation and one GEMM more).
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx,
+        x: torch.Tensor,
+        w0p: torch.Tensor,
+        r_blocks: torch.Tensor,
+        p_blocks: torch.Tensor,
+        perm_in: torch.Tensor,
+        perm_out: torch.Tensor,
+        recompute: bool,
+    ) -> torch.Tensor:
+        rb = r_blocks.to(x.dtype)
+        pb = p_blocks.to(x.dtype)
+        h = block_rotate_(x, pb, gather=perm_in)
+        v = torch.mm(h, w0p.t())
+        del h
+        y = block_rotate_(v, rb, scatter=perm_out)
+        ctx.recompute = recompute
+        ctx.save_for_backward(x, w0p, rb, pb, perm_in, perm_out, *(() if recompute else (v,)))
+        return y
+
+    @staticmethod
+    def backward(ctx, dy: torch.Tensor):  # type: ignore[override]
+        saved = ctx.saved_tensors
+        x, w0p, rb, pb, perm_in, perm_out = saved[:6]
+        dy = dy.contiguous()
+        # mem: recompute v = rot(x, P)·W0pᵀ (one rotation and one GEMM); fast: saved
+        v = torch.mm(block_rotate_(x, pb, gather=perm_in), w0p.t()) if ctx.recompute else saved[6]
+        nb_out, nb_in = rb.shape[0], pb.shape[0]
+        d_r = block_rotate_grad_(v, dy, nb_out, gather_dy=perm_out)
+        del v
+        dv = block_rotate_(dy, rb.transpose(1, 2), gather=perm_out)
+        dh = torch.mm(dv, w0p)
+        del dv
+        d_p = block_rotate_grad_(x, dh, nb_in, gather_x=perm_in)
+        dx = None
+        if ctx.needs_input_grad[0]:
+            dx = block_rotate_(dh, pb.transpose(1, 2), scatter=perm_in)
+        return dx, None, d_r, d_p, None, None, None
+
+
+def poet_linear(
+    x: torch.Tensor,
+    w0p: torch.Tensor,
+    r_blocks: torch.Tensor,
+    p_blocks: torch.Tensor,
+    perm_in: torch.Tensor,
+    perm_out: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    recompute: bool = False,
+) -> torch.Tensor:
+    """The POET-X layer through the Triton kernels, for x of any leading shape."""
+    out_f, in_f = w0p.shape
+    if x.shape[-1] != in_f:
+        raise ValueError(f"x has {x.shape[-1]} features, the layer takes {in_f}")
+    if w0p.dtype != x.dtype:
+        raise ValueError(f"x ({x.dtype}) and the base weight ({w0p.dtype}) differ in dtype")
+    if (
+        r_blocks.shape[0] * r_blocks.shape[1] != out_f
+        or p_blocks.shape[0] * p_blocks.shape[1] != in_f
+    ):
+        raise ValueError("rotation blocks do not tile the layer's dimensions")
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, in_f)
+    if x2.stride(1) != 1:
+        x2 = x2.contiguous()
+    y = POETLinearFunction.apply(
+        x2, w0p.contiguous(), r_blocks, p_blocks, perm_in, perm_out, recompute
+    )
+    y = y.view(*lead, out_f)
+    return y if bias is None else y + bias.to(y.dtype)
