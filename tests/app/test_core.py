@@ -71,7 +71,9 @@ def test_accept_negotiation(accept: str, expected: str | None) -> None:
 
 def test_etag_and_304(seeded: TestClient) -> None:
     first = seeded.get("/pith/GWT7BTE6.json")  # rendered by the route
-    second = seeded.get("/pith/GWT7BTE6.json")  # answered from the cache
+    second = seeded.get(  # answered from the cache
+        "/pith/GWT7BTE6.json", headers={"Accept-Encoding": "identity"}
+    )
     assert first.content == second.content and first.headers["etag"] == second.headers["etag"]
     assert int(second.headers["content-length"]) == len(second.content)
     not_modified = seeded.get(
@@ -79,7 +81,8 @@ def test_etag_and_304(seeded: TestClient) -> None:
     )
     assert not_modified.status_code == 304 and not_modified.content == b""
     page = seeded.get("/pith/GWT7BTE6")
-    assert page.headers["vary"] == "Accept" and page.headers["etag"] != first.headers["etag"]
+    assert "Accept" in page.headers["vary"].split(", ")
+    assert page.headers["etag"] != first.headers["etag"]
 
 
 def test_another_workers_write_shows_within_the_cache_period(settings, database, identity) -> None:  # type: ignore[no-untyped-def]
