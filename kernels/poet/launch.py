@@ -48,21 +48,31 @@ def _triu(block: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]
 # --------------------------------------------------------------------------- skew packing
 
 
-def skew_from_vec_(theta: torch.Tensor, block: int) -> torch.Tensor:
-    """[nb, b(b−1)/2] → skew [nb, b, b] (launcher, no autograd)."""
+def skew_from_vec_(
+    theta: torch.Tensor, block: int, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """[nb, b(b−1)/2] → skew [nb, b, b] (launcher, no autograd; `out` contiguous if given)."""
     _check_device(theta)
     if theta.ndim != 2 or theta.shape[1] != n_free(block):
         raise ValueError(f"theta must be [nb, {n_free(block)}] for block {block}")
     theta = theta.contiguous()
     nb = theta.shape[0]
-    q = torch.empty(nb, block, block, dtype=theta.dtype, device=theta.device)
+    q = (
+        torch.empty(nb, block, block, dtype=theta.dtype, device=theta.device)
+        if out is None
+        else out
+    )
+    if q.shape != (nb, block, block) or not q.is_contiguous() or q.dtype != theta.dtype:
+        raise ValueError("out must be a contiguous [nb, b, b] tensor of theta's dtype")
     bt = min(64, max(16, K.next_pow2(block)))
     grid = (nb, triton.cdiv(block, bt), triton.cdiv(block, bt))
     K._skew_from_vec_kernel[grid](theta, q, n_free(block), B=block, BT=bt)
     return q
 
 
-def vec_from_skew_(q: torch.Tensor, *, antisymmetrise: bool = False) -> torch.Tensor:
+def vec_from_skew_(
+    q: torch.Tensor, *, antisymmetrise: bool = False, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """[nb, b, b] → [nb, b(b−1)/2]: the upper triangle, or dQ_ij − dQ_ji when antisymmetrise."""
     _check_device(q)
     if q.ndim != 3 or q.shape[1] != q.shape[2]:
@@ -71,7 +81,10 @@ def vec_from_skew_(q: torch.Tensor, *, antisymmetrise: bool = False) -> torch.Te
     nb, block = q.shape[0], q.shape[1]
     rows, cols = _triu(block, q.device)
     nf = n_free(block)
-    out = torch.empty(nb, nf, dtype=q.dtype, device=q.device)
+    if out is None:
+        out = torch.empty(nb, nf, dtype=q.dtype, device=q.device)
+    if out.shape != (nb, nf) or not out.is_contiguous() or out.dtype != q.dtype:
+        raise ValueError("out must be a contiguous [nb, b(b-1)/2] tensor of q's dtype")
     bt = 1024
     grid = (nb, triton.cdiv(max(nf, 1), bt))
     K._vec_from_skew_kernel[grid](q, out, rows, cols, nf, B=block, ANTI=antisymmetrise, BT=bt)
@@ -113,12 +126,13 @@ def _cnp_mm(
     adds: tuple[tuple[float, torch.Tensor], ...] = (),
     s_eye: float = 0.0,
     precision: str = "ieee",
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """out = s_ab·A·(B + s·B2) + s_cd·C·D + Σ s_i·E_i + s_eye·I on [nb, b, b] fp32 batches."""
     if len(adds) > 3:
         raise ValueError("at most three added terms")
     nb, block, _ = a.shape
-    out = torch.empty_like(a)
+    out = torch.empty_like(a) if out is None else out
     e = [t for _, t in adds] + [out] * (3 - len(adds))
     se = [s for s, _ in adds] + [0.0] * (3 - len(adds))
     bt, bk = K.cnp_tiles(block)
