@@ -10,6 +10,7 @@ from .core.cache import CachedReadMiddleware, ReadCache
 from .core.context import AppContext
 from .core.guard import GuardMiddleware
 from .core.openapi import PROBLEM_RESPONSES
+from .discovery.routes import router as discovery_router
 from .events.repository import EventRepository
 from .events.routes import router as events_router
 from .pages.routes import router as pages_router
@@ -17,6 +18,7 @@ from .records.routes import router as records_router
 from .registry.routes import router as registry_router
 from .registry.service import load_identity
 from .replication.routes import router as replication_router
+from .search.routes import router as search_router
 from .settings import Settings
 from .storage.engine import Database
 
@@ -67,6 +69,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.include_router(events_router)
     app.include_router(registry_router)
     app.include_router(replication_router)
+    app.include_router(search_router)
+    app.include_router(discovery_router)
     app.include_router(pages_router)
     if database is None:
         app.router.on_shutdown.append(db.dispose)

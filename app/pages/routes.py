@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from ..core.context import context_of
 from ..core.negotiation import HTML, wants_json
 from ..records import views as record_views
-from .service import index_context, record_page_context
+from ..search.service import MAX_QUERY_CHARS, index_page_context
+from .service import record_page_context
 from .templating import templates
 
 router = APIRouter(tags=["pages"])
@@ -26,16 +29,24 @@ PAGE_RESPONSES = {
 
 @router.get(
     "/",
-    summary="Index page",
+    summary="Index page: search and every record, a page at a time",
     response_class=Response,
     responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}}},
 )
-async def index(request: Request) -> Response:
+async def index(
+    request: Request,
+    q: Annotated[str, Query(max_length=MAX_QUERY_CHARS)] = "",
+    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+) -> Response:
     ctx = context_of(request)
 
     def build(session: Session) -> tuple[bytes, str]:
-        html = templates.get_template("index.html").render(index_context(ctx, session))
-        return html.encode("utf-8"), HTML
+        context = {
+            "base_url": ctx.base_url,
+            "fingerprint": ctx.identity.fingerprint,
+            **index_page_context(ctx.base_url, session, q, page),
+        }
+        return templates.get_template("index.html").render(context).encode("utf-8"), HTML
 
     return await ctx.serve(request, build)
 

@@ -1,0 +1,1 @@
+"""How people and crawlers find what is here: the Atom feed, sitemap.xml and robots.txt."""

@@ -1,0 +1,1 @@
+"""Finding papers: full-text search, and the index page's paging."""
