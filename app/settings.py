@@ -62,6 +62,24 @@ class Settings(BaseSettings):
         description="answer cached GETs in a middleware before FastAPI's routing (else in routes)",
     )
 
+    # Transparency log (issue 15, README "The transparency log").
+    log_origin: str = Field(
+        default="",
+        description="the log's origin line and checkpoint key name (default: public URL's "
+        "host and path, without the scheme, + /log)",
+    )
+    log_witnesses: list[str] = Field(
+        default=[],
+        description="C2SP verifier keys (name+hash+base64, type 0x04) of the witnesses whose "
+        "cosignatures this registry accepts",
+    )
+    log_witness_quorum: int = Field(
+        default=0,
+        ge=0,
+        description="cosignatures a checkpoint needs before /log/checkpoint publishes it "
+        "(0: publish every checkpoint as soon as it is signed)",
+    )
+
     @field_validator("database_url")
     @classmethod
     def _url_not_empty(cls, v: str) -> str:
@@ -74,6 +92,15 @@ class Settings(BaseSettings):
     def _keys_are_hex(cls, v: list[str]) -> list[str]:
         for key in v:
             public_key_from_hex(key)
+        return v
+
+    @field_validator("log_witnesses")
+    @classmethod
+    def _witnesses_are_vkeys(cls, v: list[str]) -> list[str]:
+        from pith_core.note import Verifier
+
+        for vkey in v:
+            Verifier.parse(vkey)
         return v
 
     @cached_property
@@ -91,3 +118,10 @@ class Settings(BaseSettings):
     @cached_property
     def trusted_keys(self) -> tuple[bytes, ...]:
         return tuple(public_key_from_hex(k) for k in self.trusted_registry_keys)
+
+    @cached_property
+    def tlog_origin(self) -> str:
+        if self.log_origin:
+            return self.log_origin
+        parts = urlsplit(self.base_url)
+        return f"{parts.netloc}{parts.path.rstrip('/')}/log"

@@ -66,7 +66,7 @@ class Verifier:
     @classmethod
     def parse(cls, vkey: str) -> Verifier:
         try:
-            name, hash_hex, material_b64 = vkey.strip().split("+")
+            name, hash_hex, material_b64 = vkey.strip().split("+", 2)
             material = base64.b64decode(material_b64, validate=True)
         except (ValueError, binascii.Error) as e:
             raise NoteError(f"not a verifier key: {vkey!r}") from e

@@ -13,6 +13,7 @@ from .bundle import BUNDLE_TYPE
 from .canonical import canonical_sha256
 from .errors import PithError
 from .keys import fingerprint
+from .logcheck import check_events_in_log
 from .merge import STATE_TYPE, merge, state_sha256
 from .number import pith_number, short_pith_number
 from .receipt import verify_receipt
@@ -163,4 +164,10 @@ def verify_document(doc: Any, trusted_keys: bytes | Sequence[bytes]) -> tuple[st
             )
 
         _run("events and merged state", checks, recompute)
+        if doc.get("log") is not None:  # issue 15: each event a leaf under a signed checkpoint
+            _run(
+                "transparency log inclusion",
+                checks,
+                lambda: check_events_in_log(doc["events"], doc["log"], keys),
+            )
     return kind, checks

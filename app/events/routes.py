@@ -12,6 +12,9 @@ from starlette.concurrency import run_in_threadpool
 from ..core.context import AppContext, context_of
 from ..core.openapi import CREATED_RESPONSE, JSON_RESPONSE
 from ..core.problems import Problem
+from ..log.routes import signer_of as log_signer_of
+from ..log.service import event_log_object
+from ..log.service import proofs_for_events as log_proofs
 from ..records.service import resolve
 from . import views
 from .schemas import BATCH_BODY, EVENT_BODY
@@ -49,6 +52,7 @@ def _submit(ctx: AppContext, pith_id: str, action: str, raw: bytes) -> Response:
     with ctx.write() as session:
         record = resolve(session, pith_id)
         stored, state = submit_action(session, ctx.identity, record, action, event)
+        proofs = log_proofs(session, log_signer_of(ctx), [stored.log_index])
     suffix = record.suffix
     return _json(
         {
@@ -59,6 +63,7 @@ def _submit(ctx: AppContext, pith_id: str, action: str, raw: bytes) -> Response:
             "equivocation": is_equivocating(state, stored.event["event_id"]),
             "state_sha256": state["state_sha256"],
             "event": stored.event,
+            "log": event_log_object(proofs, stored.log_index),
             "links": {
                 "state_json": f"{ctx.base_url}/pith/{suffix}/state.json",
                 "events_json": f"{ctx.base_url}/api/pith-number/{suffix}/events.json",
@@ -124,6 +129,7 @@ def _ingest(ctx: AppContext, raw: bytes) -> Response:
         )
     with ctx.write() as session:
         stored: list[StoredEvent] = ingest_batch(session, events)
+        proofs = log_proofs(session, log_signer_of(ctx), [s.log_index for s in stored])
     created = sum(1 for s in stored if s.created)
     return _json(
         {
@@ -134,9 +140,11 @@ def _ingest(ctx: AppContext, raw: bytes) -> Response:
                     "event_id": s.event["event_id"],
                     "log_index": s.log_index,
                     "status": "created" if s.created else "duplicate",
+                    "log": proofs["entries"].get(str(s.log_index)),
                 }
                 for s in stored
             ],
+            "log": {k: proofs[k] for k in ("origin", "tree_size", "checkpoint")},
         },
         201 if created else 200,
     )

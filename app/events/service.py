@@ -25,6 +25,7 @@ from pith_core.timefmt import format_utc_second
 
 from ..core.problems import Problem
 from ..core.timeutil import utcnow
+from ..log.service import append_events as append_to_log
 from ..records.repository import RecordRepository
 from ..registry.service import RegistryIdentity
 from ..storage.models import Record
@@ -147,7 +148,10 @@ def store_events(
         if event["event_id"] not in existing:
             fresh.setdefault(event["event_id"], event)
     repo.add_signers((e["signer"] for e in fresh.values()), now)
-    indices = dict(zip(fresh, repo.append([_row(e, now) for e in fresh.values()]), strict=True))
+    rows = [_row(e, now) for e in fresh.values()]
+    indices = dict(zip(fresh, repo.append(rows), strict=True))
+    # The transparency log (app/log): each new event is its next leaf, in this transaction.
+    append_to_log(session, sorted(zip(indices.values(), (r["body"] for r in rows), strict=True)))
     out: list[StoredEvent] = []
     for event in events:
         eid = event["event_id"]

@@ -10,6 +10,8 @@ from sqlalchemy.orm import Session
 from pith_core.canonical import canonical_json
 
 from ..core.context import AppContext
+from ..log.routes import signer_of as log_signer_of
+from ..log.service import subject_log_document
 from ..records.service import resolve
 from .repository import EventRepository
 from .service import bundle_document, compute_state, encode_cursor, events_document
@@ -40,7 +42,9 @@ def bundle_json(ctx: AppContext, pith_id: str) -> Build:
         repo = EventRepository(session)
         events = [json.loads(b) for b in repo.bodies_for(record.pith_number)]
         state = compute_state(session, ctx.identity, record.pith_number, save=False)
-        return dumps(bundle_document(record, events, state)), JSON
+        doc = bundle_document(record, events, state)
+        doc["log"] = subject_log_document(session, log_signer_of(ctx), record.pith_number)
+        return dumps(doc), JSON
 
     return build
 
@@ -49,7 +53,9 @@ def events_json(ctx: AppContext, pith_id: str) -> Build:
     def build(session: Session) -> tuple[bytes, str]:
         record = resolve(session, pith_id)
         events = [json.loads(b) for b in EventRepository(session).bodies_for(record.pith_number)]
-        return dumps(events_document(record, events)), JSON
+        doc = events_document(record, events)
+        doc["log"] = subject_log_document(session, log_signer_of(ctx), record.pith_number)
+        return dumps(doc), JSON
 
     return build
 

@@ -1,0 +1,1 @@
+"""The transparency log: every accepted event is a leaf of one append-only Merkle tree."""

@@ -1,0 +1,125 @@
+"""Every query on the transparency log's tables."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import func, insert, select, tuple_
+from sqlalchemy.orm import Session
+
+from pith_core.tlog import NodeId
+
+from ..storage.models import Event
+from .models import LogCosignature, LogLeaf, LogNode
+
+_CHUNK = 500
+
+
+class LogRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def size(self) -> int:
+        """The number of leaves (the highest leaf index + 1: one index probe, not a count)."""
+        top = self.session.scalar(select(func.max(LogLeaf.leaf_index)))
+        return 0 if top is None else int(top) + 1
+
+    def nodes(self, ids: Iterable[NodeId]) -> dict[NodeId, bytes]:
+        wanted = sorted(set(ids))
+        out: dict[NodeId, bytes] = {}
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            stmt = select(LogNode.level, LogNode.idx, LogNode.hash).where(
+                tuple_(LogNode.level, LogNode.idx).in_(chunk)
+            )
+            out.update(((int(lv), int(ix)), bytes(h)) for lv, ix, h in self.session.execute(stmt))
+        return out
+
+    def level_slice(self, level: int, begin: int, end: int) -> list[bytes]:
+        """The hashes of nodes [begin, end) of Merkle `level`, in order."""
+        stmt = (
+            select(LogNode.hash)
+            .where(LogNode.level == level, LogNode.idx >= begin, LogNode.idx < end)
+            .order_by(LogNode.idx)
+        )
+        return [bytes(h) for h in self.session.scalars(stmt)]
+
+    def append(
+        self, leaves: Sequence[tuple[int, int]], nodes: Sequence[tuple[int, int, bytes]]
+    ) -> None:
+        """Insert leaves (leaf_index, event log_index) and new complete nodes (level, idx, hash)."""
+        if leaves:
+            self.session.execute(
+                insert(LogLeaf), [{"leaf_index": i, "event_log_index": e} for i, e in leaves]
+            )
+        if nodes:
+            self.session.execute(
+                insert(LogNode), [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes]
+            )
+
+    def leaf_indices(self, event_log_indices: Iterable[int]) -> dict[int, int]:
+        """event log_index → leaf index, for the events given."""
+        wanted = sorted(set(event_log_indices))
+        out: dict[int, int] = {}
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            stmt = select(LogLeaf.event_log_index, LogLeaf.leaf_index).where(
+                LogLeaf.event_log_index.in_(chunk)
+            )
+            out.update((int(e), int(i)) for e, i in self.session.execute(stmt))
+        return out
+
+    def leaves_for_subject(self, subject: str) -> list[tuple[str, int]]:
+        """(event_id, leaf index) of every event about `subject`, in log order."""
+        stmt = (
+            select(Event.event_id, LogLeaf.leaf_index)
+            .join(LogLeaf, LogLeaf.event_log_index == Event.log_index)
+            .where(Event.subject == subject)
+            .order_by(LogLeaf.leaf_index)
+        )
+        return [(str(e), int(i)) for e, i in self.session.execute(stmt)]
+
+    def entries(self, begin: int, end: int) -> list[tuple[int, str]]:
+        """(leaf index, entry text) of leaves [begin, end), in order."""
+        stmt = (
+            select(LogLeaf.leaf_index, Event.body)
+            .join(Event, Event.log_index == LogLeaf.event_log_index)
+            .where(LogLeaf.leaf_index >= begin, LogLeaf.leaf_index < end)
+            .order_by(LogLeaf.leaf_index)
+        )
+        return [(int(i), str(b)) for i, b in self.session.execute(stmt)]
+
+    def cosignatures(self, tree_size: int) -> Sequence[LogCosignature]:
+        stmt = (
+            select(LogCosignature)
+            .where(LogCosignature.tree_size == tree_size)
+            .order_by(LogCosignature.witness_name)
+        )
+        return self.session.scalars(stmt).all()
+
+    def witnessed_sizes(self, quorum: int) -> list[int]:
+        """Tree sizes with at least `quorum` cosignatures, largest first."""
+        stmt = (
+            select(LogCosignature.tree_size)
+            .group_by(LogCosignature.tree_size)
+            .having(func.count() >= quorum)
+            .order_by(LogCosignature.tree_size.desc())
+            .limit(1)
+        )
+        return [int(s) for s in self.session.scalars(stmt)]
+
+    def add_cosignature(
+        self, tree_size: int, witness_name: str, root: bytes, line: str, at: datetime
+    ) -> None:
+        existing = self.session.get(LogCosignature, (tree_size, witness_name))
+        if existing is None:
+            self.session.add(
+                LogCosignature(
+                    tree_size=tree_size,
+                    witness_name=witness_name,
+                    root_hash=root,
+                    signature_line=line,
+                    received_at=at,
+                )
+            )

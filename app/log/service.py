@@ -1,0 +1,265 @@
+"""Use cases of the transparency log: append events as leaves (inside the transaction that
+stores them), sign checkpoints, serve proofs and tiles, take witness cosignatures.
+
+The tree math and the formats are `pith_core`'s (tlog, note, tiles). A checkpoint is a pure
+function of (origin, key, size, root) and Ed25519 is deterministic, so checkpoints are signed when
+asked, not stored: every worker serving size n serves the same bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from nacl.signing import SigningKey
+from sqlalchemy.orm import Session
+
+from pith_core import note, tiles, tlog
+
+from ..core.problems import Problem
+from ..core.timeutil import utcnow
+from ..registry.service import RegistryIdentity
+from ..settings import Settings
+from .repository import LogRepository
+
+
+@dataclass(frozen=True)
+class LogSigner:
+    """The log's origin line, the key its checkpoints are signed with, and its witnesses."""
+
+    origin: str
+    key: SigningKey
+    witnesses: tuple[note.Verifier, ...] = ()
+    quorum: int = 0
+
+    @classmethod
+    def of(cls, settings: Settings, identity: RegistryIdentity) -> LogSigner:
+        return cls(
+            settings.tlog_origin,
+            identity.key.signing_key,
+            tuple(note.Verifier.parse(v) for v in settings.log_witnesses),
+            settings.log_witness_quorum,
+        )
+
+    @property
+    def verifier(self) -> note.Verifier:
+        return note.Verifier(self.origin, bytes(self.key.verify_key))
+
+    @property
+    def vkey(self) -> str:
+        return note.verifier_key(self.origin, bytes(self.key.verify_key))
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def append_events(session: Session, items: Sequence[tuple[int, str]]) -> list[int]:
+    """Make the stored events `items` ((log_index, canonical JSON), in log-index order) the next
+    leaves; return their leaf indices. O(log n) a leaf: reads the tree's frontier, writes the
+    new complete nodes. Same transaction as the event rows, under the log lock the caller holds."""
+    if not items:
+        return []
+    entries = [body.encode("utf-8") for _, body in items]
+    for entry in entries:
+        if len(entry) > tiles.MAX_ENTRY_SIZE:
+            raise Problem(
+                413,
+                "entry_too_large",
+                f"the event is {len(entry)} bytes of canonical JSON; a log entry holds at most "
+                f"{tiles.MAX_ENTRY_SIZE} (C2SP tlog-tiles entry bundles)",
+                field="payload",
+            )
+    repo = LogRepository(session)
+    size = repo.size()
+    ids = tlog.frontier(size)
+    known = repo.nodes(ids)
+    nodes, _ = tlog.append_leaves(size, [known[i] for i in ids], map(tlog.leaf_hash, entries))
+    leaves = [(size + k, log_index) for k, (log_index, _) in enumerate(items)]
+    repo.append(leaves, nodes)
+    return [i for i, _ in leaves]
+
+
+def root_at(repo: LogRepository, size: int) -> bytes:
+    ids = tlog.frontier(size)
+    known = repo.nodes(ids)
+    return tlog.root_from_frontier([known[i] for i in ids])
+
+
+def checkpoint_note(signer: LogSigner, size: int, root: bytes) -> str:
+    return note.sign_checkpoint(
+        note.Checkpoint(signer.origin, size, root), signer.origin, signer.key
+    )
+
+
+def current_checkpoint(session: Session, signer: LogSigner) -> tuple[int, bytes, str]:
+    """(size, root, signed note) of the tree as this transaction sees it."""
+    repo = LogRepository(session)
+    size = repo.size()
+    root = root_at(repo, size)
+    return size, root, checkpoint_note(signer, size, root)
+
+
+def with_cosignatures(session: Session, text: str, size: int) -> str:
+    """The signed checkpoint `text` with the stored witness cosignature lines appended."""
+    lines = [c.signature_line for c in LogRepository(session).cosignatures(size)]
+    return text + "".join(line + "\n" for line in lines)
+
+
+def published_checkpoint(session: Session, signer: LogSigner) -> str:
+    """What `/log/checkpoint` serves: the latest checkpoint, or with a witness quorum set, the
+    latest one that quorum cosigned (with their cosignatures); 404 before there is one."""
+    repo = LogRepository(session)
+    if signer.quorum <= 0:
+        size, _, text = current_checkpoint(session, signer)
+        return with_cosignatures(session, text, size)
+    sizes = repo.witnessed_sizes(signer.quorum)
+    if not sizes:
+        raise Problem(
+            404,
+            "no_witnessed_checkpoint",
+            f"no checkpoint has {signer.quorum} witness cosignatures yet; "
+            "the latest unwitnessed one is at /log/checkpoint/unwitnessed",
+        )
+    size = sizes[0]
+    text = checkpoint_note(signer, size, root_at(repo, size))
+    return with_cosignatures(session, text, size)
+
+
+def inclusion_proofs(
+    repo: LogRepository, leaf_indices: Iterable[int], size: int
+) -> dict[int, list[str]]:
+    """Base64 RFC 6962 audit paths of the leaves, against the tree of `size` (one node query)."""
+    ranges = {i: tlog.inclusion_ranges(i, size) for i in set(leaf_indices)}
+    known = repo.nodes(tlog.proof_nodes(r for rs in ranges.values() for r in rs))
+    return {
+        i: [b64(h) for h in tlog.build_proof(rs, known.__getitem__)] for i, rs in ranges.items()
+    }
+
+
+def consistency_proof(session: Session, size1: int, size2: int) -> list[str]:
+    repo = LogRepository(session)
+    size = repo.size()
+    if not 0 < size1 <= size2 <= size:
+        raise Problem(
+            400,
+            "bad_tree_sizes",
+            f"a consistency proof needs 0 < from <= to <= {size} (the tree size)",
+            field="from" if not 0 < size1 <= size2 else "to",
+        )
+    if size1 == size2:
+        return []
+    ranges = tlog.consistency_ranges(size1, size2)
+    known = repo.nodes(tlog.proof_nodes(ranges))
+    return [b64(h) for h in tlog.build_proof(ranges, known.__getitem__)]
+
+
+def proofs_for_events(
+    session: Session, signer: LogSigner, event_log_indices: Sequence[int]
+) -> dict[str, Any]:
+    """The `log` object of a response: the checkpoint and, per event log index, its leaf index
+    and inclusion proof against that checkpoint."""
+    repo = LogRepository(session)
+    size, _, checkpoint = current_checkpoint(session, signer)
+    leaves = {e: i for e, i in repo.leaf_indices(event_log_indices).items() if i < size}
+    proofs = inclusion_proofs(repo, leaves.values(), size)
+    return {
+        "origin": signer.origin,
+        "tree_size": size,
+        "checkpoint": checkpoint,
+        "entries": {
+            str(log_index): {
+                "leaf_index": leaves[log_index],
+                "inclusion_proof": proofs[leaves[log_index]],
+            }
+            for log_index in event_log_indices
+            if log_index in leaves
+        },
+    }
+
+
+def subject_log_document(session: Session, signer: LogSigner, subject: str) -> dict[str, Any]:
+    """The `log` object of a record's events.json and bundle: the checkpoint and, per event id,
+    its leaf index and inclusion proof against it (event ids: a mirror's log indices differ)."""
+    repo = LogRepository(session)
+    size, _, checkpoint = current_checkpoint(session, signer)
+    leaves = [(e, i) for e, i in repo.leaves_for_subject(subject) if i < size]
+    proofs = inclusion_proofs(repo, (i for _, i in leaves), size)
+    return {
+        "origin": signer.origin,
+        "tree_size": size,
+        "checkpoint": checkpoint,
+        "entries": {
+            event_id: {"leaf_index": i, "inclusion_proof": proofs[i]} for event_id, i in leaves
+        },
+    }
+
+
+def event_log_object(proofs: Mapping[str, Any], log_index: int) -> dict[str, Any] | None:
+    """One event's `log`: its leaf index, inclusion proof and the checkpoint it proves against."""
+    entry = proofs["entries"].get(str(log_index))
+    if entry is None:
+        return None
+    return {
+        "leaf_index": entry["leaf_index"],
+        "tree_size": proofs["tree_size"],
+        "inclusion_proof": entry["inclusion_proof"],
+        "checkpoint": proofs["checkpoint"],
+    }
+
+
+def tile_body(session: Session, requested: tiles.Tile) -> tuple[bytes, bool] | None:
+    """The bytes of a hash tile or entry bundle and whether it is full (immutable); None when
+    the tree has no such tile."""
+    repo = LogRepository(session)
+    tile = tiles.tile_for(requested, repo.size())
+    if tile is None:
+        return None
+    if tile.level == tiles.ENTRIES:
+        begin, end = tile.leaf_range()
+        return tiles.encode_entry_bundle(
+            [body.encode("utf-8") for _, body in repo.entries(begin, end)]
+        ), tile.is_full
+    ids = tile.node_ids()
+    hashes = repo.level_slice(ids[0][0], ids[0][1], ids[-1][1] + 1)
+    return b"".join(hashes), tile.is_full
+
+
+def add_cosignature(session: Session, signer: LogSigner, body: str) -> dict[str, Any]:
+    """Take a checkpoint a configured witness cosigned (the note, with at least the witness's
+    line); keep each valid cosignature of a configured witness on a checkpoint of this log."""
+    try:
+        parsed = note.parse_note(body)
+        checkpoint = note.parse_checkpoint(parsed.text)
+    except note.NoteError as e:
+        raise Problem(400, "bad_note", str(e)) from e
+    if checkpoint.origin != signer.origin:
+        raise Problem(422, "wrong_origin", f"this log's origin is {signer.origin!r}")
+    repo = LogRepository(session)
+    size = repo.size()
+    if not 0 < checkpoint.size <= size or root_at(repo, checkpoint.size) != checkpoint.root:
+        raise Problem(
+            409,
+            "not_this_tree",
+            f"this log never had root {b64(checkpoint.root)} at size {checkpoint.size}",
+        )
+    kept: list[str] = []
+    now = utcnow()
+    for sig in parsed.signatures:
+        for w in signer.witnesses:
+            if sig.name == w.name and note.signature_verifies(parsed, sig, w):
+                repo.add_cosignature(checkpoint.size, w.name, checkpoint.root, sig.line()[:-1], now)
+                kept.append(w.name)
+    if not kept:
+        raise Problem(
+            403, "unknown_witness", "no valid cosignature of a witness this log is configured with"
+        )
+    have = len(repo.cosignatures(checkpoint.size))
+    return {
+        "tree_size": checkpoint.size,
+        "accepted": kept,
+        "cosignatures": have,
+        "quorum": signer.quorum,
+    }
