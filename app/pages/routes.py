@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from ..core.context import context_of
 from ..core.negotiation import HTML, wants_json
+from ..exports.citation import authors_of
 from ..records import views as record_views
 from ..search.service import MAX_QUERY_CHARS, index_page_context
 from .service import record_page_context
@@ -65,6 +66,7 @@ async def record_page(pith_id: str, request: Request) -> Response:
 
     def build_page(session: Session) -> tuple[bytes, str]:
         context = record_page_context(ctx, session, pith_id)
+        context["citation_authors"] = authors_of(context["paper"])
         return templates.get_template("record.html").render(context).encode("utf-8"), HTML
 
     return await ctx.serve(request, build_page)
