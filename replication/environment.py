@@ -42,11 +42,14 @@ def git_commit(repo: Path | None = None) -> str:
 
 def collect() -> dict[str, str]:
     """The environment of this process's machine, read without starting CUDA in this process."""
-    gpus = _command(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"])
+    gpus = _command(
+        ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"]
+    )
     lines = [ln.split(",") for ln in gpus.splitlines()] if gpus != UNKNOWN else []
     env = {
         "gpu_name": lines[0][0].strip() if lines else "none",
         "gpu_count": str(len(lines)),
+        "gpu_memory": lines[0][2].strip() if lines and len(lines[0]) > 2 else "none",
         "driver": lines[0][1].strip() if lines and len(lines[0]) > 1 else "none",
         "cuda": UNKNOWN,
         "torch": _version("torch"),

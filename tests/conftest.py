@@ -3,7 +3,6 @@
 TRITON_INTERPRET must be set before triton is first imported, hence here, at the root.
 """
 
-import os
+from kernels.runtime.device import use_interpreter_without_gpu
 
-if not os.path.exists("/dev/nvidiactl") and not os.environ.get("PITH_FORCE_GPU"):
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+use_interpreter_without_gpu()

@@ -7,15 +7,11 @@ unit of work that marks its job done: a record is in the log exactly when its jo
 
 from __future__ import annotations
 
-import ast
-import functools
-import importlib.util
 import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -24,6 +20,7 @@ from pith_core.errors import SignatureError
 from pith_core.keys import fingerprint, public_key_from_hex
 from pith_core.request_auth import request_signer, verify_request
 from replication.claims import CLAIM_MODULES
+from replication.claims.registry import CLAIMS
 
 from ..core.problems import Problem
 from ..core.timeutil import as_utc, utcnow
@@ -61,24 +58,10 @@ class Recorded:
     state: dict[str, Any]
 
 
-@functools.cache
-def claim_profiles(claim_id: str) -> tuple[str, ...] | None:
-    """The PROFILES a claim module declares, read from its source (the service never imports a
-    claim: claims import torch). None when the module states no literal tuple."""
-    spec = importlib.util.find_spec(CLAIM_MODULES[claim_id])
-    if spec is None or spec.origin is None:
-        return None
-    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id == "PROFILES" for t in node.targets
-        ):
-            try:
-                value = ast.literal_eval(node.value)
-            except ValueError:
-                return None
-            return tuple(str(p) for p in value)
-    return None
+def claim_profiles(claim_id: str) -> tuple[str, ...]:
+    """The profiles a job for `claim_id` may name, from the claim's spec (torch-free data):
+    its current profiles, then legacy ids kept for committed records."""
+    return CLAIMS[claim_id].all_profiles
 
 
 def register_worker(session: Session, body: RegisterWorker) -> tuple[Worker, bool]:
@@ -120,7 +103,7 @@ def create_job(session: Session, body: CreateJob) -> Job:
             field="claim_id",
         )
     profiles = claim_profiles(body.claim_id)
-    if profiles is not None and body.profile not in profiles:
+    if body.profile not in profiles:
         raise Problem(
             422,
             "unknown_profile",

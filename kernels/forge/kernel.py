@@ -16,14 +16,15 @@ inline-PTX twin: the same code runs on every GPU and in the CPU interpreter.
 from __future__ import annotations
 
 import functools
-import os
 
 import triton
 import triton.language as tl
 
+from kernels.runtime.device import interpreting
+
 from .rules import Rule
 
-INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+INTERPRET = interpreting()  # read once: triton fixed its mode at import
 
 ADAMW: tl.constexpr = tl.constexpr(int(Rule.ADAMW))
 LION: tl.constexpr = tl.constexpr(int(Rule.LION))

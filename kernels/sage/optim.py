@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -22,6 +21,7 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
+from kernels.runtime.device import interpreting
 from kernels.sage.reference import (
     MomentumOrder,
     as_matrix,
@@ -35,16 +35,12 @@ _FP32_STATE_KEYS = ("s_ema",)  # kept in fp32 whatever the parameter's dtype
 RULES = ("sage", "lion", "adamw", "sinkgd")
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET") == "1"
-
-
 def _use_kernels(p: torch.Tensor, requested: bool | None) -> bool:
     """Kernels on CUDA or under the interpreter, for contiguous fp32/bf16/fp16 tensors."""
     fits = p.dtype in _KERNEL_DTYPES and p.is_contiguous()
     if requested is None:
-        return fits and (p.is_cuda or _interpreting())
-    if requested and not (p.is_cuda or _interpreting()):
+        return fits and (p.is_cuda or interpreting())
+    if requested and not (p.is_cuda or interpreting()):
         raise RuntimeError("use_kernels=True needs CUDA tensors or TRITON_INTERPRET=1")
     return requested and fits
 

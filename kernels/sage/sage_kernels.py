@@ -16,16 +16,16 @@ momentum: 12 B against AdamW's 14 B. The scale kernel moves O(cols) bytes.
 
 from __future__ import annotations
 
-import os
 from typing import Any, NamedTuple
 
 import torch
 import triton
 import triton.language as tl
 
+from kernels.runtime.device import interpreting
 from kernels.sage.reference import MomentumOrder, as_matrix
 
-INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+INTERPRET = interpreting()  # read once: triton fixed its mode at import
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 # bytes the SAGE step must move per parameter element, by parameter dtype (see module docstring)

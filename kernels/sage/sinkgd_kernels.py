@@ -20,15 +20,15 @@ tables, so one launch serves the whole group (the second grid axis picks the mat
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 import triton
 import triton.language as tl
 
+from kernels.runtime.device import interpreting
 from kernels.sage.reference import as_matrix
 
-INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+INTERPRET = interpreting()  # read once: triton fixed its mode at import
 SINKGD_BYTES_PER_ELEMENT_PER_ITER = {torch.float32: 8, torch.bfloat16: 4, torch.float16: 4}
 
 

@@ -1,13 +1,12 @@
-"""The claims a worker can run: one module per paper, each a script with `--profile`.
+"""The claims a worker can run: one package per claim (``spec.py`` torch-free, ``measure.py``
+the figures, ``__main__.py`` the script with ``--profile``), discovered by ``registry``.
 
-A claim module exposes CLAIM_ID, PAPER (arXiv id), PROFILES and `run(profile) -> dict`; see base.
+CLAIM_MODULES (claim id -> the module a worker runs as ``python -m <module> --profile P --out
+FILE``) is derived from the registry, never kept by hand.
 """
 
 from __future__ import annotations
 
-# claim id -> module; the worker runs `python -m <module> --profile P --out FILE` in a child process
-CLAIM_MODULES: dict[str, str] = {
-    "forge": "replication.claims.forge",
-    "sage": "replication.claims.sage",
-    "selftest": "replication.claims.selftest",
-}
+from .registry import CLAIMS, claim_module
+
+CLAIM_MODULES: dict[str, str] = {claim_id: claim_module(claim_id) for claim_id in CLAIMS}

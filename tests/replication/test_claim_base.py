@@ -1,4 +1,4 @@
-"""The claim result shape: decimal strings, checks and the verdict rule."""
+"""The claim result shape: decimal strings, checks and the verdict rule (the one judge)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import math
 import pytest
 
 from pith_core import canonical_json
-from replication.claims.base import Check, claim_result, dec, verdict_of
+from replication.claims.judge import Check, dec, judge, verdict_of
+from replication.claims.spec import CheckSpec, ClaimSpec
 
 
 @pytest.mark.parametrize(
@@ -46,14 +47,18 @@ def test_checks_and_verdict() -> None:
 
 
 def test_result_is_signable() -> None:
-    result = claim_result(
+    spec = ClaimSpec(
         claim_id="x",
-        paper="arxiv:1",
-        profile="smoke",
+        paper="X",
+        arxiv="1",
         statement="s",
-        checks=[Check("a", 1.0, ">=", 0.5)],
-        figures={"ms": 0.125, "n": 3, "gpu": "none"},
+        scale="toy",
+        profiles=("smoke",),
+        checks=(CheckSpec("a", "ms", ">=", 0.0625),),
+        conclusive=("smoke",),
     )
+    result = judge(spec, "smoke", {"ms": 0.125, "n": 3, "gpu": "none"})
     canonical_json(result)  # no floats anywhere: the worker can sign it as a payload
     assert result["figures"] == {"ms": "0.125", "n": "3", "gpu": "none"}
     assert result["verdict"] == "replicated"
+    assert result["paper"] == "arxiv:1"

@@ -9,21 +9,24 @@ from pathlib import Path
 
 import pytest
 
-from replication.claims import CLAIM_MODULES, forge
-from replication.claims.base import RESULT_VERSION, VERDICTS
+from replication.claims import CLAIM_MODULES
+from replication.claims.base import run_claim
+from replication.claims.forge.spec import SPEC
+from replication.claims.judge import RESULT_VERSION, VERDICTS
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def smoke() -> dict:
-    return forge.run("smoke")
+    return run_claim(SPEC, "smoke")
 
 
 def test_identity() -> None:
-    assert forge.CLAIM_ID == "forge"
-    assert forge.PAPER == "arxiv:2606.22932"
-    assert forge.PROFILES == ("smoke", "h100")
+    assert SPEC.claim_id == "forge"
+    assert SPEC.paper_ref == "arxiv:2606.22932"
+    assert SPEC.profiles == ("smoke", "full")
+    assert SPEC.canonical_profile("h100") == "full"  # the committed H100 records' profile
     assert CLAIM_MODULES["forge"] == "replication.claims.forge"
 
 

@@ -9,21 +9,24 @@ from pathlib import Path
 
 import pytest
 
-from replication.claims import sage
-from replication.claims.base import RESULT_VERSION
+from replication.claims.base import run_claim
+from replication.claims.judge import RESULT_VERSION
+from replication.claims.sage import measure as sage
+from replication.claims.sage.spec import OPTIMIZERS, SPEC
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def smoke() -> dict:
-    return sage.run("smoke")
+    return run_claim(SPEC, "smoke")
 
 
 def test_identity() -> None:
-    assert sage.CLAIM_ID == "sage"
-    assert sage.PAPER == "arxiv:2604.07663"
-    assert sage.PROFILES == ("smoke", "h100")
+    assert SPEC.claim_id == "sage"
+    assert SPEC.paper_ref == "arxiv:2604.07663"
+    assert SPEC.profiles == ("smoke", "full")
+    assert SPEC.canonical_profile("h100") == "full"
 
 
 def test_smoke_result_shape(smoke: dict) -> None:
@@ -50,7 +53,7 @@ def test_smoke_figures_are_measurements(smoke: dict) -> None:
     # the state ratio follows from the tiny model's shapes: SAGE keeps about half of AdamW's
     ratio = float(f["state_bytes_sage_over_sinkgd_hybrid"])
     assert 0.45 < ratio < 0.55
-    for name in sage.OPTIMIZERS:
+    for name in OPTIMIZERS:
         loss = float(f[f"quality_{name}_mean_eval_loss"])
         assert 5.0 < loss < 11.0  # a few steps from ln(16000) ≈ 9.68
     assert int(f["data_vocab_size"]) == 16_000
@@ -60,22 +63,44 @@ def test_smoke_figures_are_measurements(smoke: dict) -> None:
 
 
 def test_phases_are_announced(capsys) -> None:
-    from replication.claims import base
+    from replication.claims.base import phase
 
-    base.phase("kernel_speed")
+    phase("kernel_speed")
     assert "::phase:: kernel_speed" in capsys.readouterr().err
 
 
-def test_h100_profile_keeps_the_content() -> None:
-    h = sage.PROFILE_SETTINGS["h100"]
+def test_full_profile_keeps_the_content() -> None:
+    h = sage.PROFILE_SETTINGS["full"]
     assert h.speed_shapes == ((32000, 2048), (4096, 4096))
-    assert h.model_size == "d512-l8" and h.seq_len == 256 and len(h.seeds) == 2
+    assert h.model_size == "d512-l8" and h.seq_len == 256 and len(h.seeds) >= 3
     assert h.conclusive
+
+
+def test_quality_is_judged_over_seeds_with_a_spread(smoke: dict) -> None:
+    f = smoke["figures"]
+    gaps = [
+        float(f[f"quality_sage_hybrid_seed{s}_eval_loss"])
+        - float(f[f"quality_sinkgd_hybrid_seed{s}_eval_loss"])
+        for s in sage.PROFILE_SETTINGS["smoke"].seeds
+    ]
+    assert len(gaps) >= 3
+    mean = sum(gaps) / len(gaps)
+    std = (sum((g - mean) ** 2 for g in gaps) / (len(gaps) - 1)) ** 0.5
+    assert float(f["quality_gap_sage_hybrid_minus_sinkgd_hybrid_mean"]) == pytest.approx(
+        mean, abs=2e-5
+    )
+    assert float(f["quality_gap_sage_hybrid_minus_sinkgd_hybrid_std"]) == pytest.approx(
+        std, abs=2e-5
+    )
+    (check,) = [
+        c for c in smoke["checks"] if c["name"] == "eval_loss_sage_hybrid_minus_sinkgd_hybrid"
+    ]
+    assert "spread" in check and "decided" in check
 
 
 def test_unknown_profile_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown profile"):
-        sage.run("a100")
+        run_claim(SPEC, "a100")
 
 
 def test_module_entry_point_parses_profiles() -> None:
@@ -87,4 +112,4 @@ def test_module_entry_point_parses_profiles() -> None:
         timeout=120,
         check=True,
     )
-    assert "smoke" in out.stdout and "h100" in out.stdout
+    assert "smoke" in out.stdout and "full" in out.stdout

@@ -111,7 +111,7 @@ def test_malformed_workers_are_refused(seeded: TestClient, body: dict[str, Any])
 
 
 def test_a_job_names_its_paper_by_any_id(seeded: TestClient) -> None:
-    job = queue(seeded, "2606.22932", "forge", "h100")  # the arXiv id
+    job = queue(seeded, "2606.22932", "forge", "full")  # the arXiv id
     assert job["pith_number"] == FORGE
     assert (job["state"], job["attempts"], job["leased_by"], job["record_event_id"]) == (
         "queued",
@@ -144,7 +144,7 @@ def test_bad_jobs_are_refused(
     r = seeded.post("/api/jobs", json=body, headers=ADMIN)
     problem = assert_problem(r, status, code)
     if code == "unknown_profile":
-        assert "smoke, h100" in problem["detail"]
+        assert "smoke, full" in problem["detail"]
     assert _count(connection, "jobs") == 0
 
 

@@ -1,56 +1,22 @@
-"""Claim of arXiv 2606.22932 (FORGE): the optimizer step fused into the weight-gradient GEMM.
-
-The paper: folding AdamW into backward, one dW tile at a time in registers, is exact in full
-precision, "more than halves the memory of an optimizer step" and is ~1.5x faster at the small
-batches of fine-tuning. Measured here on a stack of 8 × Linear(4096, 4096) (no bias, so every
-parameter is a fused weight), AdamW (lr 1e-4, wd 0.01), against torch's fused AdamW with
-materialised gradients and against PyTorch's optimizer-in-backward hook, in one process:
-
-1. Exactness: fp32 weights, TF32 off, 20 steps at T=512; ForgeAdamW against
-   torch.optim.AdamW(foreach=False): weights within 1e-5 relative, losses within 1e-3.
-2. Memory: the step's peak `max_memory_allocated` (forward + backward + update) above what lived
-   before the forward (weights, states, batch), at T=512, in fp32 and under bf16 autocast.
-   Targets: at least 50% below fused AdamW's, and below the hook's.
-3. Speed: backward + step, median of CUDA-event timings, at T ∈ {512, 2048, 8192}. Precision
-   choice, stated: bf16 autocast on every side (bf16 GEMM operands, fp32 accumulation, fp32
-   master weights and fp32 AdamW states), the usual fine-tuning set-up. Target: ≥ 1.25x fused
-   AdamW at T=512 (1.5x the paper's, reported). Also reported: the fused kernel alone on one
-   layer (GB/s against 3.0 TB/s, time against cuBLAS dW + cast + fused AdamW), the host's time
-   to issue each backward + step, and bf16 weights with stochastic rounding at T=512.
-
-``smoke`` runs the exactness and autocast checks at toy sizes on the CPU (the kernel through
-Triton's interpreter) in seconds; with no GPU to measure memory or speed its verdict is
-"inconclusive".
+"""FORGE's figures (see spec.py for the claim and its checks): exactness and the autocast step
+on every profile; on ``full`` (a CUDA GPU) memory, speed, the fused kernel alone and same-run
+ceilings.
 """
 
 from __future__ import annotations
 
 import gc
-import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
-
-if not os.path.exists("/dev/nvidiactl"):  # no GPU: the kernel runs in Triton's interpreter
-    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import torch
 
+from kernels.runtime.ceilings import measure_ceilings
+from kernels.runtime.device import describe
 from replication.claims import base
-from replication.claims.base import Check, claim_result, main_for
 
-CLAIM_ID = "forge"
-PAPER = "arxiv:2606.22932"
-PROFILES = ("smoke", "h100")
-
-STATEMENT = (
-    "FORGE's fused AdamW (update applied to each weight-gradient tile in registers, no gradient "
-    "tensor) matches torch AdamW within 1e-5 relative in fp32 over 20 steps; on 8 x "
-    "Linear(4096, 4096) at T=512 its step's peak memory is at least 50% below torch fused "
-    "AdamW's and below the optimizer-in-backward hook's, and backward+step is at least 1.25x "
-    "faster than torch fused AdamW (bf16 autocast, fp32 weights and states on every side)."
-)
+from .spec import MEMORY_TOKENS, SPEED_TOKENS
 
 
 @dataclass(frozen=True)
@@ -68,7 +34,7 @@ class Profile:
 
 PROFILE = {
     "smoke": Profile(48, 3, 24, 5, (), 0, 0, 0, False),
-    "h100": Profile(4096, 8, 512, 20, (512, 2048, 8192), 512, 15, 3, True),
+    "full": Profile(4096, 8, 512, 20, SPEED_TOKENS, MEMORY_TOKENS, 15, 3, True),
 }
 
 
@@ -188,9 +154,10 @@ def _log_tuning() -> None:
             _log(f"    {entry['config']}: {entry['error'][:300]}")
 
 
-def run(profile: str) -> dict[str, Any]:
+def measure(profile: str) -> dict[str, float | int | str]:
+    """FORGE's figures at `profile` (``smoke`` or ``full``)."""
     if profile not in PROFILE:
-        raise ValueError(f"unknown profile {profile!r}; known: {PROFILES}")
+        raise ValueError(f"unknown profile {profile!r}; known: {tuple(PROFILE)}")
     p = PROFILE[profile]
     started = time.monotonic()
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -201,7 +168,8 @@ def run(profile: str) -> dict[str, Any]:
         "adamw_lr": "0.0001",
         "adamw_weight_decay": "0.01",
     }
-    checks: list[Check] = []
+    for k, v in describe(torch.device(device)).items():
+        figures[f"env_{k}"] = v
 
     base.phase("exactness")
     ex = exactness(p, device)
@@ -214,30 +182,27 @@ def run(profile: str) -> dict[str, Any]:
             "exact_weights_moved_rel": ex["weights_moved_rel"],
         }
     )
-    checks.append(Check("exact_fp32_weight_rel_err_after_steps", ex["weight_rel_err"], "<=", 1e-5))
-    checks.append(Check("exact_fp32_loss_rel_diff_over_steps", ex["loss_rel_diff"], "<=", 1e-3))
 
     base.phase("autocast-correctness")
-    err = autocast_step_error(p, device)
-    figures["autocast_bf16_step_rel_err_vs_reference"] = err
-    checks.append(Check("autocast_bf16_fused_step_rel_err_vs_reference", err, "<=", 1e-5))
+    figures["autocast_bf16_step_rel_err_vs_reference"] = autocast_step_error(p, device)
 
     if gpu:
+        base.phase("ceilings")
+        ceilings = measure_ceilings(torch.device(device))
+        figures.update(ceilings.figures())
+        _log(f"ceilings: {ceilings}")
+
         mib = 2.0**20
         for label, ac in (("fp32", None), ("bf16_autocast", torch.bfloat16)):
             base.phase(f"memory-{label}")
             mem = memory(p, ac)
             for m, b in mem.items():
                 figures[f"mem_{label}_T{p.memory_tokens}_{m}_MiB"] = b / mib
-            cut = 1.0 - mem["forge"] / max(mem["fused"], 1)
-            over_hook = mem["forge"] / max(mem["hook"], 1)
-            figures[f"mem_{label}_T{p.memory_tokens}_reduction_vs_fused"] = cut
-            figures[f"mem_{label}_T{p.memory_tokens}_forge_over_hook"] = over_hook
-            checks.append(
-                Check(f"mem_{label}_T{p.memory_tokens}_reduction_vs_fused", cut, ">=", 0.5)
-            )
-            checks.append(
-                Check(f"mem_{label}_T{p.memory_tokens}_forge_over_hook", over_hook, "<", 1.0)
+            figures[f"mem_{label}_T{p.memory_tokens}_reduction_vs_fused"] = 1.0 - mem[
+                "forge"
+            ] / max(mem["fused"], 1)
+            figures[f"mem_{label}_T{p.memory_tokens}_forge_over_hook"] = mem["forge"] / max(
+                mem["hook"], 1
             )
             _log(f"memory {label}: {mem}")
 
@@ -252,52 +217,17 @@ def run(profile: str) -> dict[str, Any]:
             figures[f"speedup_vs_fused_T{t}"] = sp["fused"] / sp["forge"]
             figures[f"speedup_vs_hook_T{t}"] = sp["hook"] / sp["forge"]
             _log(f"speed T={t}: gpu {sp} host {cpu}")
-            if t == 512:
-                checks.append(
-                    Check("speedup_vs_fused_adamw_T512", sp["fused"] / sp["forge"], ">=", 1.25)
-                )
-                checks.append(
-                    Check(
-                        "speedup_vs_fused_adamw_T512_paper_goal",
-                        sp["fused"] / sp["forge"],
-                        ">=",
-                        1.5,
-                        gating=False,
-                    )
-                )
-            else:
-                checks.append(
-                    Check(
-                        f"speedup_vs_fused_adamw_T{t}",
-                        sp["fused"] / sp["forge"],
-                        ">=",
-                        1.0,
-                        gating=False,
-                    )
-                )
 
         base.phase("kernel-bandwidth")
         from kernels.forge import bench
 
         for t in p.tokens:
-            kt = bench.kernel_timings(t, p.width)
+            kt = bench.kernel_timings(t, p.width, ceilings=ceilings)
             _log_tuning()
             for k, v in kt.items():
                 figures[f"kernel_T{t}_{k}"] = v
             figures[f"kernel_T{t}_unfused_over_fused"] = kt["unfused_ms"] / kt["fused_ms"]
             _log(f"kernel T={t}: {kt}")
-            if t == 512:
-                frac = kt["fused_frac_of_3TBps"]
-                checks.append(Check("kernel_T512_frac_of_3TBps", frac, ">=", 0.85, gating=False))
-            checks.append(
-                Check(
-                    f"kernel_T{t}_unfused_over_fused_time",
-                    kt["unfused_ms"] / kt["fused_ms"],
-                    ">=",
-                    0.9,
-                    gating=False,
-                )
-            )
 
         if p.extras:
             base.phase("speed-bf16-weights")
@@ -309,29 +239,4 @@ def run(profile: str) -> dict[str, Any]:
             _log(f"speed bf16 weights: {sp}")
 
     figures["wall_s"] = time.monotonic() - started
-    notes = (
-        "Speed and memory on every side use the same model, batch and AdamW; speed is bf16 "
-        "autocast (bf16 GEMM operands, fp32 weights and AdamW states), timed from the start of "
-        "backward to the end of the optimizer step (CUDA events, median). 'bf16_weights' "
-        "figures compare FORGE with bf16 weights, fp32 states and stochastic rounding against "
-        "torch fused AdamW on bf16 parameters (bf16 states): reported, not judged. The stack's "
-        "linears have no bias, so every parameter is fused. 'host_issue' figures are the host's "
-        "ms to issue backward + step: where one is close to its GPU figure, that method's step "
-        "is paced by the host (Python autograd and launches), not by the GPU."
-    )
-    if not gpu:
-        notes = "smoke profile: toy sizes on the CPU, no memory or speed measured. " + notes
-    return claim_result(
-        claim_id=CLAIM_ID,
-        paper=PAPER,
-        profile=profile,
-        statement=STATEMENT,
-        checks=checks,
-        figures=figures,
-        conclusive=gpu,
-        notes=notes,
-    )
-
-
-if __name__ == "__main__":
-    main_for(run, PROFILES)
+    return figures

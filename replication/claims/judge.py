@@ -1,0 +1,163 @@
+"""The one place verdicts are decided: a claim's spec and its measured figures in, the signed
+payload out (``pith-claim-result-v1``: figures and checks as decimal strings, a verdict from
+pith_core's vocabulary).
+
+A claim's ``measure(profile)`` returns figures only; it never builds a check or a verdict.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pith_core.events import REPLICATION_VERDICTS
+
+from .spec import ClaimSpec
+
+RESULT_VERSION = "pith-claim-result-v1"
+VERDICTS = ("replicated", "not_replicated", "inconclusive", "error")
+assert set(VERDICTS) == REPLICATION_VERDICTS, "the verdicts are pith_core's"
+
+Figure = float | int | str
+
+
+def dec(x: float | int, digits: int = 6) -> str:
+    """A float as a decimal string with `digits` significant figures (no exponent for humans)."""
+    if isinstance(x, bool):
+        raise TypeError("dec() takes a number, not a bool")
+    if isinstance(x, int):
+        return str(x)
+    if math.isnan(x) or math.isinf(x):
+        return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    if x == 0:
+        return "0"
+    s = f"{x:.{digits}g}"
+    if "e" in s:
+        s = f"{x:.{max(digits - 1 - math.floor(math.log10(abs(x))), 0)}f}"
+        if "." in s:
+            s = s.rstrip("0").rstrip(".")
+    return s
+
+
+@dataclass(frozen=True)
+class Check:
+    """One condition judged: `measured` compared with `target` by `op`.
+
+    With a `spread` (e.g. the standard deviation over seeds) a check whose target lies within
+    ``measured ± spread`` is undecided: a seed, not the method, would decide it.
+    """
+
+    name: str
+    measured: float
+    op: str  # one of "<=", ">=", "<", ">"
+    target: float
+    gating: bool = True  # a non-gating check is reported but does not decide the verdict
+    spread: float | None = None
+
+    @property
+    def passed(self) -> bool:
+        if math.isnan(self.measured):
+            return False
+        return {
+            "<=": self.measured <= self.target,
+            ">=": self.measured >= self.target,
+            "<": self.measured < self.target,
+            ">": self.measured > self.target,
+        }[self.op]
+
+    @property
+    def decided(self) -> bool:
+        if self.spread is None or math.isnan(self.spread) or math.isnan(self.measured):
+            return True
+        return abs(self.measured - self.target) >= self.spread
+
+    def as_payload(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "measured": dec(self.measured),
+            "op": self.op,
+            "target": dec(self.target),
+            "passed": self.passed,
+            "gating": self.gating,
+        }
+        if self.spread is not None:
+            out["spread"] = dec(self.spread)
+            out["decided"] = self.decided
+        return out
+
+
+def verdict_of(checks: Iterable[Check], *, conclusive: bool = True) -> str:
+    """replicated when every gating check passes; not_replicated when a decided gating check
+    fails; inconclusive when the run could not decide (a smoke run, no gating check, or a
+    gating check whose spread straddles its target while the others pass)."""
+    if not conclusive:
+        return "inconclusive"
+    gating = [c for c in checks if c.gating]
+    if not gating:
+        return "inconclusive"
+    if any(c.decided and not c.passed for c in gating):
+        return "not_replicated"
+    if not all(c.decided for c in gating):
+        return "inconclusive"
+    return "replicated"
+
+
+def _number(figures: Mapping[str, Figure], name: str | None) -> float:
+    """A figure as a float; NaN when it is missing or not a number (the check then fails)."""
+    if name is None or name not in figures:
+        return math.nan
+    value = figures[name]
+    if isinstance(value, bool):
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def checks_of(spec: ClaimSpec, profile: str, figures: Mapping[str, Figure]) -> list[Check]:
+    """The spec's checks for `profile`, measured from `figures`."""
+    return [
+        Check(
+            c.name,
+            _number(figures, c.figure),
+            c.op,
+            c.target,
+            gating=c.gating,
+            spread=None if c.spread is None else _number(figures, c.spread),
+        )
+        for c in spec.checks_for(profile)
+    ]
+
+
+def judge(
+    spec: ClaimSpec,
+    profile: str,
+    figures: Mapping[str, Figure],
+    *,
+    conclusive: bool = True,
+    notes: str = "",
+) -> dict[str, Any]:
+    """The payload-ready result of one run: `figures` judged by `spec`'s checks for `profile`.
+
+    A profile outside ``spec.conclusive`` (smoke) is always inconclusive; `conclusive=False`
+    makes any run so (a measurement that could not be made as specified). `notes` is appended
+    to the spec's notes (what this run did differently, e.g. smoke sizes).
+    """
+    current = spec.canonical_profile(profile)
+    checks = checks_of(spec, profile, figures)
+    decides = conclusive and current in spec.conclusive
+    return {
+        "result_version": RESULT_VERSION,
+        "claim_id": spec.claim_id,
+        "paper": spec.paper_ref,
+        "profile": profile,
+        "statement": spec.statement,
+        "scale": spec.scale,
+        "verdict": verdict_of(checks, conclusive=decides),
+        "checks": [c.as_payload() for c in checks],
+        "figures": {k: (v if isinstance(v, str) else dec(v)) for k, v in figures.items()},
+        "notes": " ".join(s for s in (notes, spec.notes) if s),
+    }

@@ -1,0 +1,2 @@
+"""The POET-X claim: `spec` (what is claimed and how it is judged, torch-free) and `measure`
+(the figures). Run it as `python -m replication.claims.poet --profile smoke|full`."""

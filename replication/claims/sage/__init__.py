@@ -1,0 +1,2 @@
+"""The SAGE claim: `spec` (what is claimed and how it is judged, torch-free) and `measure`
+(the figures). Run it as `python -m replication.claims.sage --profile smoke|full`."""

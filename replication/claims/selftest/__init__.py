@@ -1,0 +1,1 @@
+"""A claim about the worker itself, for end-to-end tests: it runs in a second and needs no GPU."""

@@ -1,0 +1,141 @@
+"""Claims as data: specs import no torch, the registry finds every claim package, and the one
+judge turns spec + figures into checks and a verdict."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pith_core import canonical_json
+from replication.claims.judge import judge
+from replication.claims.registry import CLAIMS
+from replication.claims.spec import CheckSpec, ClaimSpec
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _spec(*checks: CheckSpec) -> ClaimSpec:
+    return ClaimSpec(
+        claim_id="toy",
+        paper="Toy",
+        arxiv="2601.00001",
+        statement="toys are fast",
+        scale="one toy",
+        profiles=("smoke", "full"),
+        checks=checks,
+        legacy_profiles={"h100": "full"},
+    )
+
+
+def test_registry_lists_every_claim_package_without_torch() -> None:
+    code = (
+        "import sys, json\n"
+        "from replication.claims.registry import CLAIMS\n"
+        "print(json.dumps({k: list(v.all_profiles) for k, v in CLAIMS.items()}))\n"
+        "assert 'torch' not in sys.modules and 'triton' not in sys.modules, 'torch'\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    listed = json.loads(out.stdout)
+    packages = {p.parent.name for p in (REPO / "replication" / "claims").glob("*/spec.py")}
+    assert set(listed) == packages >= {"forge", "sage", "selftest"}
+    assert listed["forge"][:2] == ["smoke", "full"] and "h100" in listed["forge"]
+
+
+@pytest.mark.parametrize("claim_id", sorted(CLAIMS))
+def test_every_spec_is_well_formed(claim_id: str) -> None:
+    spec = CLAIMS[claim_id]
+    assert spec.statement and spec.scale and spec.profiles
+    for c in spec.checks:
+        assert set(c.profiles or spec.profiles) <= set(spec.all_profiles)
+    # a smoke run's figures missing on purpose: the judge still answers, inconclusively or not
+    for profile in spec.profiles:
+        result = judge(spec, profile, {})
+        assert result["verdict"] in {"inconclusive", "not_replicated"}
+        canonical_json(result)
+
+
+def test_judge_decides_by_gating_checks_and_profile() -> None:
+    spec = _spec(
+        CheckSpec("fast", "speedup", ">=", 1.25),
+        CheckSpec("goal", "speedup", ">=", 1.5, gating=False),
+        CheckSpec("mem", "mem_ratio", "<", 1.0, profiles=("full",)),
+    )
+    full = judge(spec, "full", {"speedup": 1.4, "mem_ratio": 0.5, "gpu": "H200"})
+    assert full["verdict"] == "replicated"
+    assert [c["name"] for c in full["checks"]] == ["fast", "goal", "mem"]
+    assert [c["passed"] for c in full["checks"]] == [True, False, True]
+    assert full["figures"] == {"speedup": "1.4", "mem_ratio": "0.5", "gpu": "H200"}
+    assert full["paper"] == "arxiv:2601.00001" and full["scale"] == "one toy"
+    assert judge(spec, "full", {"speedup": 1.1, "mem_ratio": 0.5})["verdict"] == "not_replicated"
+    smoke = judge(spec, "smoke", {"speedup": 1.4})
+    assert smoke["verdict"] == "inconclusive"  # smoke decides nothing
+    assert [c["name"] for c in smoke["checks"]] == ["fast", "goal"]  # mem is full-only
+    legacy = judge(spec, "h100", {"speedup": 1.4, "mem_ratio": 0.5})
+    assert legacy["profile"] == "h100" and legacy["verdict"] == "replicated"
+    assert (
+        judge(spec, "full", {"speedup": 1.4, "mem_ratio": 0.5}, conclusive=False)["verdict"]
+        == "inconclusive"
+    )
+
+
+def test_a_missing_figure_fails_its_check() -> None:
+    spec = _spec(CheckSpec("fast", "speedup", ">=", 1.25))
+    result = judge(spec, "full", {"other": 2.0})
+    (check,) = result["checks"]
+    assert check["measured"] == "nan" and check["passed"] is False
+    assert result["verdict"] == "not_replicated"
+
+
+@pytest.mark.parametrize(
+    ("mean", "std", "verdict", "decided"),
+    [
+        (0.000, 0.004, "replicated", True),  # 0.01 is 2.5 spreads above the mean
+        (0.008, 0.004, "inconclusive", False),  # the interval straddles 0.01
+        (0.012, 0.004, "inconclusive", False),
+        (0.030, 0.004, "not_replicated", True),  # clearly above, whatever the seed
+    ],
+)
+def test_a_spread_that_straddles_the_target_is_inconclusive(
+    mean: float, std: float, verdict: str, decided: bool
+) -> None:
+    spec = _spec(CheckSpec("gap", "gap_mean", "<=", 0.01, spread="gap_std"))
+    result = judge(spec, "full", {"gap_mean": mean, "gap_std": std})
+    (check,) = result["checks"]
+    assert result["verdict"] == verdict
+    assert check["decided"] is decided and float(check["spread"]) == std
+    assert check["passed"] is (mean <= 0.01)
+
+
+def test_an_undecided_check_does_not_hide_a_decided_failure() -> None:
+    spec = _spec(
+        CheckSpec("gap", "gap_mean", "<=", 0.01, spread="gap_std"),
+        CheckSpec("fast", "speedup", ">=", 1.25),
+    )
+    figures = {"gap_mean": 0.009, "gap_std": 0.01, "speedup": 1.0}
+    assert judge(spec, "full", figures)["verdict"] == "not_replicated"
+
+
+def test_specs_refuse_what_cannot_be_judged() -> None:
+    with pytest.raises(ValueError, match="op"):
+        CheckSpec("x", "x", "==", 1.0)
+    with pytest.raises(ValueError, match="share a name"):
+        _spec(CheckSpec("x", "a", ">=", 1.0), CheckSpec("x", "b", ">=", 1.0))
+    with pytest.raises(ValueError, match="unknown profiles"):
+        _spec(CheckSpec("x", "a", ">=", 1.0, profiles=("a100",)))
+    with pytest.raises(ValueError, match="unknown profile"):
+        judge(_spec(), "a100", {})
+    assert math.isnan(
+        float(
+            judge(_spec(CheckSpec("x", "a", ">=", 1.0)), "full", {"a": "n/a"})["checks"][0][
+                "measured"
+            ]
+        )
+    )
