@@ -161,7 +161,7 @@ def cnp_tiles(block: int) -> tuple[int, int]:
 
 
 def rotate_configs() -> list[triton.Config]:
-    """Tiles of the rotation kernel; one config under the interpreter."""
+    """Tiles of the rotation kernel for 16-bit activations (tuned); one under the interpreter."""
     if interpreting():
         return [triton.Config({"BM": 32, "BN": 32, "BK": 32}, num_warps=4)]
     return [
@@ -170,14 +170,19 @@ def rotate_configs() -> list[triton.Config]:
             (64, 128, 64, 4, 3),
             (128, 128, 64, 8, 3),
             (128, 64, 64, 4, 3),
-            (64, 64, 64, 4, 4),
-            (128, 256, 64, 8, 3),
             (64, 256, 64, 8, 3),
         )
     ]
 
 
-@triton.autotune(configs=rotate_configs(), key=["M", "NB", "B", "GATHER", "SCATTER", "PREC"])
+# fp32 activations are the exactness path (ieee products), not the speed path: one fixed tile
+ROTATE_FP32_META = (
+    {"BM": 32, "BN": 32, "BK": 32, "num_warps": 4}
+    if interpreting()
+    else {"BM": 64, "BN": 64, "BK": 32, "num_warps": 4}
+)
+
+
 @triton.jit
 def _block_rotate_kernel(
     x_ptr,
@@ -253,25 +258,27 @@ def _block_rotate_kernel(
 
 
 def rotate_grad_configs() -> list[triton.Config]:
-    """Tiles of the per-block gradient kernel; one config under the interpreter."""
+    """Tiles of the per-block gradient kernel for 16-bit inputs (tuned); one under the
+    interpreter."""
     if interpreting():
         return [triton.Config({"BJ": 32, "BN": 32, "BM": 32}, num_warps=4)]
     return [
         triton.Config({"BJ": bj, "BN": bn, "BM": bm}, num_warps=w, num_stages=s)
         for bj, bn, bm, w, s in (
             (64, 64, 64, 4, 3),
-            (64, 128, 64, 4, 3),
             (128, 128, 64, 8, 3),
-            (128, 64, 64, 4, 3),
-            (64, 64, 128, 4, 3),
+            (64, 128, 64, 4, 3),
         )
     ]
 
 
-@triton.autotune(
-    configs=rotate_grad_configs(),
-    key=["M", "NB", "B", "GATHER_X", "GATHER_DY", "PREC", "SPLIT"],
+ROTATE_GRAD_FP32_META = (
+    {"BJ": 32, "BN": 32, "BM": 32, "num_warps": 4}
+    if interpreting()
+    else {"BJ": 64, "BN": 64, "BM": 32, "num_warps": 4}
 )
+
+
 @triton.jit
 def _block_rotate_grad_kernel(
     x_ptr,
@@ -339,3 +346,11 @@ def _block_rotate_grad_kernel(
         acc = tl.dot(xt, d, acc, input_precision=PREC)
     out = out_ptr + ((split * NB + k).to(tl.int64) * B) * B
     tl.store(out + js[:, None] * B + ns[None, :], acc, mask=jmask[:, None] & nmask[None, :])
+
+
+block_rotate_tuned = triton.autotune(
+    configs=rotate_configs(), key=["M", "NB", "B", "GATHER", "SCATTER", "PREC"]
+)(_block_rotate_kernel)
+block_rotate_grad_tuned = triton.autotune(
+    configs=rotate_grad_configs(), key=["M", "NB", "B", "GATHER_X", "GATHER_DY", "PREC", "SPLIT"]
+)(_block_rotate_grad_kernel)

@@ -273,7 +273,10 @@ def block_rotate_(
     def grid(meta: dict) -> tuple[int, int]:
         return (triton.cdiv(m, meta["BM"]), nb * triton.cdiv(block, meta["BN"]))
 
-    K._block_rotate_kernel[grid](
+    # 16-bit: the tuned kernel; fp32 (exactness, ieee products): the same kernel, one tile
+    tuned = x.dtype != torch.float32
+    kernel = K.block_rotate_tuned if tuned else K._block_rotate_kernel
+    kernel[grid](
         x,
         blocks,
         out,
@@ -291,6 +294,7 @@ def block_rotate_(
         SCATTER=scatter is not None,
         UPCAST=interpreting(),
         PREC=_precision_for(x.dtype),
+        **({} if tuned else K.ROTATE_FP32_META),
     )
     return out
 
@@ -327,7 +331,9 @@ def block_rotate_grad_(
     def grid(meta: dict) -> tuple[int, int, int]:
         return (nb, triton.cdiv(block, meta["BJ"]) * triton.cdiv(block, meta["BN"]), split)
 
-    K._block_rotate_grad_kernel[grid](
+    tuned = x.dtype != torch.float32
+    kernel = K.block_rotate_grad_tuned if tuned else K._block_rotate_grad_kernel
+    kernel[grid](
         x,
         dy,
         part,
@@ -344,6 +350,7 @@ def block_rotate_grad_(
         UPCAST=interpreting(),
         PREC=_precision_for(x.dtype),
         SPLIT=split,
+        **({} if tuned else K.ROTATE_GRAD_FP32_META),
     )
     return part[0] if split == 1 else part.sum(0)
 

@@ -211,7 +211,13 @@ def patch(
     skip = tuple(skip)
     gen = torch.Generator().manual_seed(seed)
     replaced = []
-    for name, module in list(model.named_modules()):
+    # hold the parents only: a replaced nn.Linear (and its weight) is freed at once
+    parents = [
+        (name, m)
+        for name, m in model.named_modules()
+        if any(type(c) is nn.Linear for c in m.children())
+    ]
+    for name, module in parents:
         for child_name, child in list(module.named_children()):
             full = f"{name}.{child_name}" if name else child_name
             if type(child) is not nn.Linear or full.endswith(skip):

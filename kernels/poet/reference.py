@@ -148,3 +148,22 @@ def effective_weight(
     inv_in, inv_out = torch.argsort(perm_in), torch.argsort(perm_out)
     w0 = w0p[inv_out][:, inv_in]
     return dense_rotation(r_blocks, perm_out) @ w0 @ dense_rotation(p_blocks, perm_in)
+
+
+def naive_poet_linear(
+    x: torch.Tensor,
+    w0: torch.Tensor,
+    r_blocks: torch.Tensor,
+    p_blocks: torch.Tensor,
+    perm_in: torch.Tensor,
+    perm_out: torch.Tensor,
+) -> torch.Tensor:
+    """The original POET's layer: dense R and P materialised in x's dtype, W_eff = R·W0·P formed
+    by two dense GEMMs, then x·W_effᵀ (W0 in the natural frame). The speed baseline."""
+    dtype = x.dtype
+    w_eff = (
+        dense_rotation(r_blocks.to(dtype), perm_out)
+        @ w0
+        @ dense_rotation(p_blocks.to(dtype), perm_in)
+    )
+    return x @ w_eff.t()
