@@ -30,6 +30,10 @@ SIZES: dict[str, LlamaSize] = {
     "tiny": LlamaSize(hidden=64, layers=2, heads=4, intermediate=176, max_positions=256),
     # the claims' tiny Llama: d=512, 8 layers, 8 heads of 64, SwiGLU width ≈ 8/3·d
     "d512-l8": LlamaSize(hidden=512, layers=8, heads=8, intermediate=1376, max_positions=1024),
+    # the same with an MLP width of 3·d: every width a multiple of 256 (POET-X's blocks of 256)
+    "d512-l8-m1536": LlamaSize(
+        hidden=512, layers=8, heads=8, intermediate=1536, max_positions=1024
+    ),
 }
 
 
