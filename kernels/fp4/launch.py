@@ -57,10 +57,12 @@ def quantize_rows(
     hi: torch.Tensor | None = None,
     residual: bool = False,
     max_block_n: int = K.MAX_BLOCK_N,
+    into: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """One Triton launch over a (groups, len) tensor: (values | e4m3 bytes | packed codes, the
     per-group multiplier, x − clamp(x) or None). `lo`/`hi` are per-row (groups,) or one-element
-    fp32 bounds. For NVFP4 the multiplier is the e4m3 block scale (times g/2688 dequantizes)."""
+    fp32 bounds. For NVFP4 the multiplier is the e4m3 block scale (times g/2688 dequantizes).
+    `into` is an optional buffer for the values (tests poison it)."""
     if rows.ndim != 2:
         raise ValueError("quantize_rows takes a (groups, len) tensor")
     _check_float(rows, "the input")
@@ -83,6 +85,10 @@ def quantize_rows(
         values = torch.empty((n_rows, row_len), dtype=torch.uint8, device=dev)
     else:
         values = torch.empty((n_rows, row_len // 2), dtype=torch.uint8, device=dev)
+    if into is not None:
+        if into.shape != values.shape or into.dtype != values.dtype or not into.is_contiguous():
+            raise ValueError(f"`into` must be a contiguous {values.dtype} {tuple(values.shape)}")
+        values = into
     scale = torch.empty(n_rows, dtype=torch.float32, device=dev)
     res = torch.empty_like(rows) if residual else scale
     clamp = K.CLAMP_NONE
@@ -204,7 +210,12 @@ def dequantize(q: FP4Tensor) -> torch.Tensor:
 
 
 def dge_derivative(
-    x: torch.Tensor, k: float = 5.0, clamp: float = 3.0, *, use_kernels: bool | None = None
+    x: torch.Tensor,
+    k: float = 5.0,
+    clamp: float = 3.0,
+    *,
+    use_kernels: bool | None = None,
+    into: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The DGE's f′ of already-scaled values (x's dtype): see reference.dge_derivative_ref."""
     _check_float(x, "the input")
@@ -213,7 +224,7 @@ def dge_derivative(
     if not _kernels_for(x, use_kernels):
         return R.dge_derivative_ref(x, k, clamp)
     flat = x.contiguous().reshape(-1)
-    out = torch.empty_like(flat)
+    out = torch.empty_like(flat) if into is None else into.reshape(-1)
     block = 1024
     K._dge_kernel[(triton_cdiv(flat.numel(), block),)](
         flat, out, flat.numel(), 1.0 / k, 1.0 / k - 1.0, clamp, BLOCK=block
@@ -233,6 +244,7 @@ def dge_weight_grad(
     clamp: float = 3.0,
     out_dtype: torch.dtype | None = None,
     use_kernels: bool | None = None,
+    into: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """dW = dYᵀ X (dY (M, N), X (M, K)) times f′(W·sf) (W (N, K), sf per column k when
     `per_col`, else per row n) in one fused GEMM; fp32 accumulation, W's dtype out."""
@@ -253,7 +265,7 @@ def dge_weight_grad(
             scaled = w.float() * (sf.float().reshape(1, -1) if per_col else sf.float()[:, None])
             dw = dw * R.dge_derivative_ref(scaled, k, clamp)
         return dw.to(out_dtype)
-    out = torch.empty((n, kk), dtype=out_dtype, device=dy.device)
+    out = torch.empty((n, kk), dtype=out_dtype, device=dy.device) if into is None else into
     dot_f32 = interpreting() or dy.dtype == torch.float32
 
     def grid(meta: dict) -> tuple[int, int]:
