@@ -220,6 +220,10 @@ def register(subparsers: Any) -> None:
     )
     p.set_defaults(func=cmd_import)
 
+    from .log.cli import register as register_log  # issue 15: pith log …, pith witness
+
+    register_log(subparsers)
+
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m app.cli serve|db|import`: the service's commands where the `pith` entry point

@@ -1,0 +1,152 @@
+"""The transparency log with live `pith serve` processes (SQLite and PostgreSQL): a SIGKILL in
+the middle of a stream of events leaves every event with its leaf (both or neither) and `pith log
+fsck` re-derives the signed root; a witness cosigns, the registry publishes the cosigned
+checkpoint at its quorum, and a registry that shows the witness a rewritten history is caught
+with a self-contained split-view proof."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from pith_core import note, tiles
+from pith_core.canonical import canonical_json
+from pith_core.keyfile import save_key
+from pith_core.keys import public_key_from_hex
+
+from .helpers import new_key, seed_number, signed_event
+from .live import PITH, LiveServer, start_server
+from .test_e2e import _submitter
+
+
+def _pith(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(PITH), *args], capture_output=True, text=True, timeout=120)
+
+
+def _entries(c: httpx.Client, size: int) -> list[bytes]:
+    out: list[bytes] = []
+    for tile in tiles.tiles_of(size):
+        if tile.level == tiles.ENTRIES:
+            out += tiles.decode_entry_bundle(c.get(f"/log/{tile.path()}").content)
+    return out
+
+
+def test_sigkill_mid_stream_leaves_every_event_with_its_leaf(
+    backend: str, fresh_databases, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    url = fresh_databases.new(backend, migrate=False)
+    env = {"PITH_RATE_LIMIT_WRITES_PER_MINUTE": "0"}
+    live = start_server(url, tmp_path, **env)
+    acked: dict[str, str] = {}
+    stop = threading.Event()
+    worker = threading.Thread(target=_submitter, args=(live, seed_number("000"), acked, [], stop))
+    worker.start()
+    deadline = time.monotonic() + 30
+    while len(acked) < 25 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    live.kill()  # a request is in flight: its event row and its leaf commit together or not
+    stop.set()
+    worker.join(timeout=30)
+    assert len(acked) >= 25, live.log.read_text()
+
+    again = start_server(url, tmp_path, **env)
+    try:
+        fsck = _pith("log", "fsck", again.base_url)
+        with again.client() as c:
+            feed = c.get("/api/events", params={"after": 0, "limit": 1000}).json()["events"]
+            size = c.get("/log").json()["tree_size"]
+            entries = _entries(c, size)
+    finally:
+        again.stop()
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+    assert json.loads(fsck.stdout)["tree_size"] == size
+    # one leaf per stored event, in log order, and nothing else
+    assert entries == [canonical_json(item["event"]) for item in feed]
+    logged = {json.loads(e)["event_id"] for e in entries}
+    assert set(acked) <= logged
+
+
+def _witness(server: LiveServer, tmp: Path, key_hex: str) -> subprocess.CompletedProcess[str]:
+    return _pith(
+        "witness", server.base_url, "--key", str(tmp / "witness.json"), "--name",
+        "witness.test/w1", "--state", str(tmp / "witness-state.json"), "--log-key", key_hex,
+        "--rounds", "1",
+    )  # fmt: skip
+
+
+def test_a_witness_cosigns_and_catches_a_rewritten_history(
+    backend: str, fresh_databases, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    save_key(tmp_path / "witness.json", new_key("witness"))
+    vkey = _pith(
+        "log", "witness-key", "--key", str(tmp_path / "witness.json"), "--name", "witness.test/w1"
+    ).stdout.strip()
+    env = {
+        "PITH_RATE_LIMIT_WRITES_PER_MINUTE": "0",
+        "PITH_LOG_ORIGIN": "registry.test/log",
+        "PITH_LOG_WITNESSES": json.dumps([vkey]),
+        "PITH_LOG_WITNESS_QUORUM": "1",
+    }
+    subject = seed_number("003")
+    suffix = subject.rsplit(":", 1)[1]
+    honest = start_server(fresh_databases.new(backend, migrate=False), tmp_path / "a", **env)
+    try:
+        with honest.client() as c:
+            key_hex = c.get("/pith-signing-key.json").json()["public_key_hex"]
+            assert c.get("/log/checkpoint").status_code == 404  # nobody cosigned yet
+            first = _witness(honest, tmp_path, key_hex)
+            assert first.returncode == 0, first.stderr
+            published = c.get("/log/checkpoint").text
+            cosigned = note.parse_note(published)
+            witness = note.Verifier.parse(vkey)
+            assert note.count_cosigners(cosigned, [witness]) == [witness]
+            key = new_key()
+            event = signed_event(key, subject, seq=1)
+            assert (
+                c.post(f"/pith/{suffix}/action/replication_record", json=event).status_code == 201
+            )
+            second = _witness(honest, tmp_path, key_hex)  # grew: consistent, cosigned again
+            assert second.returncode == 0, second.stderr
+            assert (
+                json.loads(second.stdout)["tree_size"] == json.loads(first.stdout)["tree_size"] + 1
+            )
+    finally:
+        honest.stop()
+    # The same registry key and origin, serving another history (a restored, rewritten store).
+    (tmp_path / "b").mkdir()
+    copied = tmp_path / "b" / "registry-key.json"
+    copied.write_bytes((tmp_path / "a" / "registry-key.json").read_bytes())
+    copied.chmod(0o600)
+    rewriter = start_server(fresh_databases.new(backend, migrate=False), tmp_path / "b", **env)
+    try:
+        with rewriter.client() as c:
+            assert c.get("/pith-signing-key.json").json()["public_key_hex"] == key_hex
+            other = signed_event(new_key(), subject, seq=1)
+            c.post(f"/pith/{suffix}/action/replication_record", json=other)
+            c.post(
+                f"/pith/{suffix}/action/replication_record",
+                json=signed_event(new_key(), subject, seq=1),
+            )
+        caught = _witness(rewriter, tmp_path, key_hex)
+    finally:
+        rewriter.stop()
+    assert caught.returncode == 1, caught.stdout + caught.stderr
+    evidence = json.loads(caught.stdout)
+    assert evidence["kind"] == "pith_log_split_view"
+    # the evidence stands alone: both notes verify under the log key, their proof does not
+    for name in ("checkpoint_a", "checkpoint_b"):
+        log_verifier = note.Verifier("registry.test/log", public_key_from_hex(key_hex))
+        note.open_checkpoint(evidence[name], log_verifier)
+    for name in ("checkpoint_a", "checkpoint_b"):
+        (tmp_path / name).write_text(evidence[name])
+    (tmp_path / "proof.json").write_text(json.dumps(evidence["consistency_proof"]))
+    offline = _pith(
+        "log", "consistency", str(tmp_path / "checkpoint_a"), str(tmp_path / "checkpoint_b"),
+        "--proof", str(tmp_path / "proof.json"), "--key", key_hex,
+    )  # fmt: skip
+    assert offline.returncode == 1 and "split_view" in offline.stdout
