@@ -13,6 +13,7 @@ from ..core.negotiation import HTML, wants_json
 from ..exports.citation import authors_of
 from ..records import views as record_views
 from ..search.service import MAX_QUERY_CHARS, index_page_context
+from .charts import replication_charts
 from .service import record_page_context
 from .templating import templates
 
@@ -67,6 +68,7 @@ async def record_page(pith_id: str, request: Request) -> Response:
     def build_page(session: Session) -> tuple[bytes, str]:
         context = record_page_context(ctx, session, pith_id)
         context["citation_authors"] = authors_of(context["paper"])
+        context["charts"] = replication_charts(context["state"]["current"]["replication_records"])
         return templates.get_template("record.html").render(context).encode("utf-8"), HTML
 
     return await ctx.serve(request, build_page)
