@@ -101,6 +101,26 @@ def cmd_witness(args: argparse.Namespace) -> int:
             time.sleep(args.interval)
 
 
+def cmd_mirror_pull(args: argparse.Namespace) -> int:
+    import httpx
+
+    from .client import LogClientError, SplitView
+    from .mirror import pull
+
+    with httpx.Client(base_url=args.url.rstrip("/"), timeout=60) as client:
+        try:
+            result = pull(client, args.dir, _keys(args.key, client))
+        except SplitView as e:
+            print(json.dumps(e.evidence, indent=1))
+            print(f"pith mirror pull: split view, nothing written: {e}", file=sys.stderr)
+            return EXIT_FAILED
+        except (LogClientError, httpx.HTTPError) as e:
+            print(f"pith mirror pull: {e}; nothing written", file=sys.stderr)
+            return EXIT_FAILED
+    print(json.dumps(result))
+    return EXIT_OK
+
+
 def register(subparsers: Any) -> None:
     key_help = "the registry's raw Ed25519 key in hex (repeatable; default: the one it serves)"
     p = subparsers.add_parser("log", help="the transparency log: fsck, consistency, witness key")
@@ -125,6 +145,24 @@ def register(subparsers: Any) -> None:
     k.add_argument("--key", required=True, type=Path, help="key file from `pith keygen`")
     k.add_argument("--name", required=True, help="the witness's name, e.g. witness.example/w1")
     k.set_defaults(func=cmd_witness_key)
+
+    m = subparsers.add_parser("mirror", help="a static mirror of a registry's log and records")
+    msub = m.add_subparsers(dest="mirror_command", required=True, metavar="ACTION")
+    mp = msub.add_parser(
+        "pull",
+        help="fetch the registry's new checkpoint and entries, verify them (signatures, "
+        "consistency with the copy held, the root), write them under DIR at the registry's paths",
+    )
+    mp.add_argument("url", help="the registry's base URL")
+    mp.add_argument("--dir", required=True, type=Path, help="the mirror's directory")
+    mp.add_argument(
+        "--key",
+        action="append",
+        metavar="HEX",
+        help="a registry key events and checkpoints verify under, pinned for the merge "
+        "(repeatable; default: the one the registry serves)",
+    )
+    mp.set_defaults(func=cmd_mirror_pull)
 
     w = subparsers.add_parser(
         "witness",

@@ -150,3 +150,70 @@ def test_a_witness_cosigns_and_catches_a_rewritten_history(
         "--proof", str(tmp_path / "proof.json"), "--key", key_hex,
     )  # fmt: skip
     assert offline.returncode == 1 and "split_view" in offline.stdout
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def test_two_mirrors_converge_and_a_rewritten_history_is_refused(
+    backend: str, fresh_databases, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    env = {"PITH_RATE_LIMIT_WRITES_PER_MINUTE": "0", "PITH_LOG_ORIGIN": "registry.test/log"}
+    registry = start_server(fresh_databases.new(backend, migrate=False), tmp_path / "a", **env)
+    a, b = tmp_path / "mirror-a", tmp_path / "mirror-b"
+    try:
+        with registry.client() as c:
+            doc = c.get("/pith-signing-key.json").json()
+            keys = [
+                doc["public_key_hex"],
+                *(k["public_key_hex"] for k in doc["trusted_registry_keys"]),
+            ]
+            key_args = [arg for k in keys for arg in ("--key", k)]
+            first = _pith("mirror", "pull", registry.base_url, "--dir", str(a), *key_args)
+            assert first.returncode == 0, first.stderr
+            subject = seed_number("000")
+            suffix = subject.rsplit(":", 1)[1]
+            key, prev = new_key(), None
+            for seq in (1, 2, 3):
+                event = signed_event(key, subject, seq=seq, prev=prev)
+                assert (
+                    c.post(f"/pith/{suffix}/action/replication_record", json=event).status_code
+                    == 201
+                )
+                prev = event["event_id"]
+            again = _pith("mirror", "pull", registry.base_url, "--dir", str(a), *key_args)
+            assert again.returncode == 0, again.stderr
+            assert json.loads(again.stdout)["new_entries"] == 3
+            once = _pith("mirror", "pull", registry.base_url, "--dir", str(b), *key_args)
+            assert once.returncode == 0, once.stderr
+            state = c.get(f"/pith/{suffix}/state.json").content
+            root_line = c.get("/log/checkpoint").text.split("\n")[2]
+        assert _tree(a) == _tree(b)  # byte-identical copies
+        assert (a / "pith" / suffix / "state.json").read_bytes() == state  # the registry's state
+        assert json.loads(once.stdout)["root"] == root_line
+        verify = _pith("verify", str(a / "pith" / suffix / "bundle.json"), *key_args)
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+    finally:
+        registry.stop()
+    copied = tmp_path / "b" / "registry-key.json"
+    copied.parent.mkdir()
+    copied.write_bytes((tmp_path / "a" / "registry-key.json").read_bytes())
+    copied.chmod(0o600)
+    rewriter = start_server(fresh_databases.new(backend, migrate=False), tmp_path / "b", **env)
+    try:
+        with rewriter.client() as c:
+            for _ in range(4):
+                c.post(
+                    f"/pith/{suffix}/action/replication_record",
+                    json=signed_event(new_key(), subject, seq=1),
+                )
+        before = _tree(a)
+        caught = _pith("mirror", "pull", rewriter.base_url, "--dir", str(a), *key_args)
+    finally:
+        rewriter.stop()
+    assert caught.returncode == 1, caught.stdout + caught.stderr
+    assert json.loads(caught.stdout)["kind"] == "pith_log_split_view"
+    assert _tree(a) == before  # nothing written
