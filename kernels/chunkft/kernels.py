@@ -8,9 +8,9 @@ launcher picks the views (ChunkFT's official code names them by the dY/X axis th
 
 `_sliced_dw_kernel` either stores the slice gradient (fp32) or, with FUSED, applies AdamW to the
 matching tile of W and its slice-shaped fp32 states in the epilogue (FORGE's rule, imported from
-`kernels.forge.kernel`), so the slice gradient is never written. `_embedding_dw_kernel` sums the
-rows of dY whose token id falls in [s, e), deterministically (tokens pre-sorted on the host, each
-output row summed in token order). `_adamw_slice_kernel` is the element-wise AdamW step of a
+`kernels.forge.kernels`), so the slice gradient is never written. `_embedding_dw_kernel` sums the
+rows of dY whose token id falls in [s, e), deterministically (a one-hot GEMM in a fixed order,
+no atomics). `_adamw_slice_kernel` is the element-wise AdamW step of a
 slice whose gradient was stored (embedding, norms, or the unfused linear path).
 """
 
@@ -21,7 +21,7 @@ import functools
 import triton
 import triton.language as tl
 
-from kernels.forge.kernel import ADAMW, _apply_rule, _bf16_bits_to_fp32, _fp32_to_bf16_bits
+from kernels.forge.kernels import ADAMW, _apply_rule, _bf16_bits_to_fp32, _fp32_to_bf16_bits
 from kernels.runtime.device import interpreting
 
 
