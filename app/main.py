@@ -23,6 +23,7 @@ from .search.routes import router as search_router
 from .settings import Settings
 from .storage.engine import Database
 
+from .trust.routes import router as trust_router
 DESCRIPTION = """Content-addressed, signed records of scientific papers (Pith numbers), the signed
 events about them, and their deterministically merged states. Errors are
 `application/problem+json`. Registry acts (`POST /api/records`, `POST /api/import`) need
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.include_router(replication_router)
     app.include_router(search_router)
     app.include_router(discovery_router)
+    app.include_router(trust_router)
     app.include_router(exports_router)
     app.include_router(pages_router)
     if database is None:

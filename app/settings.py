@@ -62,6 +62,22 @@ class Settings(BaseSettings):
         description="answer cached GETs in a middleware before FastAPI's routing (else in routes)",
     )
 
+    # Trust policy (issue 14, README "Trust policy"): which evidence moves a verification status.
+    trust_tsa_certificates: list[Path] = Field(
+        default=[],
+        description="PEM certificates of the RFC 3161 time-stamping authorities whose tokens "
+        "anchor a record (a timestamp_anchor counts only with a token one of them signed)",
+    )
+    trust_storage_attester_keys: list[str] = Field(
+        default=[],
+        description="raw Ed25519 keys (hex) whose storage_attestation events count as storage",
+    )
+    trust_predate_margin_seconds: int = Field(
+        default=86_400,
+        ge=0,
+        description="an event may be dated at most this long before its paper's submission",
+    )
+
     # Transparency log (issue 15, README "The transparency log").
     log_origin: str = Field(
         default="",
@@ -90,6 +106,13 @@ class Settings(BaseSettings):
     @field_validator("trusted_registry_keys")
     @classmethod
     def _keys_are_hex(cls, v: list[str]) -> list[str]:
+        for key in v:
+            public_key_from_hex(key)
+        return v
+
+    @field_validator("trust_storage_attester_keys")
+    @classmethod
+    def _attester_keys_are_hex(cls, v: list[str]) -> list[str]:
         for key in v:
             public_key_from_hex(key)
         return v

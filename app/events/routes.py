@@ -19,6 +19,7 @@ from ..records.service import resolve
 from . import views
 from .schemas import BATCH_BODY, EVENT_BODY
 from .service import (
+    ACTION_TARGETS,
     Clock,
     StoredEvent,
     check_event,
@@ -48,10 +49,17 @@ def _json(doc: Any, status: int = 200) -> Response:
 
 def _submit(ctx: AppContext, pith_id: str, action: str, raw: bytes) -> Response:
     clock = Clock.now(ctx.settings.max_clock_skew_seconds)
-    event = check_event(parse_event_body(raw), ctx.identity, clock)
+    event = check_event(parse_event_body(raw), ctx.identity, clock, ACTION_TARGETS[action])
     with ctx.write() as session:
         record = resolve(session, pith_id)
-        stored, state = submit_action(session, ctx.identity, record, action, event)
+        stored, state = submit_action(
+            session,
+            ctx.identity,
+            record,
+            action,
+            event,
+            margin_seconds=ctx.settings.trust_predate_margin_seconds,
+        )
         proofs = log_proofs(session, log_signer_of(ctx), [stored.log_index])
     suffix = record.suffix
     return _json(
@@ -128,7 +136,9 @@ def _ingest(ctx: AppContext, raw: bytes) -> Response:
             errors=errors[:100],
         )
     with ctx.write() as session:
-        stored: list[StoredEvent] = ingest_batch(session, events)
+        stored: list[StoredEvent] = ingest_batch(
+            session, events, ctx.settings.trust_predate_margin_seconds
+        )
         proofs = log_proofs(session, log_signer_of(ctx), [s.log_index for s in stored])
     created = sum(1 for s in stored if s.created)
     return _json(

@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -29,6 +29,7 @@ from ..log.service import append_events as append_to_log
 from ..records.repository import RecordRepository
 from ..registry.service import RegistryIdentity
 from ..storage.models import Record
+from ..trust.payloads import PayloadRefused, check_payload
 from .repository import EventRepository
 
 # The action URLs of DESIGN §3 and the target each one takes.
@@ -94,14 +95,35 @@ class Clock:
         return cls(format_utc_second(utcnow() + timedelta(seconds=skew_seconds)), skew_seconds)
 
 
-def check_event(event: Any, identity: RegistryIdentity, clock: Clock) -> dict[str, Any]:
-    """`event` verified by `pith_core.events.verify_event`; a 422 problem naming what failed."""
+def check_event(
+    event: Any, identity: RegistryIdentity, clock: Clock, expect_target: str | None = None
+) -> dict[str, Any]:
+    """`event` verified by `pith_core.events.verify_event` and its payload by its target's
+    schema; a 422 problem naming what failed. With `expect_target`, another target is refused
+    before the payload is read (the URL said what it takes)."""
     if len(_SIGNER_KEYS) > _SIGNER_KEYS_MAX:
         _SIGNER_KEYS.clear()
     try:
         verify_event(event, identity.pinned_fingerprints, signer_keys=_SIGNER_KEYS)
     except EventError as e:
         raise Problem(422, e.reason, str(e), field=_field_of(e)) from e
+    if expect_target is not None and event["target"] != expect_target:
+        raise Problem(
+            422,
+            "wrong_target",
+            f"this URL takes events with target {expect_target!r}, not {event['target']!r}",
+            field="target",
+        )
+    try:
+        check_payload(event["target"], event["payload"])
+    except PayloadRefused as e:
+        raise Problem(
+            422,
+            "bad_payload",
+            f"{e.field}: {e.message} (the schema of a {event['target']} payload is at "
+            f"/schemas/{event['target']}.json)",
+            field=e.field,
+        ) from e
     if event["created_at"] > clock.latest:
         raise Problem(
             422,
@@ -128,15 +150,42 @@ def _row(event: Mapping[str, Any], received_at: datetime) -> dict[str, Any]:
     }
 
 
+def earliest_dates(submitted: Mapping[str, str], margin_seconds: int) -> dict[str, str]:
+    """subject -> the earliest `created_at` an event about it may carry: its paper's
+    submission less the trust policy's margin."""
+    out = {}
+    for subject, at in submitted.items():
+        when = datetime.strptime(at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        out[subject] = format_utc_second(when - timedelta(seconds=margin_seconds))
+    return out
+
+
+def _check_not_predating(event: Mapping[str, Any], earliest: Mapping[str, str]) -> None:
+    limit = earliest.get(event["subject_pith_number"])
+    if limit is not None and event["created_at"] < limit:
+        raise Problem(
+            422,
+            "predates_record",
+            f"created_at {event['created_at']} is earlier than the paper's submission allows "
+            f"(events about {event['subject_pith_number']} are dated {limit} or later)",
+            field="created_at",
+        )
+
+
 def store_events(
-    session: Session, events: Sequence[dict[str, Any]], known_subjects: set[str]
+    session: Session,
+    events: Sequence[dict[str, Any]],
+    known_subjects: set[str] | Mapping[str, str],
 ) -> list[StoredEvent]:
     """Append the verified `events` not yet in the log (all about subjects in `known_subjects`),
-    in the order given; duplicates come back with the log's copy. Caller holds the log lock."""
+    in the order given; duplicates come back with the log's copy. Caller holds the log lock.
+    When `known_subjects` maps each subject to the earliest date allowed (`earliest_dates`), a
+    new event dated before it is refused."""
     repo = EventRepository(session)
     now = utcnow()
     existing = repo.existing_ids(e["event_id"] for e in events)
     fresh: dict[str, dict[str, Any]] = {}
+    earliest = known_subjects if isinstance(known_subjects, Mapping) else {}
     for event in events:
         if event["subject_pith_number"] not in known_subjects:
             raise Problem(
@@ -145,6 +194,8 @@ def store_events(
                 f"no record {event['subject_pith_number']} in this registry",
                 field="subject_pith_number",
             )
+        if event["event_id"] not in existing:
+            _check_not_predating(event, earliest)
         if event["event_id"] not in existing:
             fresh.setdefault(event["event_id"], event)
     repo.add_signers((e["signer"] for e in fresh.values()), now)
@@ -227,6 +278,7 @@ def submit_action(
     record: Record,
     action: str,
     event: dict[str, Any],
+    margin_seconds: int = 86_400,
 ) -> tuple[StoredEvent, dict[str, Any]]:
     """Take one verified event posted to `record`'s `action` URL; return it and the new state."""
     target = ACTION_TARGETS[action]
@@ -247,18 +299,22 @@ def submit_action(
             field="subject_pith_number",
         )
     EventRepository(session).lock_log()
-    stored = store_events(session, [event], {record.pith_number})[0]
+    submitted_at = json.loads(record.canonical_record)["metadata"]["submitted_at"]
+    earliest = earliest_dates({record.pith_number: submitted_at}, margin_seconds)
+    stored = store_events(session, [event], earliest)[0]
     state = compute_state(session, identity, record.pith_number, save=True)
     return stored, state
 
 
-def ingest_batch(session: Session, events: Sequence[dict[str, Any]]) -> list[StoredEvent]:
+def ingest_batch(
+    session: Session, events: Sequence[dict[str, Any]], margin_seconds: int = 86_400
+) -> list[StoredEvent]:
     """Append a batch of verified events, all or nothing; states recompute when next read."""
     repo = EventRepository(session)
     repo.lock_log()
     subjects = {e["subject_pith_number"] for e in events}
-    known = RecordRepository(session).existing_numbers(subjects)
-    return store_events(session, events, known)
+    known = RecordRepository(session).submitted_at_of(subjects)
+    return store_events(session, events, earliest_dates(known, margin_seconds))
 
 
 def events_document(record: Record, events: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from ..events.repository import EventRepository
 from ..events.service import compute_state
 from ..records.repository import RecordRepository
 from ..records.service import record_document, resolve
+from ..trust.policy import policy_for
+from ..trust.service import verification
 
 RECIPE_PYTHON = (
     "import sys,json,hashlib; b=json.dumps(json.loads(sys.stdin.read()), sort_keys=True, "
@@ -98,11 +100,14 @@ def _key_figures(
     return shown, len(items) - len(shown)
 
 
-def replication_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One table row per replication record of the state: claim, verdict, key figures, GPU,
-    worker, date."""
+def replication_rows(
+    entries: list[dict[str, Any]], from_jobs: set[str] | None = None, limit: int = 200
+) -> list[dict[str, Any]]:
+    """One table row per replication record of the state (the latest `limit`): claim, verdict,
+    key figures, GPU, worker, date, and whether it is a registered worker's job record or
+    self-reported."""
     rows = []
-    for entry in entries:
+    for entry in entries[-limit:]:
         payload = entry["payload"]
         env = payload.get("environment") if isinstance(payload.get("environment"), dict) else {}
         gpu = _text(env.get("gpu_name", "")) or "not stated"
@@ -128,6 +133,7 @@ def replication_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "fingerprint": entry["signer"]["public_key_fingerprint"],
                 "created_at": entry["created_at"],
                 "event_id": entry["event_id"],
+                "from_job": entry["event_id"] in (from_jobs or set()),
             }
         )
     return rows
@@ -170,8 +176,16 @@ def record_page_context(ctx: AppContext, session: Session, pith_id: str) -> dict
     record = resolve(session, pith_id)
     state = compute_state(session, ctx.identity, record.pith_number, save=False)
     updated = EventRepository(session).last_received(record.pith_number)
+    trust = verification(
+        session, policy_for(ctx.settings, ctx.identity), record.canonical_sha256, state
+    )
     doc = record_document(
-        record, state, base_url=ctx.base_url, identity=ctx.identity, updated_at=updated
+        record,
+        state,
+        base_url=ctx.base_url,
+        identity=ctx.identity,
+        updated_at=updated,
+        trust=trust,
     )
     current = state["current"]
     actions = doc["agent_actions"]["actions"]
@@ -195,7 +209,8 @@ def record_page_context(ctx: AppContext, session: Session, pith_id: str) -> dict
         "receipt": doc["receipt"],
         "suffix": record.suffix,
         "claims": doc["paper_claims"],
-        "replications": replication_rows(current["replication_records"]),
+        "replications": replication_rows(current["replication_records"], trust["from_job_ids"]),
+        "trust": trust,
         "bundle_verify_command": bundle_verify_command(ctx.base_url, record.suffix, verify_keys),
         "bundle_verify_two_keys": len(verify_keys) > 1,
         "events": events,

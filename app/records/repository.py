@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
@@ -53,6 +54,19 @@ class RecordRepository:
             return set()
         stmt = select(Record.pith_number).where(Record.pith_number.in_(wanted))
         return set(self.session.scalars(stmt))
+
+    def submitted_at_of(self, numbers: Iterable[str]) -> dict[str, str]:
+        """pith_number -> its canonical record's `submitted_at`, for the records that exist."""
+        wanted = sorted(set(numbers))
+        if not wanted:
+            return {}
+        stmt = select(Record.pith_number, Record.canonical_record).where(
+            Record.pith_number.in_(wanted)
+        )
+        return {
+            str(n): str(json.loads(c)["metadata"]["submitted_at"])
+            for n, c in self.session.execute(stmt)
+        }
 
     def count(self) -> int:
         return int(self.session.scalar(select(func.count()).select_from(Record)) or 0)

@@ -33,6 +33,7 @@ from .snapshots import graph_snapshot, paper_details
 
 SCHEMA_URL = "https://pith.science/schemas/pith-number/v1.json"
 VERSIONLESS_ALIASES = frozenset({"arxiv", "doi"})
+RECORD_EVENTS_MAX = 100
 ACTION_LINKS = {
     "anchor_timestamp": "timestamp_anchor",
     "attest_storage": "storage_attestation",
@@ -295,8 +296,13 @@ def record_document(
     base_url: str,
     identity: RegistryIdentity,
     updated_at: datetime | None,
+    trust: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """The record as the public registry serves it (`seeds/000_*.txt`), links to this server."""
+    """The record as the public registry serves it (`seeds/000_*.txt`), links to this server.
+
+    `trust` is `app.trust.service.verification` of the state: the statuses it moves are evidence
+    under the trust policy, not counts of signed statements. `events` holds the latest
+    `RECORD_EVENTS_MAX` entries (the full list is events.json's, paged)."""
     current = state["current"]
     paper = json.loads(record.paper)
     snapshots = current["graph_snapshots"]
@@ -305,8 +311,8 @@ def record_document(
     summary: dict[str, int] = {}
     for entry in events:
         summary[entry["target"]] = summary.get(entry["target"], 0) + 1
-    attestations = current["author_attestations"]
-    strong = sum(1 for a in attestations if a["payload"].get("strength") == "strong")
+    events_total = len(events)
+    events = events[-RECORD_EVENTS_MAX:]
     claims = ((snapshot or {}).get("claims") or {}).get("items") or []
     return {
         "record_type": "pith_number_record",
@@ -325,13 +331,14 @@ def record_document(
         "verification_status": {
             "content_addressed": True,
             "pith_receipt": receipt_verifies(identity, record),
-            "author_attested": bool(attestations),
-            "weak_author_claims": len(attestations) - strong,
-            "strong_author_claims": strong,
-            "externally_anchored": bool(current["timestamp_anchors"]),
-            "storage_verified": bool(current["storage_attestations"]),
+            "author_attested": trust["author_attested"],
+            "weak_author_claims": trust["weak_author_claims"],
+            "strong_author_claims": trust["strong_author_claims"],
+            "externally_anchored": trust["externally_anchored"],
+            "storage_verified": trust["storage_verified"],
             "citation_signatures": len(current["citation_signatures"]),
             "replication_records": len(current["replication_records"]),
+            "replication_status": trust["replication_status"],
             "graph_snapshot": snapshot is not None,
             "references_resolved": False,
             "formal_links_present": False,
@@ -342,7 +349,9 @@ def record_document(
         "graph_snapshot": snapshot,
         "aliases": current["source_aliases"],
         "events": events,
+        "events_total": events_total,
         "event_summary": summary,
+        "trust": {k: v for k, v in trust.items() if isinstance(v, dict)},
         "paper_claims": claims,
         "inbound_citations": {
             "count": len(current["citation_signatures"]),

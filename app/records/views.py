@@ -14,6 +14,8 @@ from ..core.context import AppContext
 from ..events.repository import EventRepository
 from ..events.service import compute_state
 from ..storage.models import Record
+from ..trust.policy import policy_for
+from ..trust.service import verification
 from .repository import RecordRepository
 from .service import links, record_document, resolve
 
@@ -28,8 +30,16 @@ def dumps(doc: object) -> bytes:
 def record_doc(ctx: AppContext, session: Session, record: Record) -> dict[str, Any]:
     state = compute_state(session, ctx.identity, record.pith_number, save=False)
     updated = EventRepository(session).last_received(record.pith_number)
+    trust = verification(
+        session, policy_for(ctx.settings, ctx.identity), record.canonical_sha256, state
+    )
     return record_document(
-        record, state, base_url=ctx.base_url, identity=ctx.identity, updated_at=updated
+        record,
+        state,
+        base_url=ctx.base_url,
+        identity=ctx.identity,
+        updated_at=updated,
+        trust=trust,
     )
 
 

@@ -250,7 +250,7 @@ async def release(job_id: str, request: Request) -> Response:
 async def submit_record(job_id: str, request: Request) -> Response:
     def act(ctx: AppContext, worker: AuthenticatedWorker, raw: bytes) -> Response:
         clock = Clock.now(ctx.settings.max_clock_skew_seconds)
-        event = check_event(parse_event_body(raw), ctx.identity, clock)
+        event = check_event(parse_event_body(raw), ctx.identity, clock, "replication")
         with ctx.write() as session:
             done = service.record(session, ctx.identity, worker, job_id, event)
             doc = {

@@ -22,6 +22,17 @@ BASE_URL = "http://testserver"
 PUBLIC_KEY = bytes.fromhex(PUBLIC_REGISTRY_KEY_HEX)
 
 
+# A payload each target's schema (app/trust/payloads.py) accepts, for tests about other things.
+VALID_PAYLOADS: dict[str, dict[str, Any]] = {
+    "timestamp_anchor": {"method": "opentimestamps", "canonical_sha256": "0" * 64},
+    "storage_attestation": {"uri": "https://archive.example/paper.pdf"},
+    "author_attestation": {"author": "A. Author"},
+    "citation_signature": {"citing": "pith:2026:AAAAAAAA"},
+    "correction": {"detail": "a typo in the abstract"},
+    "mirror_hint": {"url": "https://mirror.example/"},
+}
+
+
 def seed_json(prefix: str) -> dict[str, Any]:
     """A JSON seed (000, 001, 003, 004) as published."""
     (path,) = [p for p in SEED_FILES if p.name.startswith(prefix)]
@@ -70,7 +81,7 @@ def signed_event(
         payload = (
             {"claim_id": "forge-memory", "verdict": "replicated", "metric": "0.42"}
             if target == "replication"
-            else {"note": f"{target} {seq}"}
+            else {**VALID_PAYLOADS.get(target, {}), "note": f"{target} {seq}"}
         )
     unsigned = build_event(
         target=target,

@@ -1,0 +1,138 @@
+"""The trust policy: which signed statements are evidence, decided per entry of a state.
+
+A valid signature proves who said something, not that it is true. Every valid statement is
+listed; only these move a record's verification status:
+- a `timestamp_anchor` whose RFC 3161 token, from a configured time-stamping authority
+  (`PITH_TRUST_TSA_CERTIFICATES`), has the record's canonical hash as its imprint;
+- a `storage_attestation` signed by a configured storage attester
+  (`PITH_TRUST_STORAGE_ATTESTER_KEYS`);
+- an `author_attestation` is weak unless a pinned registry key signed it with
+  `strength: strong` (the registry bound the claim to the author);
+- a `replication_record` counts when it came in through the job API (`app/replication`) as the
+  record of a registered worker's job; any other is listed as self-reported.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pith_core.keys import fingerprint
+
+from ..registry.service import RegistryIdentity
+from ..settings import Settings
+from .rfc3161 import Anchored, Authority, TokenRefused, verify_token
+
+MEMO_ENTRIES = 65_536
+
+
+@dataclass(frozen=True)
+class AnchorCheck:
+    verified: bool
+    how: str  # what was verified, or why not, in words for pages
+
+
+@dataclass(frozen=True)
+class TrustPolicy:
+    authorities: tuple[Authority, ...]
+    storage_attesters: frozenset[str]  # key fingerprints
+    registry_fingerprints: frozenset[str]
+    predate_margin_seconds: int
+    _memo: OrderedDict[tuple[str, str], AnchorCheck] = field(
+        default_factory=OrderedDict, compare=False, repr=False
+    )
+    _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, identity: RegistryIdentity) -> TrustPolicy:
+        return cls(
+            authorities=tuple(Authority.from_file(p) for p in settings.trust_tsa_certificates),
+            storage_attesters=frozenset(
+                fingerprint(bytes.fromhex(k.strip())) for k in settings.trust_storage_attester_keys
+            ),
+            registry_fingerprints=identity.pinned_fingerprints,
+            predate_margin_seconds=settings.trust_predate_margin_seconds,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """The policy as pages and record documents state it."""
+        return {
+            "timestamp_anchor": "counts with an RFC 3161 token over the record's canonical hash "
+            "from a configured time-stamping authority",
+            "time_stamping_authorities": [a.name for a in self.authorities],
+            "storage_attestation": "counts when signed by a configured storage attester",
+            "storage_attesters": sorted(self.storage_attesters),
+            "author_attestation": "strong only when a pinned registry key signed it",
+            "replication_record": "counts when it is the record of a registered worker's job; "
+            "otherwise listed as self-reported",
+            "predate_margin_seconds": self.predate_margin_seconds,
+        }
+
+    def anchor(self, entry: Mapping[str, Any], canonical_sha256: str) -> AnchorCheck:
+        """Whether a timestamp_anchor entry proves the record existed (memoised by event id)."""
+        key = (entry["event_id"], canonical_sha256)
+        with self._lock:
+            hit = self._memo.get(key)
+        if hit is not None:
+            return hit
+        result = self._check_anchor(entry["payload"], canonical_sha256)
+        with self._lock:
+            self._memo[key] = result
+            while len(self._memo) > MEMO_ENTRIES:
+                self._memo.popitem(last=False)
+        return result
+
+    def _check_anchor(self, payload: Mapping[str, Any], canonical_sha256: str) -> AnchorCheck:
+        if payload.get("method") != "rfc3161":
+            return AnchorCheck(False, f"method {str(payload.get('method'))[:40]!r} not verified")
+        if not self.authorities:
+            return AnchorCheck(False, "no time-stamping authority is configured")
+        token_b64 = payload.get("token_b64")
+        if not isinstance(token_b64, str):
+            return AnchorCheck(False, "no token")
+        try:
+            token = base64.b64decode(token_b64, validate=True)
+        except (binascii.Error, ValueError):
+            return AnchorCheck(False, "token is not base64")
+        try:
+            anchored: Anchored = verify_token(token, canonical_sha256, self.authorities)
+        except TokenRefused as e:
+            return AnchorCheck(False, str(e))
+        at = anchored.at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return AnchorCheck(True, f"RFC 3161 token of {anchored.authority}, {at}")
+
+    def stored(self, entry: Mapping[str, Any]) -> bool:
+        return entry["signer"]["public_key_fingerprint"] in self.storage_attesters
+
+    def strong_author(self, entry: Mapping[str, Any]) -> bool:
+        signed_by_registry = entry["signer"]["public_key_fingerprint"] in self.registry_fingerprints
+        return signed_by_registry and entry["payload"].get("strength") == "strong"
+
+
+_POLICIES: dict[str, TrustPolicy] = {}
+_POLICIES_LOCK = threading.Lock()
+
+
+def policy_for(settings: Settings, identity: RegistryIdentity) -> TrustPolicy:
+    """The policy of these settings, built once per process (certificates read once)."""
+    key = hashlib.sha256(
+        repr(
+            (
+                [str(p) for p in settings.trust_tsa_certificates],
+                settings.trust_storage_attester_keys,
+                settings.trust_predate_margin_seconds,
+                identity.pins_sha256,
+            )
+        ).encode()
+    ).hexdigest()
+    with _POLICIES_LOCK:
+        policy = _POLICIES.get(key)
+        if policy is None:
+            policy = _POLICIES[key] = TrustPolicy.from_settings(settings, identity)
+        return policy
