@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from pith_core import tiles
+from pith_core import note, tiles
 
 from ..core.cache import response_key
 from ..core.context import AppContext, Rendered, RenderedResponse, context_of
@@ -37,6 +37,21 @@ def signer_of(ctx: AppContext) -> service.LogSigner:
         cached = service.LogSigner.of(ctx.settings, ctx.identity)
         object.__setattr__(ctx, "_log_signer", cached)
     return cached
+
+
+def log_manifest_entry(ctx: AppContext) -> dict[str, object]:
+    """What the signing-key document and the mirror manifest say of the log."""
+    signer = signer_of(ctx)
+    return {
+        "origin": signer.origin,
+        "verifier_key": signer.vkey,
+        "checkpoint_url": f"{ctx.base_url}/log/checkpoint",
+        "tiles_url": f"{ctx.base_url}/log/tile/",
+        "witnesses": [
+            note.verifier_key(w.name, w.public_key, w.sig_type) for w in signer.witnesses
+        ],
+        "witness_quorum": signer.quorum,
+    }
 
 
 def _render(ctx: AppContext, build: Build, key: tuple[str, bytes, str] | None) -> Rendered:

@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse, Response
 from ..core.context import context_of
 from ..core.openapi import JSON_RESPONSE
 from ..events.repository import EventRepository
+from ..log.routes import log_manifest_entry
 from .service import mirror_manifest, signing_key_document
 
 router = APIRouter(tags=["registry"])
@@ -18,13 +19,17 @@ router = APIRouter(tags=["registry"])
 )
 def signing_key(request: Request) -> Response:
     ctx = context_of(request)
-    return JSONResponse(signing_key_document(ctx.identity, ctx.base_url))
+    doc = signing_key_document(ctx.identity, ctx.base_url)
+    doc["transparency_log"] = log_manifest_entry(ctx)
+    return JSONResponse(doc)
 
 
 @router.get("/pith-mirrors.json", summary="The mirror manifest", responses=JSON_RESPONSE)
 def mirrors(request: Request) -> Response:
     ctx = context_of(request)
-    return JSONResponse(mirror_manifest(ctx.identity, ctx.base_url))
+    doc = mirror_manifest(ctx.identity, ctx.base_url)
+    doc["transparency_log"] = log_manifest_entry(ctx)
+    return JSONResponse(doc)
 
 
 @router.get("/healthz", summary="Liveness and the event log's head", responses=JSON_RESPONSE)

@@ -253,3 +253,14 @@ def test_witness_cosignatures_publish_a_checkpoint_once_the_quorum_signed(
             fake, (note.cosign(fake, names[0], witnesses[0], 1_700_000_000),)
         ).serialize()
         assert_problem(client.post("/log/cosignature", content=forged), 409, "not_this_tree")
+
+
+def test_the_key_document_and_mirror_manifest_name_the_log(seeded: TestClient) -> None:
+    doc = seeded.get("/pith-signing-key.json").json()
+    manifest = seeded.get("/pith-mirrors.json").json()
+    assert doc["transparency_log"] == manifest["transparency_log"]
+    entry = doc["transparency_log"]
+    verifier = note.Verifier.parse(entry["verifier_key"])
+    assert verifier.public_key == bytes.fromhex(doc["public_key_hex"])
+    assert verifier.name == entry["origin"] == "testserver/log"  # host of PITH_PUBLIC_URL
+    note.open_checkpoint(seeded.get("/log/checkpoint").text, verifier, entry["origin"])
