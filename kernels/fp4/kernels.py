@@ -286,7 +286,8 @@ def _dge_value(x, inv_k, power, clamp):
     two_over_width = tl.where((x < -2.0) | (x >= 2.0), 2.0, 4.0)  # δ = 1 or 0.5
     two_over_width = tl.where((x < -4.0) | (x >= 4.0), 1.0, two_over_width)  # δ = 2
     t = tl.abs((x - left) * two_over_width - 1.0)
-    dy = tl.minimum(tl.exp2(power * tl.log2(t)) * inv_k, clamp)
+    t_pos = tl.where(t > 0.0, t, 1.0)  # t = 0 (an interval's middle): the power is +inf
+    dy = tl.where(t > 0.0, tl.minimum(tl.exp2(power * tl.log2(t_pos)) * inv_k, clamp), clamp)
     return tl.where(x <= 6.0, dy, 0.0)  # NaN compares false: 0
 
 

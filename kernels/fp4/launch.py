@@ -219,8 +219,8 @@ def dge_derivative(
 ) -> torch.Tensor:
     """The DGE's f′ of already-scaled values (x's dtype): see reference.dge_derivative_ref."""
     _check_float(x, "the input")
-    if k <= 0:
-        raise ValueError("k must be positive")
+    if not k > 1:
+        raise ValueError("k must be > 1 (k = 1 is the identity; the paper takes 5)")
     if not _kernels_for(x, use_kernels):
         return R.dge_derivative_ref(x, k, clamp)
     flat = x.contiguous().reshape(-1)
@@ -258,6 +258,8 @@ def dge_weight_grad(
         raise ValueError("sf must hold one scale per column (per_col) or per row of W")
     if dy.dtype != x.dtype:
         raise TypeError(f"dY ({dy.dtype}) and X ({x.dtype}) must share a dtype")
+    if use_dge and not k > 1:
+        raise ValueError("k must be > 1 (k = 1 is the identity; the paper takes 5)")
     out_dtype = out_dtype or w.dtype
     if not _kernels_for(dy, use_kernels):
         dw = dy.float().t() @ x.float()
@@ -335,6 +337,8 @@ class FP4Config:
             raise ValueError("weight_axis is 0 (over output rows, the paper's) or 1")
         if self.clamp not in ("none", "row", "tensor"):
             raise ValueError(f"clamp is 'none', 'row' or 'tensor', not {self.clamp!r}")
+        if not self.k > 1:
+            raise ValueError("k must be > 1 (k = 1 is the identity; the paper takes 5)")
         if self.compensate and self.clamp == "none":
             raise ValueError("compensation needs outlier clamping")
 
