@@ -1,9 +1,10 @@
 """Triton kernels of POET-X: skew packing, the Cayley–Neumann polynomial, and the permuted
 block-diagonal rotation of activations (forward, transpose, per-block gradient).
 
-All rotations work on rows of a 2-D activation matrix X [M, D] whose D columns form nb blocks of b.
-The permutation is folded into the loads and stores (an int32 index table read per column
-tile), so no gathered copy of X is ever made.
+The block size b is a run-time argument (one compiled kernel serves every b: Triton
+specialises it only by divisibility by 16). All rotations work on rows of a 2-D activation
+matrix X [M, D] whose D columns form nb blocks of b. The permutation is folded into the loads
+and stores (an int32 index table read per column tile), so no gathered copy of X is ever made.
 
 Under Triton's CPU interpreter every tile is upcast to fp32 right after its load (``UPCAST``):
 ``tl.dot`` on bf16 is wrong there. On the GPU bf16 tiles go to the tensor cores as they are
@@ -26,7 +27,7 @@ def next_pow2(n: int) -> int:
 
 
 @triton.jit
-def _skew_from_vec_kernel(theta_ptr, q_ptr, n_free, B: tl.constexpr, BT: tl.constexpr):
+def _skew_from_vec_kernel(theta_ptr, q_ptr, n_free, B, BT: tl.constexpr):
     """Q[z, i, j] = θ[z, idx(i, j)] above the diagonal, −θ[z, idx(j, i)] below, 0 on it, with
     idx(i, j) = i·b − i(i+1)/2 + (j − i − 1) (row-major upper triangle).
 
@@ -54,7 +55,7 @@ def _vec_from_skew_kernel(
     rows_ptr,
     cols_ptr,
     n_free,
-    B: tl.constexpr,
+    B,
     ANTI: tl.constexpr,
     BT: tl.constexpr,
 ):
@@ -96,7 +97,7 @@ def _cnp_mm_kernel(
     s_e2,
     s_e3,
     s_eye,
-    B: tl.constexpr,
+    B,
     HAS_B2: tl.constexpr,
     HAS_CD: tl.constexpr,
     N_E: tl.constexpr,
@@ -197,7 +198,7 @@ def _block_rotate_kernel(
     s_bz,
     s_bj,
     s_bn,
-    B: tl.constexpr,
+    B,
     GATHER: tl.constexpr,
     SCATTER: tl.constexpr,
     UPCAST: tl.constexpr,
@@ -216,7 +217,7 @@ def _block_rotate_kernel(
     """
     pid_m = tl.program_id(0)
     pid_kn = tl.program_id(1)
-    n_tiles: tl.constexpr = (B + BN - 1) // BN
+    n_tiles = tl.cdiv(B, BN)
     k = pid_kn // n_tiles
     ns = (pid_kn % n_tiles) * BN + tl.arange(0, BN)
     nmask = ns < B
@@ -291,7 +292,7 @@ def _block_rotate_grad_kernel(
     rows_per_split,
     stride_xm,
     stride_dm,
-    B: tl.constexpr,
+    B,
     GATHER_X: tl.constexpr,
     GATHER_DY: tl.constexpr,
     UPCAST: tl.constexpr,
@@ -310,7 +311,7 @@ def _block_rotate_grad_kernel(
     k = tl.program_id(0)
     pid_jn = tl.program_id(1)
     split = tl.program_id(2)
-    n_tiles: tl.constexpr = (B + BN - 1) // BN
+    n_tiles = tl.cdiv(B, BN)
     js = (pid_jn // n_tiles) * BJ + tl.arange(0, BJ)
     ns = (pid_jn % n_tiles) * BN + tl.arange(0, BN)
     jmask = js < B
