@@ -89,6 +89,11 @@ class Settings(BaseSettings):
         description="C2SP verifier keys (name+hash+base64, type 0x04) of the witnesses whose "
         "cosignatures this registry accepts",
     )
+    log_append: bool = Field(
+        default=True,
+        description="bench/log.py only: false stores events without their log leaves, to "
+        "measure ingest without the log (the log is then incomplete: never in production)",
+    )
     log_witness_quorum: int = Field(
         default=0,
         ge=0,

@@ -94,6 +94,7 @@ class AppContext:
         from ..events.repository import EventRepository
 
         with self.db.write() as session:
+            session.info["pith.log_append"] = self.settings.log_append  # issue 15 (bench only)
             yield session
             head = EventRepository(session).head()
         self.cache.advance(head)

@@ -60,7 +60,7 @@ def append_events(session: Session, items: Sequence[tuple[int, str]]) -> list[in
     """Make the stored events `items` ((log_index, canonical JSON), in log-index order) the next
     leaves; return their leaf indices. O(log n) a leaf: reads the tree's frontier, writes the
     new complete nodes. Same transaction as the event rows, under the log lock the caller holds."""
-    if not items:
+    if not items or session.info.get("pith.log_append") is False:
         return []
     entries = [body.encode("utf-8") for _, body in items]
     for entry in entries:
