@@ -102,12 +102,15 @@ def _cnp_mm_kernel(
     HAS_CD: tl.constexpr,
     N_E: tl.constexpr,
     PREC: tl.constexpr,
+    LOWP: tl.constexpr,
     BT: tl.constexpr,
     BK: tl.constexpr,
 ):
     """One tile of out = s_ab·A·(B + s_b2·B2) + s_cd·C·D + s_e1·E1 + s_e2·E2 + s_e3·E3 + s_eye·I
     on a batch of b×b fp32 matrices (contiguous [nb, b, b]).
 
+    LOWP rounds the operands to bf16 (GPU only; the layer asks for it when its activations are
+    16-bit, so R is rounded to 16 bits anyway); the terms added in the epilogue stay fp32.
     Every step of the Cayley–Neumann forward and backward is one launch of this kernel, with the
     polynomial's sums fused into the operand load and the epilogue: the forward is Q² = Q·Q,
     then R = Q²·(2Q + c·Q²) + 2Q + 2Q² + I (Q³ and Q⁴ in one pass, Q and Q² loaded once per tile).
@@ -132,10 +135,16 @@ def _cnp_mm_kernel(
         b = tl.load(b_ptr + b_off, mask=bmask, other=0.0)
         if HAS_B2:
             b += s_b2 * tl.load(b2_ptr + b_off, mask=bmask, other=0.0)
+        if LOWP:  # GPU only: bf16 operands on the tensor cores, fp32 accumulation
+            a = a.to(tl.bfloat16)
+            b = b.to(tl.bfloat16)
         acc = tl.dot(a, b, acc, input_precision=PREC)
         if HAS_CD:
             c = tl.load(c_ptr + a_off, mask=amask, other=0.0)
             d = tl.load(d_ptr + b_off, mask=bmask, other=0.0)
+            if LOWP:
+                c = c.to(tl.bfloat16)
+                d = d.to(tl.bfloat16)
             acc2 = tl.dot(c, d, acc2, input_precision=PREC)
     out = s_ab * acc
     if HAS_CD:

@@ -16,7 +16,9 @@ from kernels.poet import kernels as K
 from kernels.poet.reference import TAYLOR4, n_free
 from kernels.runtime.device import interpreting
 
-PRECISIONS = ("ieee", "tf32")
+# products of the Cayley–Neumann kernels: fp32 ("ieee"), tf32, or bf16 operands (the latter
+# for 16-bit layers on the GPU; the interpreter computes it in fp32: its bf16 dot is wrong)
+PRECISIONS = ("ieee", "tf32", "bf16")
 _ROTATE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
@@ -158,7 +160,8 @@ def _cnp_mm(
         HAS_B2=b2 is not None,
         HAS_CD=cd is not None,
         N_E=len(adds),
-        PREC=precision,
+        PREC="ieee" if precision == "bf16" else precision,
+        LOWP=precision == "bf16" and not interpreting(),
         BT=bt,
         BK=bk,
     )

@@ -143,8 +143,8 @@ class POETLinear(nn.Module):
             x = x.to(dtype)
             w0p = self.w0p.to(dtype)
             bias = None if self.bias is None else self.bias.to(dtype)
-            # R is rounded to the activations' dtype: below fp32, tf32 products lose nothing
-            precision = "ieee" if dtype == torch.float32 else "tf32"
+            # R is rounded to the activations' dtype: below fp32, bf16 products lose little
+            precision = "ieee" if dtype == torch.float32 else "bf16"
             r, p = self.rotations(kernels=use, precision=precision)
             if use:
                 from kernels.poet import launch

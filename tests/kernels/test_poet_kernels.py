@@ -319,3 +319,23 @@ def test_rotation_real_size_makes_no_gathered_copy() -> None:
     L.block_rotate_(xb, bb, gi, so, out=out)
     torch.cuda.synchronize()
     assert torch.cuda.max_memory_allocated() - before == 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
+def test_cayley_neumann_bf16_products_real_size() -> None:
+    """The 16-bit layers' polynomial (bf16 operands, fp32 accumulation and epilogue): its error
+    is a bf16 rounding of the higher-order terms only, I + 2Q staying exact in fp32."""
+    gen = generator("cnp-bf16")
+    q = _skew(16, 256, 0.3, gen)
+    g = torch.randn(16, 256, 256, generator=gen).to(DEVICE)
+    qk = q.clone().requires_grad_(True)
+    r = L.cayley_neumann(qk, precision="bf16")
+    (r * g).sum().backward()
+    q64 = q.double().requires_grad_(True)
+    r64 = ref.cayley_neumann(q64)
+    (r64 * g.double()).sum().backward()
+    eye = torch.eye(256, device=DEVICE, dtype=torch.float64)
+    higher = (r64 - eye - 2 * q64).detach().abs().max()
+    assert float((r.double() - r64).abs().max()) <= 2**-7 * float(higher)
+    assert _rel(qk.grad, q64.grad) < 2e-2
