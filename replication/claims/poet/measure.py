@@ -250,12 +250,13 @@ def _peak_gb(fn: Callable[[], None], device: torch.device) -> float:
     return torch.cuda.max_memory_allocated(device) / GB
 
 
-def _llama8b(device: torch.device, seed: int) -> nn.Module:
-    """The Llama-3-8B-shaped model, random init, bf16, built on `device` directly."""
+def _llama_bf16(device: torch.device, seed: int, shape: dict[str, Any]) -> nn.Module:
+    """A Llama of `shape` (LLAMA_8B: Llama-3-8B's), random init, bf16, built on `device`
+    directly (no fp32 copy on the host)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
-        **LLAMA_8B,
+        **shape,
         max_position_embeddings=8192,
         tie_word_embeddings=False,
         use_cache=False,
@@ -282,20 +283,26 @@ def _train_steps(model: nn.Module, opt: torch.optim.Optimizer, ids: torch.Tensor
         opt.zero_grad(set_to_none=True)
 
 
-def memory(device: torch.device, seq_len: int = 1024, steps: int = 2) -> Figures:
-    """Peak allocation of `steps` training steps of the 8B-shaped model: POET-X_mem (b=256,
-    POETAdamW) and plain fused AdamW, one after the other in this process."""
-    out: Figures = {"mem_seq_len": seq_len, "mem_batch": 1, "mem_block": 256, "mem_steps": steps}
-    ids = torch.randint(0, LLAMA_8B["vocab_size"], (1, seq_len), generator=torch.Generator())
+def memory(
+    device: torch.device,
+    seq_len: int = 1024,
+    steps: int = 2,
+    shape: dict[str, Any] = LLAMA_8B,
+    block: int = 256,
+) -> Figures:
+    """Peak allocation of `steps` training steps of the 8B-shaped model: POET-X_mem (blocks of
+    `block`, POETAdamW) and plain fused AdamW, one after the other in this process."""
+    out: Figures = {"mem_seq_len": seq_len, "mem_batch": 1, "mem_block": block, "mem_steps": steps}
+    ids = torch.randint(0, shape["vocab_size"], (1, seq_len), generator=torch.Generator())
     ids = ids.to(device)
     for name in ("poetx", "adamw"):
         gc.collect()
         torch.cuda.empty_cache()
         t0 = time.perf_counter()
-        model = _llama8b(device, seed=0)
+        model = _llama_bf16(device, 0, shape)
         out["mem_model_params"] = sum(p.numel() for p in model.parameters())
         if name == "poetx":
-            patch(model, 256, mode="mem", seed=0)
+            patch(model, block, mode="mem", seed=0)
             opt: torch.optim.Optimizer = POETAdamW(
                 model, lr=1e-4, poet_lr=1e-4, merge_interval=0, fused=True
             )
