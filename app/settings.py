@@ -23,7 +23,11 @@ class Settings(BaseSettings):
     key_file: Path = Path(".pith/registry-key.json")
     key_id: str = "pith-local-v1"
     registry_id: str = Field(
-        default="", description="signer_id of the registry's events (default: public URL's host)"
+        default="",
+        max_length=200,
+        description="this registry's name, the signer_id of its events (default: "
+        "pith-registry-<first 16 hex of its key's fingerprint>; never its host or port, so the "
+        "same key signs the same events wherever it is served)",
     )
     admin_token: SecretStr | None = None
     public_url: str = Field(default="", description="base URL in links (default http://host:port)")
@@ -138,10 +142,6 @@ class Settings(BaseSettings):
             return self.public_url.rstrip("/")
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
-
-    @cached_property
-    def signer_id(self) -> str:
-        return self.registry_id or urlsplit(self.base_url).netloc or "pith-registry"
 
     @cached_property
     def trusted_keys(self) -> tuple[bytes, ...]:

@@ -114,6 +114,10 @@ _SOURCE_LINE = re.compile(r"arxiv:(\S+) v(\d+) · (\d{4}-\d{2}-\d{2}) · (.+)")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _CLAIM = re.compile(r"C\d+(strongest claim|weakest assumption|one line summary)")
 _REFERENCE = re.compile(r"\[(\d+)\] (.+)")
+_REFERENCE_COUNTS = re.compile(
+    r"(\d+) extracted · (\d+) resolved(?: · (\d+) Pith anchors?)?", re.IGNORECASE
+)
+_FORMAL_COUNT = re.compile(r"(\d+) machine-checked theorem links?", re.IGNORECASE)
 
 
 def _after(lines: list[str], label: str) -> str | None:
@@ -212,13 +216,20 @@ def read_page(text: str, source: str) -> ImportCandidate:
             claims.append({"id": line[: line.index(m.group(1))], "kind": kind, "text": text_line})
             verdict[kind] = text_line
     refs = []
+    resolved = anchors = formal = 0
     if "References" in lines:
         for line in lines[lines.index("References") + 1 :]:
             m = _REFERENCE.fullmatch(line)
             if m:
                 refs.append({"index": int(m.group(1)), "text": m.group(2)})
+            elif (counts := _REFERENCE_COUNTS.fullmatch(line)) and not refs:
+                resolved, anchors = int(counts.group(2)), int(counts.group(3) or 0)
             elif line and refs:
                 break
+    if "Formal links" in lines:
+        stated = next((x for x in lines[lines.index("Formal links") + 1 :] if x), "")
+        if m := _FORMAL_COUNT.fullmatch(stated):
+            formal = int(m.group(1))
     snapshot = graph_snapshot(
         paper,
         record["source"],
@@ -230,6 +241,9 @@ def read_page(text: str, source: str) -> ImportCandidate:
             "pith_extraction_headline": headline,
         },
         references=refs,
+        references_resolved=min(resolved, len(refs)),
+        internal_anchors=anchors,
+        formal_links=formal,
     )
     return ImportCandidate(
         source=source,

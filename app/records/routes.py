@@ -17,6 +17,7 @@ from ..core.problems import Problem
 from ..registry.service import check_admin
 from . import views
 from .importing import ImportRefused, read_candidate
+from .record_schema import RECORD_SCHEMA_PATH, record_schema
 from .schemas import ImportRequest, RegisterPaper
 from .service import import_candidates, register_paper, resolve, resolve_alias
 
@@ -32,6 +33,17 @@ router = APIRouter(tags=["records"])
 async def record_json(pith_id: str, request: Request) -> Response:
     ctx = context_of(request)
     return await ctx.serve(request, views.record_json(ctx, pith_id))
+
+
+@router.get(
+    RECORD_SCHEMA_PATH,
+    summary="The JSON Schema of the record document (what records name in schema_url)",
+    responses=JSON_RESPONSE,
+)
+def record_schema_route(request: Request) -> JSONResponse:
+    return JSONResponse(
+        record_schema(context_of(request).base_url), media_type="application/schema+json"
+    )
 
 
 @router.get(

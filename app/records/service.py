@@ -27,11 +27,11 @@ from ..events.service import compute_state, sign_registry_event
 from ..registry.service import RegistryIdentity
 from ..storage.models import Record
 from .importing import ImportCandidate
+from .record_schema import RECORD_SCHEMA_PATH
 from .repository import RecordRepository
 from .schemas import RegisterPaper
 from .snapshots import graph_snapshot, paper_details
 
-SCHEMA_URL = "https://pith.science/schemas/pith-number/v1.json"
 VERSIONLESS_ALIASES = frozenset({"arxiv", "doi"})
 RECORD_EVENTS_MAX = 100
 ACTION_LINKS = {
@@ -289,6 +289,12 @@ def _event_entries(current: Mapping[str, Any]) -> list[dict[str, Any]]:
     return sorted(entries, key=lambda e: (e["created_at"], e["event_id"]))
 
 
+def _section(snapshot: Mapping[str, Any] | None, section: str, count: str) -> int:
+    """A count a graph snapshot section states (0 where it states none)."""
+    value = ((snapshot or {}).get(section) or {}).get(count)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 def record_document(
     record: Record,
     state: Mapping[str, Any],
@@ -316,7 +322,7 @@ def record_document(
     claims = ((snapshot or {}).get("claims") or {}).get("items") or []
     return {
         "record_type": "pith_number_record",
-        "schema_url": SCHEMA_URL,
+        "schema_url": f"{base_url}{RECORD_SCHEMA_PATH}",  # served here (records/routes.py)
         "pith_number": record.pith_number,
         "short_pith_number": short_pith_number(record.pith_number),
         "schema_version": "1.0",
@@ -340,8 +346,8 @@ def record_document(
             "replication_records": len(current["replication_records"]),
             "replication_status": trust["replication_status"],
             "graph_snapshot": snapshot is not None,
-            "references_resolved": False,
-            "formal_links_present": False,
+            "references_resolved": _section(snapshot, "references", "resolved_work") > 0,
+            "formal_links_present": _section(snapshot, "formal_canon", "evidence_count") > 0,
             "equivocations": state["equivocation_count"],
         },
         "canonical_record": json.loads(record.canonical_record),

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pith_core.events import signer_info
 from pith_core.keyfile import load_or_create_key
@@ -53,8 +54,14 @@ def load_identity(settings: Settings) -> RegistryIdentity:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = load_or_create_key(path, settings.key_id)
     return RegistryIdentity(
-        key=key, signer_id=settings.signer_id, trusted_keys=settings.trusted_keys
+        key=key, signer_id=registry_name(settings, key), trusted_keys=settings.trusted_keys
     )
+
+
+def registry_name(settings: Settings, key: KeyPair) -> str:
+    """`PITH_REGISTRY_ID`, else a name drawn from the key: the registry is its key, not the
+    host and port it happens to be served on."""
+    return settings.registry_id or f"pith-registry-{key.fingerprint[:16]}"
 
 
 def check_admin(settings: Settings, authorization: str | None) -> None:
@@ -120,7 +127,7 @@ def mirror_manifest(identity: RegistryIdentity, base_url: str) -> dict[str, Any]
         "mirrors": [
             {
                 "name": identity.signer_id,
-                "mirror_type": "https",
+                "mirror_type": urlsplit(base_url).scheme or "http",
                 "base_url": base_url,
                 "bundle_pattern": f"{base_url}/pith/{{suffix}}/bundle.json",
                 "state_pattern": f"{base_url}/pith/{{suffix}}/state.json",
