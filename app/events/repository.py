@@ -80,6 +80,40 @@ class EventRepository:
         stmt = select(Event).where(Event.subject == subject).order_by(Event.log_index)
         return self.session.scalars(stmt).all()
 
+    def slots_for(self, subject: str) -> dict[str, tuple[tuple[str, int], str, str]]:
+        """event_id -> ((signer fingerprint, seq), created_at, target) of a subject's events:
+        what growing a stored state needs (`pith_core.state_update`), without their bodies."""
+        stmt = select(
+            Event.event_id, Event.signer_fingerprint, Event.seq, Event.created_at, Event.target
+        ).where(Event.subject == subject)
+        return {
+            str(e): ((str(fp), int(seq)), str(at), str(t))
+            for e, fp, seq, at, t in self.session.execute(stmt)
+        }
+
+    def bodies_between(self, subject: str, after: int, upto: int) -> Sequence[str]:
+        """Bodies of a subject's events with `after` < log index <= `upto`, in log order."""
+        stmt = (
+            select(Event.body)
+            .where(Event.subject == subject, Event.log_index > after, Event.log_index <= upto)
+            .order_by(Event.log_index)
+        )
+        return self.session.scalars(stmt).all()
+
+    def slot_taken(self, signer_fingerprint: str, subject: str, seq: int, event_id: str) -> bool:
+        """Whether another event of this signer holds (subject, seq): an equivocation."""
+        stmt = (
+            select(Event.log_index)
+            .where(
+                Event.signer_fingerprint == signer_fingerprint,
+                Event.subject == subject,
+                Event.seq == seq,
+                Event.event_id != event_id,
+            )
+            .limit(1)
+        )
+        return self.session.execute(stmt).first() is not None
+
     def chain_tip(self, signer_fingerprint: str, subject: str) -> tuple[int, str] | None:
         """(seq, event_id) of the signer's highest-seq event about `subject`."""
         stmt = (
@@ -177,5 +211,8 @@ class EventRepository:
         stmt = stmt.on_conflict_do_update(
             index_elements=["subject"],
             set_={k: stmt.excluded[k] for k in values if k != "subject"},
+            # never back: a slower rebuild that started earlier must not undo a newer one
+            where=(StateCache.through_log_index < stmt.excluded.through_log_index)
+            | (StateCache.registry_keys_sha256 != stmt.excluded.registry_keys_sha256),
         )
         self.session.execute(stmt)

@@ -25,7 +25,6 @@ from .service import (
     check_event,
     decode_cursor,
     ingest_batch,
-    is_equivocating,
     parse_event_body,
     submit_action,
 )
@@ -52,7 +51,7 @@ def _submit(ctx: AppContext, pith_id: str, action: str, raw: bytes) -> Response:
     event = check_event(parse_event_body(raw), ctx.identity, clock, ACTION_TARGETS[action])
     with ctx.write() as session:
         record = resolve(session, pith_id)
-        stored, state = submit_action(
+        stored, equivocation = submit_action(
             session,
             ctx.identity,
             record,
@@ -68,8 +67,7 @@ def _submit(ctx: AppContext, pith_id: str, action: str, raw: bytes) -> Response:
             "pith_number": record.pith_number,
             "event_id": stored.event["event_id"],
             "log_index": stored.log_index,
-            "equivocation": is_equivocating(state, stored.event["event_id"]),
-            "state_sha256": state["state_sha256"],
+            "equivocation": equivocation,
             "event": stored.event,
             "log": event_log_object(proofs, stored.log_index),
             "links": {

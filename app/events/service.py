@@ -19,7 +19,6 @@ from pith_core.bundle import build_bundle
 from pith_core.canonical import canonical_json_prechecked, parse_json
 from pith_core.errors import CanonicalError, EventError
 from pith_core.events import EVENT_FIELDS, SignerKey, build_event, sign_event, verify_event
-from pith_core.merge import merge
 from pith_core.number import short_pith_number
 from pith_core.timefmt import format_utc_second
 
@@ -30,6 +29,7 @@ from ..records.repository import RecordRepository
 from ..registry.service import RegistryIdentity
 from ..storage.models import Record
 from ..trust.payloads import PayloadRefused, check_payload
+from . import state as state_store
 from .repository import EventRepository
 
 # The action URLs of DESIGN §3 and the target each one takes.
@@ -244,27 +244,11 @@ def sign_registry_event(
 def compute_state(
     session: Session, identity: RegistryIdentity, subject: str, *, save: bool
 ) -> dict[str, Any]:
-    """The merged state of `subject`: the cached one when no event arrived since, otherwise
-    `pith_core.merge` over the log (saved to the cache when `save`, in a write unit)."""
-    repo = EventRepository(session)
-    cached = repo.cached_state(subject)
-    if (
-        cached is not None
-        and cached.registry_keys_sha256 == identity.pins_sha256
-        and cached.through_log_index == repo.subject_head(subject)
-    ):
-        return json.loads(cached.state)
-    rows = repo.for_subject(subject)
-    state = merge([json.loads(r.body) for r in rows], identity.pinned_keys, subject=subject)
+    """The merged state of `subject` (see `app.events.state`), saved in this unit when `save`
+    and not current. Readers call `state.state_for_read`, which saves in a unit of its own."""
+    state, through = state_store.build(session, identity, subject)
     if save:
-        repo.save_state(
-            subject,
-            max((r.log_index for r in rows), default=0),
-            identity.pins_sha256,
-            state["state_sha256"],
-            json.dumps(state, ensure_ascii=False, separators=(",", ":")),
-            utcnow(),
-        )
+        state_store.save(session, identity, state, through)
     return state
 
 
@@ -279,8 +263,10 @@ def submit_action(
     action: str,
     event: dict[str, Any],
     margin_seconds: int = 86_400,
-) -> tuple[StoredEvent, dict[str, Any]]:
-    """Take one verified event posted to `record`'s `action` URL; return it and the new state."""
+) -> tuple[StoredEvent, bool]:
+    """Take one verified event posted to `record`'s `action` URL; return it and whether it
+    equivocates (another event of its signer holds its seq). The state is not computed here:
+    its readers bring it up to date after this commit (`app.events.state`)."""
     target = ACTION_TARGETS[action]
     if event["target"] != target:
         raise Problem(
@@ -298,12 +284,14 @@ def submit_action(
             f"this URL is {record.pith_number}'s",
             field="subject_pith_number",
         )
-    EventRepository(session).lock_log()
+    repo = EventRepository(session)
+    repo.lock_log()
     submitted_at = json.loads(record.canonical_record)["metadata"]["submitted_at"]
     earliest = earliest_dates({record.pith_number: submitted_at}, margin_seconds)
     stored = store_events(session, [event], earliest)[0]
-    state = compute_state(session, identity, record.pith_number, save=True)
-    return stored, state
+    kept = stored.event
+    signer = kept["signer"]["public_key_fingerprint"]
+    return stored, repo.slot_taken(signer, record.pith_number, kept["seq"], kept["event_id"])
 
 
 def ingest_batch(

@@ -14,7 +14,8 @@ from ..log.routes import signer_of as log_signer_of
 from ..log.service import subject_log_document
 from ..records.service import resolve
 from .repository import EventRepository
-from .service import bundle_document, compute_state, encode_cursor, events_document
+from .service import bundle_document, encode_cursor, events_document
+from .state import state_for_read
 
 JSON = "application/json"
 Build = Callable[[Session], tuple[bytes, str]]
@@ -30,7 +31,7 @@ def state_json(ctx: AppContext, pith_id: str) -> Build:
     def build(session: Session) -> tuple[bytes, str]:
         record = resolve(session, pith_id)
         return canonical_json(
-            compute_state(session, ctx.identity, record.pith_number, save=False)
+            state_for_read(ctx.db, session, ctx.identity, record.pith_number)
         ), JSON
 
     return build
@@ -41,7 +42,7 @@ def bundle_json(ctx: AppContext, pith_id: str) -> Build:
         record = resolve(session, pith_id)
         repo = EventRepository(session)
         events = [json.loads(b) for b in repo.bodies_for(record.pith_number)]
-        state = compute_state(session, ctx.identity, record.pith_number, save=False)
+        state = state_for_read(ctx.db, session, ctx.identity, record.pith_number)
         doc = bundle_document(record, events, state)
         doc["log"] = subject_log_document(session, log_signer_of(ctx), record.pith_number)
         return dumps(doc), JSON
@@ -63,7 +64,7 @@ def events_json(ctx: AppContext, pith_id: str) -> Build:
 def graph_json(ctx: AppContext, pith_id: str) -> Build:
     def build(session: Session) -> tuple[bytes, str]:
         record = resolve(session, pith_id)
-        state = compute_state(session, ctx.identity, record.pith_number, save=False)
+        state = state_for_read(ctx.db, session, ctx.identity, record.pith_number)
         snapshots = state["current"]["graph_snapshots"]
         latest = snapshots[-1] if snapshots else None
         doc = {

@@ -11,7 +11,7 @@ from pith_core.keys import fingerprint
 
 from ..core.context import AppContext
 from ..events.repository import EventRepository
-from ..events.service import compute_state
+from ..events.state import state_for_read
 from ..records.repository import RecordRepository
 from ..records.service import record_document, resolve
 from ..trust.policy import policy_for
@@ -174,7 +174,7 @@ def scholarly_article(doc: dict[str, Any]) -> dict[str, Any]:
 
 def record_page_context(ctx: AppContext, session: Session, pith_id: str) -> dict[str, Any]:
     record = resolve(session, pith_id)
-    state = compute_state(session, ctx.identity, record.pith_number, save=False)
+    state = state_for_read(ctx.db, session, ctx.identity, record.pith_number)
     updated = EventRepository(session).last_received(record.pith_number)
     trust = verification(
         session, policy_for(ctx.settings, ctx.identity), record.canonical_sha256, state

@@ -12,7 +12,7 @@ from pith_core.number import short_pith_number
 
 from ..core.context import AppContext
 from ..events.repository import EventRepository
-from ..events.service import compute_state
+from ..events.state import state_for_read
 from ..storage.models import Record
 from ..trust.policy import policy_for
 from ..trust.service import verification
@@ -28,7 +28,7 @@ def dumps(doc: object) -> bytes:
 
 
 def record_doc(ctx: AppContext, session: Session, record: Record) -> dict[str, Any]:
-    state = compute_state(session, ctx.identity, record.pith_number, save=False)
+    state = state_for_read(ctx.db, session, ctx.identity, record.pith_number)
     updated = EventRepository(session).last_received(record.pith_number)
     trust = verification(
         session, policy_for(ctx.settings, ctx.identity), record.canonical_sha256, state

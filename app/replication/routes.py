@@ -17,6 +17,7 @@ from ..core.context import AppContext, context_of
 from ..core.openapi import CREATED_RESPONSE, JSON_RESPONSE
 from ..core.problems import Problem
 from ..events.service import Clock, check_event, parse_event_body
+from ..events.state import refresh
 from ..events.views import dumps
 from ..registry.service import check_admin
 from . import service
@@ -256,9 +257,10 @@ async def submit_record(job_id: str, request: Request) -> Response:
             doc = {
                 "event_id": done.stored.event["event_id"],
                 "log_index": done.stored.log_index,
-                "state_sha256": done.state["state_sha256"],
                 "job": job_document(done.job, ctx.base_url),
             }
-        return _json(doc, 201)
+        # after the commit, outside the log lock: the paper's state with this record
+        state = refresh(ctx.db, ctx.identity, event["subject_pith_number"])
+        return _json({**doc, "state_sha256": state["state_sha256"]}, 201)
 
     return await _worker_call(request, act)

@@ -55,7 +55,6 @@ class Lease:
 class Recorded:
     job: Job
     stored: StoredEvent
-    state: dict[str, Any]
 
 
 def claim_profiles(claim_id: str) -> tuple[str, ...]:
@@ -335,11 +334,11 @@ def record(
             )
     paper = RecordRepository(session).by_number(job.pith_number)
     assert paper is not None  # jobs reference records, which are never deleted
-    stored, state = submit_action(session, identity, paper, "replication_record", event)
+    stored, _ = submit_action(session, identity, paper, "replication_record", event)
     job.state = "done"
     job.record_event_id = event["event_id"]
     job.lease_id = None
     job.lease_expires_at = None
     job.updated_at = now
     session.flush()
-    return Recorded(job, stored, state)
+    return Recorded(job, stored)

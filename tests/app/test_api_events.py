@@ -39,7 +39,8 @@ def test_a_signed_replication_record_lands_in_the_state(seeded: TestClient) -> N
     assert body["status"] == "created" and body["event_id"] == event["event_id"]
     assert body["equivocation"] is False
     state = seeded.get(f"/pith/{SUFFIX}/state.json").json()
-    assert state["state_sha256"] == body["state_sha256"] == state_sha256(state)
+    assert state["state_sha256"] == state_sha256(state)
+    assert "state_sha256" not in body  # a write computes no state: its readers do, after it
     (entry,) = state["current"]["replication_records"]
     assert entry["event_id"] == event["event_id"] and entry["payload"] == event["payload"]
     record = seeded.get(f"/pith/{SUFFIX}.json").json()  # the read cache moved on
@@ -218,7 +219,8 @@ def test_a_failure_mid_write_leaves_nothing(
         raise RuntimeError("disk on fire")
 
     rows = _event_rows(connection)
-    monkeypatch.setattr(service, "compute_state", boom)  # fails after the event row is written
+    # fails after the event row is written, inside the same unit of work
+    monkeypatch.setattr(service.EventRepository, "slot_taken", boom)
     with TestClient(make_client(settings, database).app, raise_server_exceptions=False) as c:
         r = _post(c, ACTION, signed_event(new_key(), FORGE))
     body = assert_problem(r, 500, "internal_error")

@@ -132,7 +132,7 @@ def _submitter(
             if r.status_code != 201:
                 return
             acked[event["event_id"]] = json.dumps(event, sort_keys=True)
-            states.append(r.json()["state_sha256"])
+            states.append(r.json()["event_id"])
             prev = event["event_id"]
 
 
@@ -179,5 +179,5 @@ def test_sigkill_mid_stream_loses_no_acknowledged_event(
     offline = merge(stored, [key], subject=subject)
     assert state == offline
     if len(ours) == len(acked):
-        assert state["state_sha256"] == states[-1]
+        assert state["applied_event_ids"][-1] == states[-1]
     assert len(state["current"]["replication_records"]) == len(ours)

@@ -1,0 +1,116 @@
+"""A subject's merged state as stored: grown by the events that arrived since it was saved,
+rebuilt by `pith_core.merge` only when growing cannot say (no saved state, other pinned keys, a
+record or alias event), once per subject at a time (single flight), and saved.
+
+Stored events were verified on the way in, so neither path checks a signature again: growing
+reads only the new events' bodies; a rebuild hands the merge the (digest, signature) pairs as
+already verified. Writes never compute a state: it is brought up to date after their commit, by
+the first read that finds it stale (or by `refresh`), outside the log lock.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import zlib
+from typing import Any
+
+import orjson
+from sqlalchemy.orm import Session
+
+from pith_core.canonical import canonical_json_prechecked
+from pith_core.merge import merge
+from pith_core.state_update import extend_state
+
+from ..core.timeutil import utcnow
+from ..registry.service import RegistryIdentity
+from ..storage.engine import Database
+from ..storage.models import StateCache
+from .repository import EventRepository
+
+_STRIPES = tuple(threading.Lock() for _ in range(64))
+
+
+def _stripe(subject: str) -> threading.Lock:
+    return _STRIPES[zlib.crc32(subject.encode()) % len(_STRIPES)]
+
+
+def _is_current(cached: StateCache | None, identity: RegistryIdentity, head: int) -> bool:
+    return (
+        cached is not None
+        and cached.registry_keys_sha256 == identity.pins_sha256
+        and cached.through_log_index == head
+    )
+
+
+def saved_state(
+    session: Session, identity: RegistryIdentity, subject: str
+) -> dict[str, Any] | None:
+    """The saved state when it is current, else None (one indexed look-up and a parse)."""
+    repo = EventRepository(session)
+    cached = repo.cached_state(subject)
+    if not _is_current(cached, identity, repo.subject_head(subject)):
+        return None
+    assert cached is not None
+    return dict(orjson.loads(cached.state))
+
+
+def build(session: Session, identity: RegistryIdentity, subject: str) -> tuple[dict[str, Any], int]:
+    """The state of `subject` as of its latest event, and that event's log index: the saved
+    state grown by the events after it when it can be, else the full merge."""
+    repo = EventRepository(session)
+    head = repo.subject_head(subject)
+    cached = repo.cached_state(subject)
+    if _is_current(cached, identity, head):
+        assert cached is not None
+        return dict(orjson.loads(cached.state)), head
+    if cached is not None and cached.registry_keys_sha256 == identity.pins_sha256:
+        new = [
+            orjson.loads(b) for b in repo.bodies_between(subject, cached.through_log_index, head)
+        ]
+
+        def event_of(event_id: str) -> dict[str, Any]:
+            row = repo.by_event_id(event_id)
+            assert row is not None  # in the saved state, so in the log (never deleted)
+            return dict(json.loads(row.body))
+
+        grown = extend_state(orjson.loads(cached.state), new, repo.slots_for(subject), event_of)
+        if grown is not None:
+            return grown, head
+    events = [orjson.loads(b) for b in repo.bodies_between(subject, 0, head)]
+    verified = {(bytes.fromhex(e["event_id"][7:]), e["signature_b64"]) for e in events}
+    state = merge(events, identity.pinned_keys, subject=subject, verified=verified)
+    return state, head
+
+
+def save(session: Session, identity: RegistryIdentity, state: dict[str, Any], through: int) -> None:
+    EventRepository(session).save_state(
+        state["pith_number"],
+        through,
+        identity.pins_sha256,
+        state["state_sha256"],
+        canonical_json_prechecked(state).decode("utf-8"),
+        utcnow(),
+    )
+
+
+def refresh(db: Database, identity: RegistryIdentity, subject: str) -> dict[str, Any]:
+    """Bring the saved state of `subject` up to date in its own write unit and return it. One
+    thread of this process at a time per subject: the others wait and then find it current."""
+    with _stripe(subject):
+        with db.read() as session:  # a fresh snapshot: it sees what the last holder saved
+            state, through = build(session, identity, subject)
+            current = _is_current(EventRepository(session).cached_state(subject), identity, through)
+        if not current:
+            with db.write() as session:  # short: the state is computed already
+                save(session, identity, state, through)
+        return state
+
+
+def state_for_read(
+    db: Database, session: Session, identity: RegistryIdentity, subject: str
+) -> dict[str, Any]:
+    """The current state for a reader holding `session`: the saved one, else refreshed (and
+    saved) once, whoever else asks at the same time."""
+    state = saved_state(session, identity, subject)
+    return state if state is not None else refresh(db, identity, subject)

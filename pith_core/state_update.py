@@ -1,0 +1,106 @@
+"""A merged state grown by new events, without merging everything again.
+
+`pith_core.merge` stays the specification: `extend_state(merge(S), new)` gives the bytes of
+`merge(S ∪ new)` (property-tested against it on random event sets). The caller vouches that
+every new event is valid under the registry keys of the state (a store checks events on the way
+in and keeps only valid ones) and gives `slots`, the (signer fingerprint, seq) of every event
+of the state and of the new ones, which a state does not hold for its applied events.
+
+What changes the record itself (a `record` or `alias` event, or an equivocation that would set
+one aside) is left to the full merge: `extend_state` returns None and the caller merges.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from .canonical import canonical_json_prechecked
+from .merge import STATE_LISTS, _entry
+
+Slot = tuple[str, int]
+_RECORD_TARGETS = frozenset({"record", "alias"})
+
+
+def _order(entry: Mapping[str, Any]) -> tuple[str, str]:
+    return entry["created_at"], entry["event_id"]
+
+
+def extend_state(
+    state: dict[str, Any],
+    new_events: Iterable[dict[str, Any]],
+    slots: Mapping[str, tuple[Slot, str, str]],
+    event_of: Callable[[str], dict[str, Any]],
+) -> dict[str, Any] | None:
+    """`state` (consumed) with `new_events` applied, or None when only a full merge can say.
+
+    `slots[event_id]` is ((signer fingerprint, seq), created_at, target) of each event of the
+    state and each new one; `event_of(event_id)` is an applied event in full (needed when a new
+    event equivocates with it)."""
+    applied: list[str] = state["applied_event_ids"]
+    applied_set = set(applied)
+    groups = {(g["signer_fingerprint"], g["seq"]): g for g in state["equivocations"]}
+    equivocating = {eid for g in state["equivocations"] for eid in g["event_ids"]}
+    by_slot: dict[Slot, str] = {slots[eid][0]: eid for eid in applied}
+    current = state["current"]
+    changed = False
+    for event in sorted(new_events, key=_order):
+        eid = event["event_id"]
+        if eid in equivocating:
+            group = groups[(event["signer"]["public_key_fingerprint"], event["seq"])]
+            for i, kept in enumerate(group["events"]):
+                if kept["event_id"] == eid and event["signature_b64"] < kept["signature_b64"]:
+                    group["events"][i] = event
+                    changed = True
+            continue
+        if eid in applied_set:
+            continue
+        if event["target"] in _RECORD_TARGETS:
+            return None
+        changed = True
+        slot: Slot = (event["signer"]["public_key_fingerprint"], event["seq"])
+        state["event_count"] += 1
+        state["valid_event_count"] += 1
+        equivocating.add(eid)
+        if slot in groups:
+            group = groups[slot]
+            bisect.insort(group["events"], event, key=lambda e: e["event_id"])
+            group["event_ids"] = [e["event_id"] for e in group["events"]]
+            continue
+        other = by_slot.pop(slot, None)
+        if other is None:
+            equivocating.discard(eid)
+            applied_set.add(eid)
+            bisect.insort(applied, eid, key=lambda i: (slots[i][1], i))
+            bisect.insort(current[STATE_LISTS[event["target"]]], _entry(event), key=_order)
+            by_slot[slot] = eid
+            continue
+        if slots[other][2] in _RECORD_TARGETS:
+            return None
+        # two events of one signer in one slot: both set aside, with the proof
+        applied.remove(other)
+        applied_set.discard(other)
+        entries = current[STATE_LISTS[slots[other][2]]]
+        entries[:] = [e for e in entries if e["event_id"] != other]
+        equivocating.add(other)
+        pair = sorted([event_of(other), event], key=lambda e: e["event_id"])
+        group = {
+            "signer_fingerprint": slot[0],
+            "subject_pith_number": state["pith_number"],
+            "seq": slot[1],
+            "event_ids": [e["event_id"] for e in pair],
+            "events": pair,
+        }
+        groups[slot] = group
+        bisect.insort(
+            state["equivocations"],
+            group,
+            key=lambda g: (g["signer_fingerprint"], g["seq"]),
+        )
+        state["equivocation_count"] += 1
+    if changed:
+        body = {k: v for k, v in state.items() if k != "state_sha256"}
+        state["state_sha256"] = hashlib.sha256(canonical_json_prechecked(body)).hexdigest()
+    return state
