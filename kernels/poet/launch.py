@@ -160,7 +160,8 @@ def _cnp_mm(
         HAS_B2=b2 is not None,
         HAS_CD=cd is not None,
         N_E=len(adds),
-        PREC="ieee" if precision == "bf16" else precision,
+        # bf16 operands take the default (tensor-core) dot; "ieee" is fp32's exact one
+        PREC="ieee" if precision == "ieee" else "tf32",
         LOWP=precision == "bf16" and not interpreting(),
         BT=bt,
         BK=bk,
