@@ -1,0 +1,106 @@
+"""The Python client against a live `pith serve` (real HTTP): get, resolve, search, verify
+offline, submit, follow the feed, and retries of 429 that honour Retry-After."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import pytest
+
+from pith_client import PithAPIError, PithClient
+from pith_client.client import retry_after_seconds
+
+from .helpers import new_key, seed_json, signed_event
+from .live import LiveServer, start_server
+
+FORGE = seed_json("000")["pith_number"]
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    work = tmp_path_factory.mktemp("client")
+    server = start_server(
+        f"sqlite:///{work / 'pith.db'}",
+        work,
+        PITH_RATE_LIMIT_READS_PER_MINUTE="30",
+        PITH_TRUST_FORWARDED_FOR="true",  # each test reads as its own client
+    )
+    yield server
+    server.stop()
+
+
+def _client(live: LiveServer, name: str, **kwargs: object) -> PithClient:
+    return PithClient(live.base_url, headers={"x-forwarded-for": name}, **kwargs)  # type: ignore[arg-type]
+
+
+def test_reads(live: LiveServer) -> None:
+    with _client(live, "10.0.0.1") as pith:
+        source = seed_json("000")["source"]["id"]
+        record = pith.get(source)
+        assert record["pith_number"] == FORGE
+        assert record["canonical_sha256"] == seed_json("000")["canonical_sha256"]
+        assert pith.resolve(arxiv=source).pith_number == FORGE
+        assert pith.resolve(doi=f"10.48550/arXiv.{source}").pith_number == FORGE
+        found = pith.search("FORGE")
+        assert found.total == 1 and found.results[0]["pith_number"] == FORGE
+        with pytest.raises(PithAPIError) as missing:
+            pith.get("AAAAAAAAAAAAAAAAAAAAAAAAAA")
+        assert missing.value.status == 404 and missing.value.code == "not_found"
+        with pytest.raises(ValueError):
+            pith.resolve()
+
+
+def test_verify_is_offline_and_catches_a_wrong_key(live: LiveServer) -> None:
+    with _client(live, "10.0.0.2") as pith:
+        report = pith.verify(FORGE)
+        assert report.ok, report.failed
+        assert report.kind and len(report.checks) >= 4
+        stranger = new_key().public_key
+        assert not pith.verify(FORGE, keys=[stranger]).ok
+
+
+def test_submit_and_follow(live: LiveServer) -> None:
+    with _client(live, "10.0.0.3") as pith:
+        before = list(pith.follow(after=0, stop_when_idle=True, limit=7))
+        indices = [item.log_index for item in before]
+        assert indices == sorted(indices) and len(set(indices)) == len(indices) > 0
+        event = signed_event(new_key(), FORGE, payload={"claim_id": "c", "verdict": "replicated"})
+        first = pith.submit(event)
+        assert first.created and first.event_id == event["event_id"] and first.pith_number == FORGE
+        assert not pith.submit(event).created  # the same event again: a duplicate, not an error
+        after = list(pith.follow(after=indices[-1], stop_when_idle=True))
+        assert [item.event["event_id"] for item in after] == [event["event_id"]]
+        assert after[0].log_index == first.log_index
+        bad = {**event, "signature_b64": "A" * 88}
+        with pytest.raises(PithAPIError) as refused:
+            pith.submit({**bad, "seq": 2})
+        assert 400 <= refused.value.status < 500
+
+
+def test_429_is_retried_after_retry_after(live: LiveServer) -> None:
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        time.sleep(seconds)
+
+    with _client(live, "10.0.0.4", sleep=sleep, max_retries=10) as pith:
+        for _ in range(34):  # 30 a minute, in a burst of 30: the last ones wait
+            assert pith.signing_key()
+    assert waits and all(1 <= w <= 3 for w in waits), waits
+    with _client(live, "10.0.0.4", max_retries=0) as impatient:
+        with pytest.raises(PithAPIError) as limited:
+            for _ in range(5):
+                impatient.signing_key()
+        assert limited.value.status == 429 and limited.value.code == "rate_limited"
+
+
+def test_retry_after_forms() -> None:
+    now = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
+    assert retry_after_seconds("7") == 7.0
+    assert retry_after_seconds(format_datetime(now + timedelta(seconds=30), usegmt=True), now) == 30
+    assert retry_after_seconds(format_datetime(now - timedelta(seconds=30), usegmt=True), now) == 0
+    assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None
