@@ -21,7 +21,7 @@ from .kernels import _adamw_slice_kernel, _embedding_dw_kernel, _sliced_dw_kerne
 from .reference import check_strategy
 
 GEMM_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-ADAMW_BLOCK = 1024
+ADAMW_BLOCK = 1 << 15 if interpreting() else 1024  # the interpreter pays per program
 
 
 def _as_2d(t: torch.Tensor) -> torch.Tensor:

@@ -185,8 +185,12 @@ class ChunkFT(torch.optim.Optimizer):
         self._since_switch = 0
         for e in entries:
             e.param.requires_grad_(False)
+        if self.offload:
+            self._allocate_host()
         self._patch()
         self._activate(0)
+        if self.prefetch:
+            self._prefetch(1 % self.chunks)
 
     # --- construction ------------------------------------------------------------------------
 
@@ -220,6 +224,24 @@ class ChunkFT(torch.optim.Optimizer):
             dim = 1 if kind == "linear" and strategy == "row" else 0
             entries.append(_Entry(name, p, kind, dim, mod))
         return entries
+
+    def _allocate_host(self) -> None:
+        """Every chunk's states in host memory from the start (zeros), in one pinned buffer:
+        the steady state of offloading, and one allocation (the pinned-memory cache rounds each
+        allocation up to a power of two; one buffer pays that once)."""
+        sizes = [[math.prod(s) for s in self._shapes(k)] for k in range(self.chunks)]
+        total = 2 * sum(map(sum, sizes))
+        flat = torch.zeros(total, dtype=torch.float32, pin_memory=self.device.type == "cuda")
+        self._host_flat = flat
+        at = 0
+        for k in range(self.chunks):
+            pairs = []
+            for n, shape in zip(sizes[k], self._shapes(k), strict=True):
+                m = flat[at : at + n].view(shape)
+                v = flat[at + n : at + 2 * n].view(shape)
+                at += 2 * n
+                pairs.append((m, v))
+            self._host[k] = pairs
 
     def _patch(self) -> None:
         for slot in self.slots:
@@ -290,16 +312,7 @@ class ChunkFT(torch.optim.Optimizer):
         """Copy chunk k's states to (pinned) host memory; on CUDA on the side stream, after the
         work queued so far, so the next chunk's compute runs meanwhile."""
         states = self._resident.pop(k)
-        if k not in self._host:
-            pin = self.device.type == "cuda"
-            self._host[k] = [
-                (
-                    torch.empty(m.shape, dtype=m.dtype, pin_memory=pin),
-                    torch.empty(v.shape, dtype=v.dtype, pin_memory=pin),
-                )
-                for m, v in states
-            ]
-        host = self._host[k]
+        host = self._host[k]  # allocated with the optimizer when offloading
         if self._side is None:
             for (m, v), (mh, vh) in zip(states, host, strict=True):
                 mh.copy_(m)
@@ -500,7 +513,6 @@ class ChunkFT(torch.optim.Optimizer):
         for group, saved in zip(self.param_groups, state_dict["param_groups"], strict=True):
             group.update(saved)
         self._resident.clear()
-        self._host.clear()
         self._events.clear()
         for k, st in state_dict["state"].items():
             k = int(k)
@@ -508,14 +520,11 @@ class ChunkFT(torch.optim.Optimizer):
             pairs = list(zip(st[STATE_NAMES[0]], st[STATE_NAMES[1]], strict=True))
             if [tuple(m.shape) for m, _ in pairs] != shapes:
                 raise ValueError(f"chunk {k}: state shapes do not match the model's slices")
-            pin = self.device.type == "cuda"
-            self._host[k] = [
-                (
-                    torch.empty(m.shape, dtype=torch.float32, pin_memory=pin).copy_(m),
-                    torch.empty(v.shape, dtype=torch.float32, pin_memory=pin).copy_(v),
-                )
-                for m, v in pairs
-            ]
+            if k not in self._host:  # not offloading: a host copy to bring in once
+                self._host[k] = [(torch.empty_like(m), torch.empty_like(v)) for m, v in pairs]
+            for (mh, vh), (m, v) in zip(self._host[k], pairs, strict=True):
+                mh.copy_(m)
+                vh.copy_(v)
         self._steps = list(meta["steps"])
         self._since_switch = meta["since_switch"]
         self._activate(meta["active_chunk"])

@@ -1,0 +1,4 @@
+from replication.claims.base import main
+from replication.claims.chunkft.spec import SPEC
+
+main(SPEC)
