@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -98,6 +100,12 @@ class Settings(BaseSettings):
         description="bench/log.py only: false stores events without their log leaves, to "
         "measure ingest without the log (the log is then incomplete: never in production)",
     )
+    key_rotations: list[Path] = Field(
+        default=[],
+        description="files of signed key rotation statements (`pith key rotate`), oldest first: "
+        "the keys they retire stay pinned for what they signed, and /pith-signing-key.json "
+        "lists every key with its validity window",
+    )
     log_witness_quorum: int = Field(
         default=0,
         ge=0,
@@ -145,7 +153,19 @@ class Settings(BaseSettings):
 
     @cached_property
     def trusted_keys(self) -> tuple[bytes, ...]:
-        return tuple(public_key_from_hex(k) for k in self.trusted_registry_keys)
+        retired = tuple(bytes.fromhex(s["old_public_key_hex"]) for s in self.rotation_statements)
+        return tuple(public_key_from_hex(k) for k in self.trusted_registry_keys) + retired
+
+    @cached_property
+    def rotation_statements(self) -> list[dict[str, Any]]:
+        """The statements of `key_rotations`, each verified (signed by the key it retires)."""
+        from pith_core.rotation import verify_rotation
+
+        out: list[dict[str, Any]] = []
+        for path in self.key_rotations:
+            doc = json.loads(Path(path).read_text())
+            out.extend(verify_rotation(s) for s in (doc if isinstance(doc, list) else [doc]))
+        return out
 
     @cached_property
     def tlog_origin(self) -> str:

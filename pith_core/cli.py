@@ -23,8 +23,9 @@ from .keyfile import load_key, save_key
 from .keys import PUBLIC_REGISTRY_KEY_HEX, KeyPair, generate_signing_key, public_key_from_hex
 from .merge import merge
 from .number import pith_number
+from .rotation import key_history, windowed_checks
 from .timefmt import format_utc_second
-from .verify import canonical_record_of, document_kind, verify_document
+from .verify import Check, canonical_record_of, document_kind, verify_document
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -72,7 +73,17 @@ def cmd_number(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     doc = _read_json(args.file)
     keys = [public_key_from_hex(k) for k in (args.key or [PUBLIC_REGISTRY_KEY_HEX])]
+    windows = None
+    if args.rotations:  # issue 15: the key history from the first --key, signed rotations
+        held = _read_json(args.rotations)
+        statements = held.get("rotations", []) if isinstance(held, dict) else held
+        windows = key_history(keys[0], statements)
+        keys = list(dict.fromkeys([*keys, *(w.public_key for w in windows)]))
     kind, checks = verify_document(doc, keys)
+    if windows is not None:
+        problems = windowed_checks(doc, windows)
+        detail = "; ".join(problems) or f"all inside their key's window ({len(windows)} keys)"
+        checks.append(Check("key rotation windows", not problems, detail))
     ok = all(c.passed for c in checks)
     if args.json:
         _emit(
@@ -175,6 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
         "imported record's receipt is another registry's; default: the public registry's)",
     )
     p.add_argument("--json", action="store_true", help="print the checks as JSON")
+    p.add_argument(
+        "--rotations",
+        metavar="FILE",
+        help="key rotations (a registry's pith-signing-key.json, or a JSON list of signed "
+        "statements) from the first --key on: later keys are trusted, each inside its window",
+    )
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("keygen", help="create an Ed25519 signing key file (mode 0600)")

@@ -48,6 +48,19 @@ def open_signed_checkpoint(
     raise LogCheckError(f"the checkpoint is not signed by a trusted key as {origin!r}: {last}")
 
 
+def checkpoint_signer(raw: str, origin: str, windows: Sequence[Any]) -> bytes | None:
+    """The key of `windows` (rotation.KeyWindow) that validly signed the checkpoint and was the
+    log's key for its tree size; None when no such key did."""
+    for w in windows:
+        try:
+            checkpoint, _ = open_checkpoint(raw, Verifier(origin, w.public_key), origin)
+        except NoteError:
+            continue
+        if w.covers_tree_size(checkpoint.size):
+            return bytes(w.public_key)
+    return None
+
+
 def check_events_in_log(
     events: Sequence[Mapping[str, Any]], log: Mapping[str, Any], registry_keys: Sequence[bytes]
 ) -> str:

@@ -122,6 +122,9 @@ def cmd_mirror_pull(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
+    from ..registry.rotation import register as register_key
+
+    register_key(subparsers)  # `pith key rotate`
     key_help = "the registry's raw Ed25519 key in hex (repeatable; default: the one it serves)"
     p = subparsers.add_parser("log", help="the transparency log: fsck, consistency, witness key")
     sub = p.add_subparsers(dest="log_command", required=True, metavar="ACTION")

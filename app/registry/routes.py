@@ -9,6 +9,7 @@ from ..core.context import context_of
 from ..core.openapi import JSON_RESPONSE
 from ..events.repository import EventRepository
 from ..log.routes import log_manifest_entry
+from .rotation import key_history_document
 from .service import mirror_manifest, signing_key_document
 
 router = APIRouter(tags=["registry"])
@@ -21,6 +22,7 @@ def signing_key(request: Request) -> Response:
     ctx = context_of(request)
     doc = signing_key_document(ctx.identity, ctx.base_url)
     doc["transparency_log"] = log_manifest_entry(ctx)
+    doc.update(key_history_document(ctx.settings, ctx.identity))
     return JSONResponse(doc)
 
 
@@ -29,6 +31,7 @@ def mirrors(request: Request) -> Response:
     ctx = context_of(request)
     doc = mirror_manifest(ctx.identity, ctx.base_url)
     doc["transparency_log"] = log_manifest_entry(ctx)
+    doc.update(key_history_document(ctx.settings, ctx.identity))
     return JSONResponse(doc)
 
 

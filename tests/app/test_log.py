@@ -264,3 +264,75 @@ def test_the_key_document_and_mirror_manifest_name_the_log(seeded: TestClient) -
     assert verifier.public_key == bytes.fromhex(doc["public_key_hex"])
     assert verifier.name == entry["origin"] == "testserver/log"  # host of PITH_PUBLIC_URL
     note.open_checkpoint(seeded.get("/log/checkpoint").text, verifier, entry["origin"])
+
+
+def test_key_rotation_keeps_old_signatures_and_refuses_the_old_keys_later_ones(
+    settings: Any, database: Any, identity: Any, tmp_path: Any
+) -> None:
+    from datetime import timedelta
+
+    from app.core.timeutil import utcnow
+    from pith_core.cli import main as pith_main
+    from pith_core.keyfile import save_key
+    from pith_core.keys import KeyPair
+    from pith_core.rotation import sign_rotation
+    from pith_core.timefmt import format_utc_second
+
+    from .conftest import make_client
+    from .helpers import import_seeds
+
+    import_seeds(database, identity)
+    subject = seed_number("000")
+    suffix = subject.rsplit(":", 1)[1]
+    with make_client(settings, database) as old_client:
+        _submit(old_client, subject, 1, None, new_key())
+        before = old_client.get(f"/pith/{suffix}/bundle.json").json()
+        old_state = old_client.get(f"/pith/{suffix}/state.json").json()["state_sha256"]
+    new = KeyPair(SigningKey.generate(), "pith-local-v2")
+    save_key(tmp_path / "new-key.json", new)
+    statement = sign_rotation(
+        identity.key.signing_key,
+        identity.key.key_id,
+        new.public_key,
+        new.key_id,
+        takes_over_at=format_utc_second(utcnow() + timedelta(seconds=2)),
+        checkpoints_through=before["log"]["tree_size"],
+    )
+    (tmp_path / "rotation.json").write_text(json.dumps(statement))
+    rotated = type(settings)(  # a new Settings: model_copy would keep cached properties
+        **{
+            **settings.model_dump(),
+            "key_file": tmp_path / "new-key.json",
+            "key_rotations": [tmp_path / "rotation.json"],
+        }
+    )
+    with make_client(rotated, database) as client:
+        doc = client.get("/pith-signing-key.json").json()
+        assert doc["public_key_hex"] == new.public_key.hex()
+        assert [k["key_id"] for k in doc["keys"]] == [identity.key.key_id, "pith-local-v2"]
+        assert (
+            doc["keys"][0]["valid_until"]
+            == statement["takes_over_at"]
+            == doc["keys"][1]["valid_from"]
+        )
+        # the old key stays pinned: the state of events it signed is unchanged
+        assert client.get(f"/pith/{suffix}/state.json").json()["state_sha256"] == old_state
+        after = client.get(f"/pith/{suffix}/bundle.json").json()
+        (tmp_path / "keys.json").write_text(json.dumps(doc))
+        _submit(client, subject, 1, None, new_key())
+        grown = client.get(f"/pith/{suffix}/bundle.json").json()
+    assert after["log"]["checkpoint"] != before["log"]["checkpoint"]  # now signed by the new key
+    old_hex = identity.key.public_key.hex()
+    base = ["verify", "--key", old_hex, "--key", PUBLIC_KEY.hex()]
+    rot = ["--rotations", str(tmp_path / "keys.json")]
+    for n, doc_ in enumerate((before, after, grown)):
+        (tmp_path / f"b{n}.json").write_text(json.dumps(doc_))
+        assert pith_main([*base, str(tmp_path / f"b{n}.json"), *rot]) == 0, n
+    # the old key signing the grown tree after the rotation: valid Ed25519, outside its window
+    origin = grown["log"]["origin"]
+    cp = note.parse_checkpoint(note.parse_note(grown["log"]["checkpoint"]).text)
+    late = note.sign_checkpoint(cp, origin, identity.key.signing_key)
+    forged = {**grown, "log": {**grown["log"], "checkpoint": late}}
+    (tmp_path / "forged.json").write_text(json.dumps(forged))
+    assert pith_main([*base, str(tmp_path / "forged.json")]) == 0  # plain trust can't tell
+    assert pith_main([*base, str(tmp_path / "forged.json"), *rot]) == 1  # the windows can
