@@ -23,7 +23,7 @@ def _settings(args: argparse.Namespace) -> Any:
     return Settings(**overrides)
 
 
-def import_files(settings: Any, paths: list[Path], trusted_key_hex: str) -> int:
+def import_files(settings: Any, paths: list[Path], trusted_key_hex: str | list[str]) -> int:
     """Verify every file first, then store them all in one transaction (or nothing)."""
     from pith_core.errors import PithError
     from pith_core.keys import public_key_from_hex
@@ -34,7 +34,8 @@ def import_files(settings: Any, paths: list[Path], trusted_key_hex: str) -> int:
     from .storage.engine import Database
 
     try:
-        key = public_key_from_hex(trusted_key_hex)
+        hexes = [trusted_key_hex] if isinstance(trusted_key_hex, str) else trusted_key_hex
+        key = [public_key_from_hex(k) for k in hexes]
     except PithError as e:
         print(f"pith import: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -168,16 +169,17 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from pith_core.keys import PUBLIC_REGISTRY_KEY_HEX
+
     from .storage.migrate import upgrade_database
 
     settings = _settings(args)
     upgrade_database(settings.database_url)
-    return import_files(settings, args.files, args.trusted_key)
+    return import_files(settings, args.files, args.trusted_key or [PUBLIC_REGISTRY_KEY_HEX])
 
 
 def register(subparsers: Any) -> None:
     """Entry point of the `pith.cli` group: add the service's subcommands."""
-    from pith_core.keys import PUBLIC_REGISTRY_KEY_HEX
 
     def db_option(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -194,14 +196,21 @@ def register(subparsers: Any) -> None:
     p.add_argument("--port", type=int, default=None, help="overrides PITH_PORT (8000)")
     p.add_argument("--workers", type=int, default=None, help="overrides PITH_WORKERS (1)")
     p.add_argument("--no-seeds", action="store_true", help="do not import the seeds")
-    p.add_argument("--log-level", default="info")
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug", "trace"],
+        help="uvicorn's log level (info)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = subparsers.add_parser("db", help="database schema (Alembic migrations)")
     db_sub = p.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     up = db_sub.add_parser("upgrade", help="apply the migrations (default: to head)")
     db_option(up)
-    up.add_argument("revision", nargs="?", default="head")
+    up.add_argument(
+        "revision", nargs="?", default="head", help="the revision to reach (default: head)"
+    )
     up.set_defaults(func=cmd_db_upgrade)
 
     p = subparsers.add_parser(
@@ -211,12 +220,15 @@ def register(subparsers: Any) -> None:
         "(no receipt: this registry signs its own). All verify, or nothing is stored.",
     )
     db_option(p)
-    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument(
+        "files", nargs="+", type=Path, help="record documents, merged states or record pages"
+    )
     p.add_argument(
         "--trusted-key",
-        default=PUBLIC_REGISTRY_KEY_HEX,
+        action="append",
         metavar="HEX",
-        help="raw Ed25519 key (hex) receipts must verify under (default: the public registry's)",
+        help="raw Ed25519 key (hex) receipts (and a bundle's registry events) must verify under; "
+        "repeatable (default: the public registry's)",
     )
     p.set_defaults(func=cmd_import)
 

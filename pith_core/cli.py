@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from importlib.metadata import entry_points
+from importlib.metadata import PackageNotFoundError, entry_points, version
 from pathlib import Path
 from typing import Any
 
@@ -158,12 +158,21 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def package_version() -> str:
+    try:
+        return version("pith")
+    except PackageNotFoundError:  # a checkout run with PYTHONPATH=.
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="pith",
         description="Verify and build Pith records, receipts and signed events offline.",
-        epilog="Exit status: 0 all holds, 1 a verification failed, 2 malformed input or usage.",
+        epilog="Exit status: 0 all holds, 1 a verification failed, 2 malformed input or usage. "
+        "Results go to stdout, messages to stderr.",
     )
+    ap.add_argument("--version", action="version", version=f"pith {package_version()}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
@@ -173,11 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_hash)
 
     p = sub.add_parser("number", help="Pith number of a canonical record (or of a whole document)")
-    p.add_argument("file", nargs="?", default="-")
+    p.add_argument("file", nargs="?", default="-", help="JSON file, or - for stdin (default)")
     p.set_defaults(func=cmd_number)
 
     p = sub.add_parser("verify", help="check a record, bundle or state: hash, number, receipt")
-    p.add_argument("file", nargs="?", default="-")
+    p.add_argument(
+        "file", nargs="?", default="-", help="record, bundle or state JSON, or - for stdin"
+    )
     p.add_argument(
         "--key",
         action="append",
@@ -195,24 +206,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("keygen", help="create an Ed25519 signing key file (mode 0600)")
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument(
+        "--out", required=True, type=Path, help="the key file to create (never overwritten)"
+    )
     p.add_argument("--key-id", default="pith-key-1", help="the name the key signs under")
     p.set_defaults(func=cmd_keygen)
 
     p = sub.add_parser("sign-event", help="build and sign one event; prints it as JSON")
     p.add_argument("--key", required=True, type=Path, help="key file from `pith keygen`")
     p.add_argument("--subject", required=True, help="the Pith number the event is about")
-    p.add_argument("--target", required=True, choices=sorted(EVENT_TYPES))
+    p.add_argument(
+        "--target", required=True, choices=sorted(EVENT_TYPES), help="what the event is about"
+    )
     p.add_argument("--payload", default="-", help="payload JSON file, or - for stdin")
     p.add_argument("--seq", type=int, default=1, help="this signer's sequence number (from 1)")
     p.add_argument("--prev", default=None, help="event_id of this signer's previous event")
     p.add_argument("--created-at", default=None, help="YYYY-MM-DDTHH:MM:SSZ (default: now)")
-    p.add_argument("--signer-id", default="anonymous")
-    p.add_argument("--signer-type", default="individual")
+    p.add_argument("--signer-id", default="anonymous", help="who signs, as shown (anonymous)")
+    p.add_argument(
+        "--signer-type", default="individual", help="kind of signer, e.g. author (individual)"
+    )
     p.set_defaults(func=cmd_sign_event)
 
     p = sub.add_parser("merge", help="merge a JSON array of events (or a bundle) into the state")
-    p.add_argument("file", nargs="?", default="-")
+    p.add_argument(
+        "file", nargs="?", default="-", help="events array or bundle JSON, or - for stdin"
+    )
     p.add_argument(
         "--registry-key",
         action="append",

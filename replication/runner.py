@@ -24,6 +24,7 @@ from typing import Any
 from replication.claims import CLAIM_MODULES
 
 PHASE_PREFIX = "::phase:: "
+LOG_TAIL_LINES = 20
 
 
 @dataclass(frozen=True)
@@ -37,18 +38,47 @@ class RunOutcome:
     log_path: Path
     log_sha256: str
     duration_s: float
+    log_tail: tuple[str, ...] = ()  # the log's last lines, for people reading a failure
 
     @property
     def error(self) -> str | None:
+        """What went wrong, with the claim's own last words when it failed (the exception or
+        argparse message it printed last), so nobody has to dig the log out of a temp dir."""
         if self.cancelled:
             return "cancelled"
         if self.timed_out:
             return "time limit exceeded"
         if self.exit_code != 0:
-            return f"claim exited with status {self.exit_code}"
+            said = self.last_words
+            return f"claim exited with status {self.exit_code}" + (f": {said}" if said else "")
         if self.result is None:
             return "claim wrote no result"
         return None
+
+    @property
+    def last_words(self) -> str:
+        """The last line of the log that is not a phase marker (bounded)."""
+        for line in reversed(self.log_tail):
+            text = line.strip()
+            if text and not text.startswith(PHASE_PREFIX.strip()):
+                return text[:300]
+        return ""
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES, max_bytes: int = 16_384) -> tuple[str, ...]:
+    """The last `lines` lines of a log file (reading at most its last `max_bytes`)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            data = f.read()
+    except OSError:
+        return ()
+    text = data.decode("utf-8", "replace").splitlines()
+    if size > max_bytes and text:
+        text = text[1:]  # the first line read is likely cut
+    return tuple(text[-lines:])
 
 
 def run_claim(
@@ -125,4 +155,5 @@ def run_claim(
         log_path=log_path,
         log_sha256=digest.hexdigest(),
         duration_s=time.monotonic() - started,
+        log_tail=log_tail(log_path),
     )

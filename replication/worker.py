@@ -1,10 +1,14 @@
 """`pith-worker`: lease a replication job, run its claim, sign the record, submit it, repeat.
 
-    pith-worker run --server URL --key FILE [--once] [--claims forge,sage] [--json]
-    pith-worker claim NAME --profile P [--out FILE]      # one claim, locally, no server
+    pith-worker run --server URL --key FILE [--once] [--claims forge,sage] [--json] [--keep]
+    pith-worker claim NAME --profile P [--out FILE] [--keep]   # one claim, locally, no server
 
 SIGTERM/SIGINT stop the running claim, release the lease and exit cleanly. A claim that crashes
 or overruns its time limit still yields a signed record (verdict `error`, with its log digest).
+
+Output: stdout carries only results (`claim`: its summary as JSON; `run --json`: one JSON event
+a line); progress and logs go to stderr (rich on a terminal, plain lines otherwise). A claim's
+run directory (its log, its result file) is removed once done unless `--keep`.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -19,6 +24,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +40,21 @@ from replication.runner import RunOutcome, run_claim
 from replication.signer import ChainState, record_payload, sign_record
 
 
-class Reporter:
-    """Progress for people (rich) or for programs (`--json`: one JSON object a line)."""
+def package_version() -> str:
+    try:
+        return version("pith")
+    except PackageNotFoundError:  # a checkout run with PYTHONPATH=. (the GPU machine)
+        return "unknown (not installed)"
 
-    def __init__(self, as_json: bool) -> None:
+
+class Reporter:
+    """Progress for people (rich on stderr) or for programs (`--json`: one JSON object a line,
+    on stdout where the events are the command's result, else on stderr)."""
+
+    def __init__(self, as_json: bool, *, json_to_stdout: bool = True) -> None:
         self.as_json = as_json
-        self.console = Console(stderr=False, highlight=False)
+        self.json_out = sys.stdout if json_to_stdout else sys.stderr
+        self.console = Console(stderr=True, highlight=False)
         self._status: Any = None
         self._label = ""
         self._phase = ""
@@ -49,7 +64,11 @@ class Reporter:
 
     def emit(self, kind: str, **fields: Any) -> None:
         if self.as_json:
-            print(json.dumps({"event": kind, "at": time.time(), **fields}), flush=True)
+            print(
+                json.dumps({"event": kind, "at": time.time(), **fields}),
+                file=self.json_out,
+                flush=True,
+            )
         else:
             details = " ".join(f"{k}={v}" for k, v in fields.items())
             self.console.log(f"[bold]{kind}[/bold] {details}")
@@ -66,8 +85,11 @@ class Reporter:
 
     def phase(self, name: str) -> None:
         self._phase = name
+        elapsed = round(time.monotonic() - self._started, 1)
         if self.as_json:
-            self.emit("phase", job=self._label, phase=name)
+            self.emit("phase", job=self._label, phase=name, elapsed_s=elapsed)
+        else:
+            self.console.log(f"phase [bold]{name}[/bold] · {elapsed:.1f} s")
 
     def job_finished(self) -> None:
         self._running.clear()
@@ -97,6 +119,7 @@ class Worker:
     workdir: Path
     time_limit_s: float
     poll_s: float
+    keep: bool = False
     stop: threading.Event = field(default_factory=threading.Event)
     env: dict[str, str] = field(default_factory=dict)
 
@@ -167,14 +190,22 @@ class Worker:
         )
         beating.clear()
         self.reporter.job_finished()
-        if self.stop.is_set():
-            self.client.release(job_id, lease_id)
-            self.reporter.emit("released", job=job_id, reason="worker stopping")
-            return
-        if lost_lease.is_set():
-            self.reporter.emit("lease_lost", job=job_id)
-            return
-        self.submit(job, outcome)
+        try:
+            if self.stop.is_set():
+                self.client.release(job_id, lease_id)
+                self.reporter.emit("released", job=job_id, reason="worker stopping")
+                return
+            if lost_lease.is_set():
+                self.reporter.emit("lease_lost", job=job_id)
+                return
+            if outcome.error is not None:
+                self.reporter.emit("claim_failed", job=job_id, error=outcome.error)
+            self.submit(job, outcome)
+        finally:
+            if self.keep:
+                self.reporter.emit("kept", job=job_id, workdir=str(workdir))
+            else:
+                shutil.rmtree(workdir, ignore_errors=True)
 
     def submit(self, job: dict[str, Any], outcome: RunOutcome) -> None:
         payload = record_payload(outcome, job_id=job["job_id"], environment=self.env)
@@ -243,6 +274,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         workdir=args.workdir,
         time_limit_s=args.time_limit,
         poll_s=args.poll,
+        keep=args.keep,
     )
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -261,21 +293,41 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_claim(args: argparse.Namespace) -> int:
-    reporter = Reporter(args.json)
+    reporter = Reporter(args.json, json_to_stdout=False)  # stdout holds only the summary
     workdir = Path(tempfile.mkdtemp(prefix=f"claim-{args.name}-"))
-    reporter.job_started(f"claim {args.name}/{args.profile}")
-    outcome = run_claim(
-        args.name, args.profile, workdir, time_limit_s=args.time_limit, on_phase=reporter.phase
-    )
-    reporter.job_finished()
+    try:
+        reporter.job_started(f"claim {args.name}/{args.profile}")
+        outcome = run_claim(
+            args.name,
+            args.profile,
+            workdir,
+            time_limit_s=args.time_limit,
+            on_phase=reporter.phase,
+        )
+        reporter.job_finished()
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
     summary = {
         "claim_id": outcome.claim_id,
         "profile": outcome.profile,
         "error": outcome.error,
-        "log": str(outcome.log_path),
+        "duration_s": round(outcome.duration_s, 3),
+        "log": str(outcome.log_path) if args.keep else None,
         "log_sha256": outcome.log_sha256,
+        "log_tail": list(outcome.log_tail) if outcome.error else [],
         "result": outcome.result,
     }
+    if outcome.error is not None:
+        reporter.emit("claim_failed", error=outcome.error)
+        if not args.json:
+            tail = "\n".join(f"  | {line}" for line in outcome.log_tail)
+            print(
+                f"pith-worker claim: {outcome.error}\nlast lines of its log:\n{tail}",
+                file=sys.stderr,
+            )
+    elif args.keep:
+        reporter.emit("kept", workdir=str(workdir))
     text = json.dumps(summary, indent=2, sort_keys=True)
     if args.out:
         args.out.write_text(text + "\n")
@@ -284,8 +336,13 @@ def cmd_claim(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="pith-worker", description=__doc__.splitlines()[0])
-    sub = ap.add_subparsers(dest="command", required=True)
+    ap = argparse.ArgumentParser(
+        prog="pith-worker",
+        description=__doc__.split("\n\n", 1)[0],
+        epilog="Exit status: 0 done, 1 a claim or the registry failed, 2 usage or a bad key.",
+    )
+    ap.add_argument("--version", action="version", version=f"pith-worker {package_version()}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("run", help="lease jobs from a registry and run them")
     env = os.environ.get
     p.add_argument(
@@ -310,16 +367,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable progress lines")
     p.add_argument("--state", type=Path, default=None, help="seq/prev chain file (KEY.chain.json)")
     p.add_argument("--worker-id", default=None, help="the signer_id on records (the key's id)")
-    p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "pith-worker")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "pith-worker",
+        help="where each job's run directory is made (default: TMPDIR/pith-worker)",
+    )
+    p.add_argument(
+        "--keep", action="store_true", help="keep each job's run directory (log, result)"
+    )
     p.add_argument("--time-limit", type=float, default=900.0, help="seconds a claim may run")
     p.add_argument("--poll", type=float, default=10.0, help="seconds between empty leases")
     p.set_defaults(func=cmd_run)
-    p = sub.add_parser("claim", help="run one claim locally, without a server")
-    p.add_argument("name", choices=sorted(CLAIM_MODULES))
-    p.add_argument("--profile", default="smoke")
-    p.add_argument("--out", type=Path, default=None)
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--time-limit", type=float, default=900.0)
+    p = sub.add_parser(
+        "claim",
+        help="run one claim locally, without a server; prints its summary as JSON",
+    )
+    p.add_argument("name", choices=sorted(CLAIM_MODULES), help="the claim to run")
+    p.add_argument("--profile", default="smoke", help="the claim's profile (default: smoke)")
+    p.add_argument("--out", type=Path, default=None, help="also write the summary to this file")
+    p.add_argument(
+        "--json", action="store_true", help="progress as JSON lines on stderr (not rich)"
+    )
+    p.add_argument(
+        "--time-limit", type=float, default=900.0, help="seconds the claim may run (900)"
+    )
+    p.add_argument(
+        "--keep", action="store_true", help="keep the run directory (log, result) and name it"
+    )
     p.set_defaults(func=cmd_claim)
     return ap
 

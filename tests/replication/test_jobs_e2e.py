@@ -236,7 +236,7 @@ def test_a_crashing_claim_still_yields_an_error_record(live: Live) -> None:
         for r in _state(live, SAGE)["current"]["replication_records"]
         if r["event_id"] == sent["event_id"]
     ]
-    assert record["payload"]["error"] == "claim exited with status 3"
+    assert record["payload"]["error"] == "claim exited with status 3: selftest: crashing on purpose"
     assert len(record["payload"]["log_sha256"]) == 64
     assert _job(live, job["job_id"])["state"] == "done"
 

@@ -29,7 +29,8 @@ def test_selftest_claim_runs_and_its_log_digest_matches(tmp_path: Path) -> None:
 def test_a_crash_is_an_outcome_with_its_log(tmp_path: Path) -> None:
     out = run_claim("selftest", "crash", tmp_path, time_limit_s=60)
     assert out.result is None and out.exit_code == 3
-    assert out.error == "claim exited with status 3"
+    assert out.error == "claim exited with status 3: selftest: crashing on purpose"
+    assert out.log_tail[-1] == "selftest: crashing on purpose"
     assert b"crashing on purpose" in out.log_path.read_bytes()
 
 
