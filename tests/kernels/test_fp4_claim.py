@@ -60,6 +60,32 @@ def test_smoke_figures_are_measurements(smoke: dict) -> None:
     assert float(f["speed_fp8_gemm_tflops"]) > 0 and float(f["ceiling_copy_tbps"]) > 0
 
 
+def test_calibration_fits_the_steps_to_the_time_left() -> None:
+    """The full profile's step count: the profile's maximum when time is plenty, 30 when none
+    is left; the calibration's per-arm step times are recorded."""
+    import dataclasses
+    import time
+
+    import torch
+
+    from replication.claims.fp4.measure import PROFILES, calibrate_steps
+    from replication.data import load_shakespeare
+
+    prof = dataclasses.replace(PROFILES["smoke"], steps=500)
+    corpus = load_shakespeare()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cpu = torch.device("cpu")
+        steps, figures = calibrate_steps(prof, corpus, cpu, time.perf_counter() + 1e6)
+        assert steps == 500
+        assert all(float(figures[f"calibration_{arm}_ms_per_step"]) > 0 for arm in ARMS)
+        steps, _ = calibrate_steps(prof, corpus, cpu, time.perf_counter())
+        assert steps == 30
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _runs(values: list[float]) -> list[dict[str, float]]:
     return [{"eval_loss": v} for v in values]
 

@@ -44,6 +44,7 @@ class Profile:
     quant_shape: tuple[int, int]  # (tokens, features) of the quantizer timings
     gemm_n: int  # the FP8 vs bf16 GEMM's n
     linear_shape: tuple[int, int, int]  # (M, K, N) of the layer and dW timings
+    total_budget_s: float | None = None  # fit the steps (at most `steps`) to this wall time
 
 
 PROFILES = {
@@ -60,7 +61,8 @@ PROFILES = {
         gemm_n=64,
         linear_shape=(32, 32, 32),
     ),
-    # ~150 s on one H200: 9 runs of 300 steps (the FP4 arms are host-paced, ~30 ms a step)
+    # ≤ 150 s on one H200: 9 runs of up to 300 steps (the FP4 arms are host-paced, ~30 ms a
+    # step expected); a calibration fits the steps to what is left of total_budget_s
     "full": Profile(
         model_size="d512-l8",
         seq_len=256,
@@ -73,6 +75,7 @@ PROFILES = {
         quant_shape=(8192, 4096),
         gemm_n=8192,
         linear_shape=(8192, 4096, 4096),
+        total_budget_s=135.0,
     ),
 }
 
@@ -115,30 +118,26 @@ def evaluate(model: torch.nn.Module, batches: list[torch.Tensor], device: torch.
     return float(torch.stack(losses).mean())
 
 
-def train_arm(
-    arm: str, seed: int, prof: Profile, corpus: Any, device: torch.device
-) -> tuple[dict[str, float], torch.nn.Module]:
-    """Train one arm with one seed; (its figures, the trained model)."""
-    from kernels.fp4 import patch, unpatch
-    from replication.data import eval_batches, train_batches
-    from replication.models import build_llama
+def _train(
+    model: torch.nn.Module, prof: Profile, steps: int, corpus: Any, seed: int, device: torch.device
+) -> tuple[float, float]:
+    """`steps` AdamW steps (warm-up then cosine); (last loss, seconds of all but the first two
+    steps, which compile and tune)."""
+    from replication.data import train_batches
 
     cuda = device.type == "cuda"
-    model = build_llama(prof.model_size, corpus.vocab_size, seed).to(device)
-    cfg = arm_config(arm)
-    if cfg is not None:
-        # kernels on the GPU; the CPU takes the reference path (the interpreter would take
-        # minutes a step)
-        patch(model, cfg, use_kernels=None if cuda else False)
     opt = torch.optim.AdamW(
         model.parameters(), lr=prof.lr, betas=BETAS, weight_decay=WEIGHT_DECAY, fused=cuda or None
     )
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(prof.warmup_steps, prof.steps))
+    warmup = max(1, min(prof.warmup_steps, steps // 10))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(warmup, steps))
     batches = train_batches(corpus.train, prof.batch_size, prof.seq_len, seed=1000 + seed)
-    timing.sync(device)
-    t0 = time.perf_counter()
     loss = torch.zeros((), device=device)
-    for _ in range(prof.steps):
+    t0 = time.perf_counter()
+    for step in range(steps):
+        if step == min(2, steps - 1):
+            timing.sync(device)
+            t0 = time.perf_counter()
         ids = next(batches).to(device, non_blocking=True)
         with torch.autocast(device.type, torch.bfloat16, enabled=cuda):
             loss = model(ids, labels=ids).loss
@@ -148,17 +147,66 @@ def train_arm(
         opt.step()
         sched.step()
     timing.sync(device)
-    seconds = time.perf_counter() - t0
+    return float(loss.detach()), time.perf_counter() - t0
+
+
+def build_arm(arm: str, seed: int, prof: Profile, vocab_size: int, device: torch.device):
+    """The model of an arm: the seed's initialisation, FP4 layers patched in for FP4 arms
+    (kernels on the GPU; the reference path on the CPU, where the interpreter would take
+    minutes a step)."""
+    from kernels.fp4 import patch
+    from replication.models import build_llama
+
+    model = build_llama(prof.model_size, vocab_size, seed).to(device)
+    cfg = arm_config(arm)
+    if cfg is not None:
+        patch(model, cfg, use_kernels=None if device.type == "cuda" else False)
+    return model
+
+
+def train_arm(
+    arm: str, seed: int, prof: Profile, steps: int, corpus: Any, device: torch.device
+) -> tuple[dict[str, float], torch.nn.Module]:
+    """Train one arm with one seed; (its figures, the trained model)."""
+    from kernels.fp4 import unpatch
+    from replication.data import eval_batches
+
+    model = build_arm(arm, seed, prof, corpus.vocab_size, device)
+    loss, seconds = _train(model, prof, steps, corpus, seed, device)
     evals = eval_batches(corpus.eval, prof.batch_size, prof.seq_len, prof.eval_batches)
     out = {
-        "final_train_loss": float(loss.detach()),
+        "final_train_loss": loss,
         "eval_loss": evaluate(model, evals, device),
-        "ms_per_step": seconds * 1e3 / prof.steps,
+        "ms_per_step": seconds * 1e3 / max(1, steps - 2),
     }
-    if cfg is not None:
+    if arm_config(arm) is not None:
         unpatch(model)
         out["eval_loss_unpatched"] = evaluate(model, evals, device)
     return out, model
+
+
+def calibrate_steps(
+    prof: Profile, corpus: Any, device: torch.device, deadline: float
+) -> tuple[int, Figures]:
+    """Steps a run can take so that 3 arms × the seeds end by `deadline` (perf_counter): ms a
+    step of each arm over 8 steps of a throw-away seed (which also compiles and tunes every kernel),
+    plus ~1.5 s a run for building, evaluating twice and freeing. At most prof.steps, at least
+    30, a multiple of 10."""
+    figures: Figures = {}
+    per_run_ms = 0.0
+    for arm in ARMS:
+        model = build_arm(arm, 99, prof, corpus.vocab_size, device)
+        _, seconds = _train(model, prof, 8, corpus, 99, device)
+        ms = seconds * 1e3 / 6
+        figures[f"calibration_{arm}_ms_per_step"] = ms
+        per_run_ms += ms
+        del model
+    runs = len(prof.seeds)
+    left_s = deadline - time.perf_counter()
+    steps = int((left_s * 1e3 / runs - 3 * 1500) / per_run_ms) // 10 * 10
+    steps = min(prof.steps, max(30, steps))
+    figures["calibration_left_s"] = left_s
+    return steps, figures
 
 
 def _mean_sem(values: list[float]) -> tuple[float, float]:
@@ -374,7 +422,7 @@ def _measure(prof: Profile, device: torch.device) -> Figures:
             "setup_model": prof.model_size,
             "setup_seq_len": prof.seq_len,
             "setup_batch_size": prof.batch_size,
-            "setup_steps": prof.steps,
+            "setup_max_steps": prof.steps,
             "setup_seeds": len(prof.seeds),
             "setup_lr": prof.lr,
         }
@@ -404,12 +452,23 @@ def _measure(prof: Profile, device: torch.device) -> Figures:
     figures["data_corpus_sha256"] = corpus.digest
     figures["seconds_data"] = time.perf_counter() - t0
 
+    steps = prof.steps
+    if prof.total_budget_s is not None:
+        base.phase("calibration")
+        t0 = time.perf_counter()
+        deadline = started + prof.total_budget_s
+        steps, calib = calibrate_steps(prof, corpus, device, deadline)
+        figures.update(calib)
+        figures["seconds_calibration"] = time.perf_counter() - t0
+        print(f"[fp4] calibration: {calib} -> {steps} steps a run", flush=True)
+    figures["setup_steps"] = steps
+
     base.phase("training")
     t0 = time.perf_counter()
     results: dict[str, list[dict[str, float]]] = {arm: [] for arm in ARMS}
     for seed in prof.seeds:
         for arm in ARMS:
-            res, model = train_arm(arm, seed, prof, corpus, device)
+            res, model = train_arm(arm, seed, prof, steps, corpus, device)
             results[arm].append(res)
             print(f"[fp4] seed {seed} {arm}: {res}", flush=True)
             if arm == "bf16" and seed == prof.seeds[0]:
