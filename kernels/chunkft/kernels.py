@@ -26,12 +26,15 @@ from kernels.runtime.device import interpreting
 
 
 @functools.cache
-def gemm_config(fp32_ieee: bool) -> dict[str, int]:
-    """Tile shape of the slice GEMM: small under the interpreter (each program costs ~0.4 ms
-    there), tensor-core sized on the GPU; full-fp32 ("ieee") products run on the FMA units, so a
-    smaller tile."""
+def gemm_config(fp32_ieee: bool, fused: bool = False) -> dict[str, int]:
+    """Tile shape of the slice GEMM: under the interpreter large enough that few programs run
+    (each costs milliseconds there), tensor-core sized on the GPU; full-fp32 ("ieee") products
+    run on the FMA units, so a smaller tile; the fused epilogue holds W, m and v tiles beside the
+    accumulator, so a 64x64 tile (32 + 3x32 fp32 registers a thread at 4 warps, no spill)."""
     if interpreting():
         return {"BLOCK_N": 64, "BLOCK_K": 64, "BLOCK_T": 32, "num_warps": 4, "num_stages": 1}
+    if fused and not fp32_ieee:
+        return {"BLOCK_N": 64, "BLOCK_K": 64, "BLOCK_T": 64, "num_warps": 4, "num_stages": 3}
     if fp32_ieee:
         return {"BLOCK_N": 64, "BLOCK_K": 64, "BLOCK_T": 32, "num_warps": 4, "num_stages": 2}
     return {"BLOCK_N": 128, "BLOCK_K": 64, "BLOCK_T": 64, "num_warps": 4, "num_stages": 4}

@@ -52,10 +52,10 @@ def _slice_views(
     return dy, x[:, start:end]
 
 
-def _gemm_meta(dy: torch.Tensor) -> tuple[dict[str, int], bool, bool]:
+def _gemm_meta(dy: torch.Tensor, fused: bool = False) -> tuple[dict[str, int], bool, bool]:
     ieee = dy.dtype == torch.float32
     upcast = interpreting() and dy.dtype != torch.float32
-    return gemm_config(ieee), ieee, upcast
+    return gemm_config(ieee, fused), ieee, upcast
 
 
 def sliced_dw(
@@ -143,7 +143,7 @@ def sliced_dw_adamw_(
     K = b.shape[1]
     w_bf16 = weight.dtype == torch.bfloat16
     w_arg = view.view(torch.int16) if w_bf16 else view
-    cfg, ieee, upcast = _gemm_meta(a)
+    cfg, ieee, upcast = _gemm_meta(a, fused=True)
     grid = (triton.cdiv(N, cfg["BLOCK_N"]), triton.cdiv(K, cfg["BLOCK_K"]))
     _sliced_dw_kernel[grid](
         a, b, exp_avg, w_arg, exp_avg, exp_avg_sq,

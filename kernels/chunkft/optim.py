@@ -345,6 +345,8 @@ class ChunkFT(torch.optim.Optimizer):
             for (m, v), (mh, vh) in zip(bufs, self._host[k], strict=True):
                 m.copy_(mh, non_blocking=True)
                 v.copy_(vh, non_blocking=True)
+                m.record_stream(self._side)  # freed early, they must outlive the copy
+                v.record_stream(self._side)
             self._events[("in", k)] = self._side.record_event()
             self._log("h2d", t0, bufs)
         self._resident[k] = bufs

@@ -123,6 +123,21 @@ def test_one_chunk_bit_identical_to_the_same_kernels_unchunked():
         assert torch.equal(p, q)
 
 
+def test_offloading_changes_no_number():
+    a, b = _net("offload"), _net("offload")
+    opt_a = ChunkFT(a, chunks=3, offload=True, **HYPER)
+    opt_b = ChunkFT(b, chunks=3, offload=False, **HYPER)
+    assert len(opt_a._host) == 3 and not opt_b._host  # every chunk's states start on the host
+    for ids in _batches("offload-b", 7):
+        for m, o in ((a, opt_a), (b, opt_b)):
+            _loss(m, ids).backward()
+            o.step()
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert set(opt_a._resident) <= {opt_a.active_chunk, (opt_a.active_chunk + 1) % 3}
+    assert len(opt_b._resident) == 3  # without offload every visited chunk stays on the device
+
+
 def test_slice_gradients_equal_autograd():
     model = _net("grads")
     plain = copy.deepcopy(model)
