@@ -296,11 +296,13 @@ class TestBatch:
         r = seeded.post("/api/events", json=events)
         assert r.status_code == 201 and r.json()["accepted"] == 39 and r.json()["duplicates"] == 1
         results = r.json()["results"]
-        assert results[0] == {
+        assert {k: v for k, v in results[0].items() if k != "log"} == {
             "event_id": events[0]["event_id"],
             "log_index": first.json()["log_index"],
             "status": "duplicate",
         }
+        # issue 15: a duplicate is proved at the leaf the first submission got
+        assert results[0]["log"]["leaf_index"] == first.json()["log"]["leaf_index"]
         assert [x["event_id"] for x in results] == [e["event_id"] for e in events]
         indices = [x["log_index"] for x in results[1:]]
         assert indices == sorted(indices) and len(set(indices)) == 39
