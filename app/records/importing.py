@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from pith_core.canonical import canonical_sha256, parse_json
 from pith_core.errors import PithError
+from pith_core.merge import merge
 from pith_core.number import pith_number, short_pith_number
 from pith_core.record import canon_text_sha256, validate_canonical_record
 from pith_core.verify import document_kind, verify_document
@@ -44,6 +46,7 @@ class ImportCandidate:
     created_at: datetime  # the record's creation at the other registry
     first_computed_at: datetime | None = None
     notes: list[str] = field(default_factory=list)
+    events: tuple[dict[str, Any], ...] = ()  # a bundle's signed events, verified, to store too
 
     @property
     def pith_number(self) -> str:
@@ -60,13 +63,18 @@ def _parse_time(text: Any, source: str, what: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _verified(doc: Any, trusted_key: bytes, source: str) -> None:
-    kind, checks = verify_document(doc, trusted_key)
+def _keys(trusted_key: bytes | Sequence[bytes]) -> list[bytes]:
+    return [trusted_key] if isinstance(trusted_key, bytes) else list(trusted_key)
+
+
+def _verified(doc: Any, trusted_key: bytes | Sequence[bytes], source: str) -> None:
+    kind, checks = verify_document(doc, _keys(trusted_key))
     failed = [c for c in checks if not c.passed]
     if failed:
         raise ImportRefused(
             source,
-            f"{kind} does not verify under key {trusted_key.hex()[:16]}…: "
+            f"{kind} does not verify under key "
+            f"{', '.join(k.hex()[:16] + '…' for k in _keys(trusted_key))}: "
             + "; ".join(f"{c.name}: {c.detail}" for c in failed),
         )
 
@@ -104,6 +112,32 @@ def _from_state(doc: dict[str, Any], source: str) -> ImportCandidate:
         paper=snapshot["paper"],
         graph_snapshot=snapshot,
         created_at=_parse_time(created.get("created_at"), source, "record_created.created_at"),
+    )
+
+
+def _from_bundle(
+    doc: dict[str, Any], source: str, trusted_key: bytes | Sequence[bytes]
+) -> ImportCandidate:
+    """A bundle (issue 15): its record and receipt, and its events to store with it; the paper's
+    details from the latest graph snapshot the events carry."""
+    record = validate_canonical_record(doc["canonical_record"])
+    events = doc["events"]
+    state = merge(events, _keys(trusted_key), subject=pith_number(record))
+    snapshots = state["current"]["graph_snapshots"]
+    snapshot = snapshots[-1]["payload"]["graph_snapshot"] if snapshots else None
+    if not isinstance(snapshot, dict) or not isinstance(snapshot.get("paper"), dict):
+        raise ImportRefused(source, "the bundle holds no graph snapshot with the paper's details")
+    created = state["current"].get("record_created") or {}
+    when = created.get("created_at") or doc["receipt"].get("signed_at")
+    return ImportCandidate(
+        source=source,
+        canonical_record=record,
+        receipt=dict(doc["receipt"]),
+        paper=snapshot["paper"],
+        graph_snapshot=snapshot,
+        created_at=_parse_time(when, source, "record_created.created_at"),
+        notes=[f"{len(events)} events"],
+        events=tuple(events),
     )
 
 
@@ -257,7 +291,9 @@ def read_page(text: str, source: str) -> ImportCandidate:
     )
 
 
-def read_candidate(data: bytes, source: str, trusted_key: bytes) -> ImportCandidate:
+def read_candidate(
+    data: bytes, source: str, trusted_key: bytes | Sequence[bytes]
+) -> ImportCandidate:
     """One file or request body as an import candidate; ImportRefused when it may not be one."""
     try:
         text = data.decode("utf-8")
@@ -270,12 +306,15 @@ def read_candidate(data: bytes, source: str, trusted_key: bytes) -> ImportCandid
         kind = document_kind(doc)
     except PithError as e:
         raise ImportRefused(source, str(e)) from e
-    if kind not in ("record", "state"):
+    if kind not in ("record", "state", "bundle"):
         raise ImportRefused(
-            source, f"a {kind} cannot be imported: give a record document or a merged state"
+            source,
+            f"a {kind} cannot be imported: give a record document, a merged state or a bundle",
         )
     _verified(doc, trusted_key, source)
     try:
+        if kind == "bundle":
+            return _from_bundle(doc, source, trusted_key)
         return _from_record_document(doc, source) if kind == "record" else _from_state(doc, source)
     except (KeyError, TypeError) as e:
         raise ImportRefused(source, f"missing or malformed field {e}") from e

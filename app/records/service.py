@@ -23,7 +23,7 @@ from pith_core.timefmt import format_utc_second
 from ..core.problems import Problem, not_found
 from ..core.timeutil import as_utc, iso, utcnow
 from ..events.repository import EventRepository
-from ..events.service import compute_state, sign_registry_event
+from ..events.service import compute_state, ingest_batch, sign_registry_event
 from ..registry.service import RegistryIdentity
 from ..storage.models import Record
 from .importing import ImportCandidate
@@ -180,7 +180,11 @@ def register_paper(session: Session, identity: RegistryIdentity, body: RegisterP
 def import_candidates(
     session: Session, identity: RegistryIdentity, candidates: Sequence[ImportCandidate]
 ) -> list[Stored]:
-    return [store_record(session, identity, c, origin="imported") for c in candidates]
+    stored = [store_record(session, identity, c, origin="imported") for c in candidates]
+    events = [e for c in candidates for e in c.events]  # a bundle's events (issue 15)
+    if events:
+        ingest_batch(session, events)
+    return stored
 
 
 def resolve(session: Session, text: str) -> Record:

@@ -217,3 +217,43 @@ def test_two_mirrors_converge_and_a_rewritten_history_is_refused(
     assert caught.returncode == 1, caught.stdout + caught.stderr
     assert json.loads(caught.stdout)["kind"] == "pith_log_split_view"
     assert _tree(a) == before  # nothing written
+
+
+def test_a_bundle_imports_with_its_events_as_log_leaves(tmp_path: Path, fresh_databases) -> None:  # type: ignore[no-untyped-def]
+    env = {"PITH_RATE_LIMIT_WRITES_PER_MINUTE": "0"}
+    source = start_server(fresh_databases.new("sqlite", migrate=False), tmp_path / "a", **env)
+    subject = seed_number("004")
+    suffix = subject.rsplit(":", 1)[1]
+    try:
+        with source.client() as c:
+            key_a = c.get("/pith-signing-key.json").json()["public_key_hex"]
+            event = signed_event(new_key(), subject, seq=1)
+            assert (
+                c.post(f"/pith/{suffix}/action/replication_record", json=event).status_code == 201
+            )
+            bundle = c.get(f"/pith/{suffix}/bundle.json").json()
+    finally:
+        source.stop()
+    (tmp_path / "bundle.json").write_text(json.dumps(bundle))
+    url = fresh_databases.new("sqlite", migrate=False)
+    public = "b2d552b68890857171a78b36a5dccf368a953413288c353f7c9d9d6f94b709b3"
+    refused = _pith("import", str(tmp_path / "bundle.json"), "--database-url", url)
+    assert refused.returncode == 1  # A's registry events do not verify under the public key alone
+    imported = _pith(
+        "import", str(tmp_path / "bundle.json"), "--database-url", url,
+        "--trusted-key", key_a, "--trusted-key", public,
+    )  # fmt: skip
+    assert imported.returncode == 0, imported.stderr
+    mirror = start_server(url, tmp_path / "b", PITH_IMPORT_SEEDS_WHEN_EMPTY="false", **env)
+    try:
+        with mirror.client() as c:
+            held = {
+                e["event_id"]
+                for e in c.get(f"/api/pith-number/{suffix}/events.json").json()["events"]
+            }
+        fsck = _pith("log", "fsck", mirror.base_url)
+    finally:
+        mirror.stop()
+    assert {e["event_id"] for e in bundle["events"]} <= held  # every event of the bundle, kept
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+    assert json.loads(fsck.stdout)["tree_size"] == len(held)  # each a leaf of B's log
