@@ -2,10 +2,10 @@
 
 A POETLinear keeps its frozen base weight in the frame of its current permutations
 (``w0p = W0[perm_out][:, perm_in]``, see ``reference``), the packed free parameters of its
-output-side blocks (``theta_r``) and input-side blocks (``theta_p``) as fp32 parameters starting
-at 0 (R = P = I: the layer starts as the plain linear map), and the two permutations as int32
-buffers. ``merge()`` folds R and P into the base weight, draws new permutations and resets θ
-(the optimizer resets its state for θ: ``POETAdamW``).
+output-side blocks (``theta_r``) and input-side blocks (``theta_p``) as views of one flat fp32
+parameter ``theta`` starting at 0 (R = P = I: the layer starts as the plain linear map), and
+the two permutations as int32 buffers. ``merge()`` folds R and P into the base weight, draws
+new permutations and resets θ (the optimizer resets its state for θ: ``POETAdamW``).
 """
 
 from __future__ import annotations
@@ -83,13 +83,37 @@ class POETLinear(nn.Module):
         self.register_buffer(
             "bias", torch.zeros(out_features, device=dev, dtype=w0p.dtype) if bias else None
         )
-        nb_in, nb_out = in_features // self.block_in, out_features // self.block_out
-        self.theta_p = nn.Parameter(
-            torch.zeros(nb_in, n_free(self.block_in), device=dev, dtype=torch.float32)
+        self.nb_in, self.nb_out = in_features // self.block_in, out_features // self.block_out
+        n_r, n_p = self.nb_out * n_free(self.block_out), self.nb_in * n_free(self.block_in)
+        # one flat parameter, R's blocks then P's: with one block size both sides go through
+        # each kernel in one launch (the released code's single oft_R, too)
+        self.theta = nn.Parameter(torch.zeros(n_r + n_p, device=dev, dtype=torch.float32))
+
+    def split(self, flat: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Views [nb_out, b_out(b_out−1)/2] and [nb_in, b_in(b_in−1)/2] of the flat θ (or of a
+        tensor shaped like it, e.g. its gradient)."""
+        flat = self.theta if flat is None else flat
+        n_r = self.nb_out * n_free(self.block_out)
+        return (
+            flat[:n_r].view(self.nb_out, n_free(self.block_out)),
+            flat[n_r:].view(self.nb_in, n_free(self.block_in)),
         )
-        self.theta_r = nn.Parameter(
-            torch.zeros(nb_out, n_free(self.block_out), device=dev, dtype=torch.float32)
-        )
+
+    @property
+    def theta_r(self) -> torch.Tensor:
+        """The output side's packed parameters (a view of θ)."""
+        return self.split()[0]
+
+    @property
+    def theta_p(self) -> torch.Tensor:
+        """The input side's packed parameters (a view of θ)."""
+        return self.split()[1]
+
+    def theta_grads(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """θ's gradient as (output side, input side)."""
+        if self.theta.grad is None:
+            raise RuntimeError("θ has no gradient yet")
+        return self.split(self.theta.grad)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, block: int = 256, **kwargs: object) -> POETLinear:
@@ -121,7 +145,7 @@ class POETLinear(nn.Module):
         self, *, kernels: bool | None = None, precision: str = "ieee"
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(R blocks, P blocks), fp32 [nb, b, b], differentiable in θ."""
-        use = kernels_run_on(self.theta_r.device) if kernels is None else kernels
+        use = kernels_run_on(self.theta.device) if kernels is None else kernels
         if use:
             from kernels.poet import launch
 
@@ -132,6 +156,9 @@ class POETLinear(nn.Module):
             def rot(theta: torch.Tensor, b: int) -> torch.Tensor:
                 return ref.cayley_neumann(ref.skew_from_vec(theta, b), self.c)
 
+        if self.block_in == self.block_out:  # both sides in one batch of blocks
+            both = rot(self.theta.view(self.nb_out + self.nb_in, -1), self.block_out)
+            return both[: self.nb_out], both[self.nb_out :]
         return rot(self.theta_r, self.block_out), rot(self.theta_p, self.block_in)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -187,8 +214,7 @@ class POETLinear(nn.Module):
         self.perm_in.copy_(_randperm(self.in_features, generator, dev))
         self.perm_out.copy_(_randperm(self.out_features, generator, dev))
         self.w0p.copy_(w_eff[self.perm_out.long()][:, self.perm_in.long()].to(self.w0p.dtype))
-        self.theta_r.zero_()
-        self.theta_p.zero_()
+        self.theta.zero_()
 
 
 def poet_layers(model: nn.Module) -> list[POETLinear]:

@@ -21,7 +21,7 @@ def poet_param_groups(
     model: nn.Module, lr: float, poet_lr: float, weight_decay: float = 0.0
 ) -> list[dict[str, Any]]:
     """[POET θ group (lr=poet_lr, no decay), the rest (lr, weight_decay)] of `model`."""
-    theta = {id(p) for layer in poet_layers(model) for p in (layer.theta_r, layer.theta_p)}
+    theta = {id(layer.theta) for layer in poet_layers(model)}
     poet = [p for p in model.parameters() if id(p) in theta and p.requires_grad]
     rest = [p for p in model.parameters() if id(p) not in theta and p.requires_grad]
     if not poet:

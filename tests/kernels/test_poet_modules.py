@@ -57,26 +57,35 @@ def test_block_for_picks_the_largest_divisor() -> None:
 
 
 @pytest.mark.parametrize("use_kernels", [True, False])
-@pytest.mark.parametrize("mode", ["fast", "mem"])
-def test_layer_matches_dense_reference(use_kernels: bool, mode: str) -> None:
-    """Odd shapes: 72 → 80 features with blocks of 24 and 20 (block 24 asked), 2×19 tokens."""
-    layer = _layer(72, 80, 24, f"dense{use_kernels}{mode}", theta_std=0.05, bias=True, mode=mode)
+@pytest.mark.parametrize(
+    ("mode", "n_out", "blocks"),
+    [("fast", 80, (24, 20)), ("mem", 80, (24, 20)), ("fast", 48, (24, 24))],
+)
+def test_layer_matches_dense_reference(
+    use_kernels: bool, mode: str, n_out: int, blocks: tuple[int, int]
+) -> None:
+    """Odd shapes: 72 → 80 features (blocks of 24 and 20: two batches of blocks) and 72 → 48
+    (24 both sides: one batch), block 24 asked, 2×19 tokens."""
+    layer = _layer(
+        72, n_out, 24, f"dense{use_kernels}{mode}{n_out}", theta_std=0.05, bias=True, mode=mode
+    )
     layer.use_kernels = use_kernels
     with torch.no_grad():
         layer.bias.normal_()
     gen = generator("x" + mode)
     x = torch.randn(2, 19, 72, generator=gen).to(DEVICE).requires_grad_(True)
-    dy = torch.randn(2, 19, 80, generator=gen).to(DEVICE)
+    dy = torch.randn(2, 19, n_out, generator=gen).to(DEVICE)
     y = layer(x)
     (y * dy).sum().backward()
     x64 = x.detach().double().cpu().requires_grad_(True)
     y64, tr, tp = _dense_reference(layer, x64)
     (y64 * dy.double().cpu()).sum().backward()
-    assert (layer.block_in, layer.block_out) == (24, 20)
+    assert (layer.block_in, layer.block_out) == blocks
     assert _rel(y, y64) < 1e-5
     assert _rel(x.grad, x64.grad) < 1e-5
-    assert _rel(layer.theta_r.grad, tr.grad) < 1e-5
-    assert _rel(layer.theta_p.grad, tp.grad) < 1e-5
+    grad_r, grad_p = layer.theta_grads()
+    assert _rel(grad_r, tr.grad) < 1e-5
+    assert _rel(grad_p, tp.grad) < 1e-5
     assert layer.w0p.grad is None and not layer.w0p.requires_grad  # W0 is frozen
 
 
@@ -146,7 +155,7 @@ def test_poet_adamw_trains_merges_and_resets_state() -> None:
     groups = opt.param_groups
     assert groups[0]["poet"] and groups[0]["weight_decay"] == 0.0
     assert all(p.dtype == torch.float32 for p in groups[0]["params"])
-    n_theta = 2 * len(poet_layers(model))
+    n_theta = len(poet_layers(model))  # one flat θ per layer
     assert len(groups[0]["params"]) == n_theta
     ids = torch.randint(0, 97, (4, 16), generator=generator("train")).to(DEVICE)
     losses = []

@@ -165,7 +165,7 @@ def exactness(p: Profile, device: torch.device) -> Figures:
         "exact_fp32_out_rel_err": _rel(y, y64),
         "exact_fp32_x_grad_rel_err": _rel(x.grad, x64.grad),
         "exact_fp32_theta_grad_rel_err": max(
-            _rel(layer.theta_r.grad, tr.grad), _rel(layer.theta_p.grad, tp.grad)
+            _rel(layer.theta_grads()[0], tr.grad), _rel(layer.theta_grads()[1], tp.grad)
         ),
     }
 
@@ -224,9 +224,7 @@ def speed(
         layer = POETLinear(n_in, n_out, block, weight=w0, mode=mode, generator=gen)
         _set_q_norm(layer, 0.05, gen)
         layers[mode] = layer
-        fns[f"poetx_{mode}"] = _fwd_bwd(
-            lambda layer=layer: layer(x), dy, [x, layer.theta_r, layer.theta_p]
-        )
+        fns[f"poetx_{mode}"] = _fwd_bwd(lambda layer=layer: layer(x), dy, [x, layer.theta])
     fast = layers["fast"]
     tr = fast.theta_r.detach().clone().requires_grad_(True)
     tp = fast.theta_p.detach().clone().requires_grad_(True)
@@ -314,9 +312,7 @@ def memory(
             out["mem_poetx_trainable_params"] = sum(
                 p.numel() for p in model.parameters() if p.requires_grad
             )
-            out["mem_poetx_theta_params"] = sum(
-                lay.theta_r.numel() + lay.theta_p.numel() for lay in poet_layers(model)
-            )
+            out["mem_poetx_theta_params"] = sum(lay.theta.numel() for lay in poet_layers(model))
         else:
             opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
         sync(device)
