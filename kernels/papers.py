@@ -30,6 +30,12 @@ PAPERS: dict[str, Paper] = {
             "kernels.forge",
         ),
         Paper(
+            "fp4",
+            "2501.17116",
+            "Optimizing LLM Training Using FP4 Quantization: DGE and outlier clamping",
+            "kernels.fp4",
+        ),
+        Paper(
             "sage",
             "2604.07663",
             "SAGE: sign-based adaptive optimizer with O(d) state for embeddings",

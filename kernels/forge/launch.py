@@ -1,28 +1,37 @@
-"""Host launcher: one fused weight-gradient + update step for one linear layer, and its tuner.
+"""Host launchers and the autograd Function: one fused weight-gradient + update step for one
+linear layer.
 
-The tuner is ours rather than `triton.autotune`: the kernel updates W and its states in place,
-so each candidate is timed on scratch copies (triton's `restore_value` would time its own
-copies along with the kernel), and once a size is tuned the launch goes straight to the JIT
-kernel with the chosen config, skipping the autotuner's per-call bookkeeping. `TUNE_LOG` keeps
-every candidate's time for the benchmarks to report.
+Configs are chosen by the runtime's `Tuner` rather than `triton.autotune`: the kernel updates W
+and its states in place, so each candidate is timed on scratch copies, and once a size is tuned
+the launch goes straight to the JIT kernel with the chosen config. `TUNE_LOG` keeps every
+candidate's time for the benchmarks to report.
 
 `forge_linear_step_` is the general entry (checks, config choice, specialisation key on every
 call). `LayerLauncher` is the backward's hot path: one per fused layer, it does that work once
-and then launches the compiled kernel directly with pre-bound arguments, because at the small
-batches of fine-tuning the host's time to issue each layer's step, not the GPU, paces backward.
+and then launches the compiled kernel directly (`kernels.runtime.launch.BoundLaunch`) with
+pre-bound arguments, because at the small batches of fine-tuning the host's time to issue each
+layer's step, not the GPU, paces backward.
+
+`ForgeLinearFunction` computes y = x·Wᵀ + b; its backward returns dX (with the old W) and the
+bias gradient, and hands dY and X to its `WeightSlot`, which runs the fused step. It returns no
+gradient for W, so W never gets a `.grad`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import torch
+import torch.nn.functional as F
 import triton
-from triton import knobs
+
+from kernels.runtime.device import kernels_run_on
+from kernels.runtime.launch import FAST_LAUNCH, BoundLaunch, hooks_set, specialisation
+from kernels.runtime.tune import Tuner
 
 from . import reference
-from .kernel import (
+from .kernels import (
     INTERPRET,
     _forge_linear_step_kernel,
     _round_to_bf16_kernel,
@@ -36,13 +45,10 @@ from .rules import Rule, StepScalars
 AUTOTUNE_MIN_ELEMENTS = 1 << 22
 GEMM_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
-_TUNED: dict[tuple, triton.Config] = {}
-TUNE_LOG: list[dict[str, Any]] = []
-
 
 def triton_available(device: torch.device) -> bool:
     """The kernel runs on CUDA tensors, and on CPU tensors only through the interpreter."""
-    return device.type == "cuda" or (device.type == "cpu" and INTERPRET)
+    return kernels_run_on(device)
 
 
 def _bucket(n: int) -> int:
@@ -56,6 +62,10 @@ def config_name(cfg: triton.Config) -> str:
         f"{k['BLOCK_N']}x{k['BLOCK_K']}x{k['BLOCK_T']} w{cfg.num_warps} s{cfg.num_stages}"
         f" split{k['EPI_SPLIT']} group{k['GROUP_N']}{' prefetch' if k['PREFETCH'] else ''}"
     )
+
+
+TUNER: Tuner[triton.Config] = Tuner(name=config_name)
+TUNE_LOG = TUNER.log
 
 
 def check_inputs(
@@ -124,10 +134,14 @@ def _pick_config(
     if not tune:
         return ieee_config() if ieee else default_config()
     key = (_bucket(T), _bucket(N * K), dy.dtype, weight.dtype, int(rule), w_old_out is not None)
-    config = _TUNED.get(key)
-    if config is None:
-        config = _tune(key, dy, x, weight, states, rule, sc, stochastic, seed_key, w_old_out)
-    return config
+
+    def launch(cfg: triton.Config, scratch: Sequence[torch.Tensor]) -> None:
+        w_s, *st_s = scratch[: 1 + len(states)]
+        old_s = scratch[-1] if w_old_out is not None else None
+        _launch(dy, x, w_s, st_s, rule, sc, stochastic, seed_key, False, old_s, cfg)
+
+    inplace = [weight, *states] + ([w_old_out] if w_old_out is not None else [])
+    return TUNER.choose(key, autotune_configs(), launch, inplace)
 
 
 def forge_linear_step_(
@@ -176,21 +190,7 @@ def forge_linear_step_(
 
 
 # Compiled kernels by everything Triton specialises a launch on, for the direct launch below.
-_COMPILED: dict[tuple, Any] = {}
-_FAST_LAUNCH = {"on": not INTERPRET}
-_current_raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
-
-
-def _raw_stream(index: int) -> int:
-    """The current CUDA stream's handle, as Triton's own launcher gets it."""
-    if _current_raw_stream is not None:
-        return _current_raw_stream(index)
-    return torch.cuda.current_stream(index).cuda_stream
-
-
-def _spec(v: int) -> tuple[bool, bool]:
-    """What Triton specialises an integer argument on: == 1, and divisibility by 16."""
-    return v == 1, v % 16 == 0
+_COMPILED: dict[tuple, BoundLaunch] = {}
 
 
 def _grid(N: int, K: int, meta: dict[str, Any]) -> int:
@@ -221,21 +221,6 @@ def _constexprs(
     }
 
 
-def _hook_active(hook: Any) -> bool:
-    """A launch hook that would run: triton 3.6 keeps None when unset, later ones an empty
-    HookChain."""
-    if hook is None:
-        return False
-    calls = getattr(hook, "calls", None)
-    return calls is None or len(calls) > 0
-
-
-def _hooks_set() -> bool:
-    """Whether a launch hook (a profiler's) wants each launch's metadata."""
-    rt = knobs.runtime
-    return _hook_active(rt.launch_enter_hook) or _hook_active(rt.launch_exit_hook)
-
-
 def _launch(
     dy: torch.Tensor,
     x: torch.Tensor,
@@ -252,7 +237,7 @@ def _launch(
     """Launch the fused kernel. The first launch of a specialisation goes through the JIT (which
     compiles); later ones call the compiled kernel directly, skipping the JIT's argument binding,
     which costs tens of µs a launch on a slow host — per layer, inside backward. Returns the
-    compiled kernel when the direct launch is available (None otherwise)."""
+    compiled kernel, bound, when the direct launch is available (None otherwise)."""
     T, N = dy.shape
     K = x.shape[1]
     w_bf16 = weight.dtype == torch.bfloat16
@@ -268,7 +253,7 @@ def _launch(
     constexprs = _constexprs(
         rule, sc.nesterov, w_bf16, stochastic, ieee, upcast, w_old_out is not None, config
     )
-    if not _FAST_LAUNCH["on"]:
+    if not FAST_LAUNCH["on"]:
         _forge_linear_step_kernel[grid](
             *tensors,
             *ints,
@@ -285,11 +270,11 @@ def _launch(
         tuple(constexprs.values()),
         tuple(t.dtype for t in tensors),
         tuple(t.data_ptr() % 16 == 0 for t in tensors),
-        tuple(_spec(v) for v in ints),
+        tuple(specialisation(v) for v in ints),
     )
-    compiled = _COMPILED.get(key)
-    if compiled is None:
-        compiled = _forge_linear_step_kernel[grid](
+    bound = _COMPILED.get(key)
+    if bound is None:
+        handle = _forge_linear_step_kernel[grid](
             *tensors,
             *ints,
             *runtime,
@@ -297,32 +282,16 @@ def _launch(
             num_stages=config.num_stages,
             **constexprs,
         )
-        if compiled is not None and hasattr(compiled, "packed_metadata"):
-            _COMPILED[key] = compiled
-            return compiled
-        return None
+        bound = BoundLaunch.of(handle, dy.device.index)
+        if bound is not None:
+            _COMPILED[key] = bound
+        return bound
     # The JIT passes every bound argument, constexprs included, to the compiled launcher.
-    args = (*tensors, *ints, *runtime, *constexprs.values())
-    stream = _raw_stream(dy.device.index)
-    try:
-        compiled.run(
-            grid[0],
-            1,
-            1,
-            stream,
-            compiled.function,
-            compiled.packed_metadata,
-            compiled.launch_metadata(grid, stream, *args),
-            knobs.runtime.launch_enter_hook,
-            knobs.runtime.launch_exit_hook,
-            *args,
-        )
-    except (TypeError, SystemError, AttributeError):
+    if not bound.with_hooks(grid, *tensors, *ints, *runtime, *constexprs.values()):
         # This Triton's launcher takes other arguments: launch through the JIT from now on.
-        _FAST_LAUNCH["on"] = False
         _launch(dy, x, weight, states, rule, sc, stochastic, seed_key, ieee, w_old_out, config)
         return None
-    return compiled
+    return bound
 
 
 class LayerLauncher:
@@ -362,7 +331,7 @@ class LayerLauncher:
         self.stochastic = stochastic
         self._sig: tuple | None = None
         self._config: triton.Config | None = None
-        # (run, function, packed metadata, grid, device, N, K) of the compiled kernel
+        # (bound launch, grid, N, K) of the compiled kernel
         self._direct: tuple | None = None
         self._tail: tuple = ()  # constexpr values, after the run-time arguments
 
@@ -423,7 +392,7 @@ class LayerLauncher:
         if sig != self._sig:
             self._prepare(sig, dy, x, sc, seed_key, precision, w_old_out)
             return
-        if direct is None or _hooks_set():
+        if direct is None or hooks_set():
             _launch(
                 dy,
                 x,
@@ -438,8 +407,9 @@ class LayerLauncher:
                 self._config,
             )
             return
-        run, function, packed, grid, device, n, k = direct
-        args = (
+        bound, grid, n, k = direct
+        if not bound(
+            grid,
             dyp,
             xp,
             w_p,
@@ -456,12 +426,8 @@ class LayerLauncher:
             0,
             0,
             *self._tail,
-        )
-        try:
-            run(grid, 1, 1, _raw_stream(device), function, packed, None, None, None, *args)
-        except (TypeError, SystemError, AttributeError):
-            _FAST_LAUNCH["on"] = False
-            self._direct = None
+        ):
+            self._direct = None  # refused: the general path from now on
             self.__call__(dy, x, sc, scalar_args, seed_key, precision, w_old_out)
 
     def _prepare(
@@ -488,12 +454,12 @@ class LayerLauncher:
         config = _pick_config(
             dy, x, weight, states, self.rule, sc, self.stochastic, seed_key, ieee, w_old_out, None
         )
-        compiled = _launch(
+        bound = _launch(
             dy, x, weight, states, self.rule, sc, self.stochastic, seed_key, ieee, w_old_out, config
         )
         self._config = config
         self._sig = sig
-        if compiled is None:
+        if bound is None:
             return
         n, k = weight.shape
         upcast = INTERPRET and dy.dtype == torch.bfloat16
@@ -509,59 +475,7 @@ class LayerLauncher:
                 config,
             ).values()
         )
-        self._direct = (
-            compiled.run,
-            compiled.function,
-            compiled.packed_metadata,
-            _grid(n, k, config.kwargs),
-            dy.device.index,
-            n,
-            k,
-        )
-
-
-def _tune(
-    key: tuple,
-    dy: torch.Tensor,
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    states: Sequence[torch.Tensor],
-    rule: Rule,
-    sc: StepScalars,
-    stochastic: bool,
-    seed_key: int,
-    w_old_out: torch.Tensor | None,
-) -> triton.Config:
-    """Time every candidate config on scratch copies of W and its states; keep the fastest."""
-    candidates = autotune_configs()
-    if len(candidates) == 1:
-        _TUNED[key] = candidates[0]
-        return candidates[0]
-    import triton.testing
-
-    w_s = weight.clone()
-    st_s = [s.clone() for s in states]
-    old_s = torch.empty_like(w_old_out) if w_old_out is not None else None
-    times: dict[str, float] = {}
-    best, best_ms = candidates[0], float("inf")
-    for cfg in candidates:
-
-        def run(cfg: triton.Config = cfg) -> None:
-            _launch(dy, x, w_s, st_s, rule, sc, stochastic, seed_key, False, old_s, cfg)
-
-        try:
-            run()  # compile
-            ms = triton.testing.do_bench(run, warmup=10, rep=40, return_mode="median")
-        except Exception as exc:  # a config the compiler or the GPU cannot take
-            times[config_name(cfg)] = float("inf")
-            TUNE_LOG.append({"key": repr(key), "config": config_name(cfg), "error": repr(exc)})
-            continue
-        times[config_name(cfg)] = ms
-        if ms < best_ms:
-            best, best_ms = cfg, ms
-    TUNE_LOG.append({"key": repr(key), "times_ms": times, "best": config_name(best)})
-    _TUNED[key] = best
-    return best
+        self._direct = (bound, (_grid(n, k, config.kwargs), 1, 1), n, k)
 
 
 def round_to_bf16_triton(x: torch.Tensor, *, stochastic: bool, seed_key: int = 0) -> torch.Tensor:
@@ -573,3 +487,108 @@ def round_to_bf16_triton(x: torch.Tensor, *, stochastic: bool, seed_key: int = 0
         flat, out, flat.numel(), seed_key, STOCHASTIC=stochastic, BLOCK=block
     )
     return out.view(torch.bfloat16).reshape(x.shape)
+
+
+class WeightSlot(Protocol):
+    """What the backward needs from the optimizer that owns a weight."""
+
+    def check_can_update(self) -> None:
+        """Raise if the weight was already stepped since the last opt.step()."""
+
+    def fused_update(
+        self, dy: torch.Tensor, x: torch.Tensor, w_old_out: torch.Tensor | None = None
+    ) -> None:
+        """Update the weight in place from dY [T, N] and X [T, K] (writing the old W, bf16,
+        into `w_old_out` when given)."""
+
+
+def _autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The autocast dtype in force for this device, or None outside autocast."""
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return None
+
+
+class ForgeLinearFunction(torch.autograd.Function):
+    """y = x·Wᵀ + b, with the optimizer step for W fused into the weight-gradient GEMM.
+
+    Under bf16 autocast with fp32 weights, the forward's bf16 copy of W is not kept for the
+    backward (autocast would keep it): the fused kernel writes the pre-update W in bf16 as it
+    updates, and dX is computed from that, so no weight copy lives between forward and backward.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        slot: WeightSlot,
+    ) -> torch.Tensor:
+        cast = _autocast_dtype(x.device.type)
+        with torch.autocast(x.device.type, enabled=False):
+            if cast is not None:
+                # As autocast would: the GEMMs read low-precision copies of x and W.
+                x_c, w_c = x.to(cast), weight.to(cast)
+                b_c = bias.to(cast) if bias is not None else None
+            else:
+                x_c, w_c, b_c = x, weight, bias
+            y = F.linear(x_c, w_c, b_c)
+        ctx.old_w_from_kernel = w_c is not weight and cast == torch.bfloat16
+        if ctx.old_w_from_kernel:
+            ctx.save_for_backward(x_c)
+        else:
+            ctx.save_for_backward(x_c, w_c)
+        ctx.slot = slot
+        ctx.x_dtype = x.dtype
+        ctx.bias_dtype = bias.dtype if bias is not None else None
+        ctx.w_shape = weight.shape
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, dy: torch.Tensor) -> tuple[torch.Tensor | None, None, Any, None]:  # type: ignore[override]
+        # Runs once per layer per step on the host: every op skipped when not needed counts
+        # (2-D inputs need no reshapes, matching dtypes no casts).
+        slot = ctx.slot
+        slot.check_can_update()  # before autograd's own check of the saved (old) weight
+        x_c, *rest = ctx.saved_tensors
+        n_out, n_in = ctx.w_shape
+        flat = x_c.dim() == 2
+        dy2 = dy if dy.dim() == 2 else dy.reshape(-1, n_out)
+        if dy2.dtype != x_c.dtype:
+            dy2 = dy2.to(x_c.dtype)
+        if not dy2.is_contiguous():
+            dy2 = dy2.contiguous()
+        x2 = x_c if flat else x_c.reshape(-1, n_in)
+        needs_dx, needs_db = ctx.needs_input_grad[0], ctx.needs_input_grad[2]
+        db = None
+        if needs_db:
+            db = dy2.sum(0, dtype=torch.float32).to(ctx.bias_dtype)
+        dx = None
+        if ctx.old_w_from_kernel:
+            if needs_dx:
+                w_old = torch.empty((n_out, n_in), dtype=torch.bfloat16, device=dy2.device)
+                slot.fused_update(dy2, x2, w_old)
+                dx = torch.mm(dy2, w_old)  # the old W, as the fused kernel found it
+            else:
+                slot.fused_update(dy2, x2)
+        else:
+            if needs_dx:
+                # Queued before the update on the same stream: dX = dY·W uses the old W.
+                dx = torch.mm(dy2, rest[0])
+            slot.fused_update(dy2, x2)
+        if dx is not None:
+            if not flat:
+                dx = dx.reshape(*x_c.shape[:-1], n_in)
+            if dx.dtype != ctx.x_dtype:
+                dx = dx.to(ctx.x_dtype)
+        return dx, None, db, None
+
+
+def forge_linear(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, slot: WeightSlot
+) -> torch.Tensor:
+    """F.linear whose backward steps `weight` through `slot` (plain F.linear without grad)."""
+    if not (torch.is_grad_enabled() and weight.requires_grad):
+        return F.linear(x, weight, bias)
+    return ForgeLinearFunction.apply(x, weight, bias, slot)

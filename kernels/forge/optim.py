@@ -28,9 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kernels.runtime.hyper import check_hyper
+
 from . import reference
-from .function import forge_linear
-from .launch import LayerLauncher, triton_available
+from .launch import LayerLauncher, forge_linear, triton_available
 from .rules import Rule, StepScalars
 
 ACCUMULATION_ERROR = (
@@ -390,13 +391,6 @@ def _plain(v: Any) -> bool:
     return isinstance(v, (int, float, bool))
 
 
-def _check_betas(betas: tuple[float, float]) -> tuple[float, float]:
-    b1, b2 = (float(b) for b in betas)
-    if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
-        raise ValueError(f"betas must lie in [0, 1), got {betas}")
-    return b1, b2
-
-
 class ForgeAdamW(ForgeOptimizer):
     """AdamW (decoupled weight decay, bias correction) with linear weights stepped in backward.
 
@@ -417,11 +411,9 @@ class ForgeAdamW(ForgeOptimizer):
         weight_decay: float = 1e-2,
         **kwargs: Any,
     ) -> None:
-        if lr < 0 or eps < 0 or weight_decay < 0:
-            raise ValueError("lr, eps and weight_decay must be non-negative")
         defaults = {
             "lr": lr,
-            "betas": _check_betas(betas),
+            "betas": check_hyper(lr=lr, eps=eps, weight_decay=weight_decay, betas=betas),
             "eps": eps,
             "weight_decay": weight_decay,
         }
@@ -451,9 +443,8 @@ class ForgeLion(ForgeOptimizer):
         weight_decay: float = 0.0,
         **kwargs: Any,
     ) -> None:
-        if lr < 0 or weight_decay < 0:
-            raise ValueError("lr and weight_decay must be non-negative")
-        defaults = {"lr": lr, "betas": _check_betas(betas), "weight_decay": weight_decay}
+        betas = check_hyper(lr=lr, weight_decay=weight_decay, betas=betas)
+        defaults = {"lr": lr, "betas": betas, "weight_decay": weight_decay}
         super().__init__(model, defaults, **kwargs)
 
     def _scalars(self, group: dict[str, Any], step: int) -> StepScalars:
@@ -482,8 +473,7 @@ class ForgeSGD(ForgeOptimizer):
             raise ValueError("ForgeSGD is SGD with momentum: momentum must be > 0")
         if nesterov and dampening != 0:
             raise ValueError("Nesterov momentum requires zero dampening")
-        if lr < 0 or weight_decay < 0:
-            raise ValueError("lr and weight_decay must be non-negative")
+        check_hyper(lr=lr, weight_decay=weight_decay)
         defaults = {
             "lr": lr,
             "momentum": momentum,

@@ -1,30 +1,359 @@
-"""Bound launches of the SAGE (and Lion) step: one plan per parameter, the host's work done once.
+"""SAGE's, Lion's and SinkGD's host launchers, and the bound launches of the SAGE (and Lion)
+step: one plan per parameter, the host's work done once.
 
-A SAGE step is three launches (column statistic, scale, fused apply). On a 4096×4096 fp32
-matrix the GPU needs ~0.15 ms for all three, while Triton 3.6's general launch path (the
-autotuner's key, the JIT's argument binding and specialisation key, `triton.cdiv`, a device
-property query) plus two scratch allocations cost tens of µs a launch on the host: the step was
-paced by the host, not the GPU.
+`sage_step_`, `lion_step_` and `sinkgd_step_` are the general entries (checks, scratch, grids
+and Triton's launch path on every call). A SAGE step is three launches (column statistic, scale,
+fused apply); on a 4096×4096 fp32 matrix the GPU needs ~0.15 ms for all three, while Triton
+3.6's general launch path plus two scratch allocations cost tens of µs a launch on the host: the
+step was paced by the host, not the GPU.
 
 `SageStepPlan` binds one parameter's step: at the first call (and whenever what Triton
 specialised on changes: shape, dtypes, contiguity, pointer alignment, where the parameter and
 its state live, the momentum order) it checks the inputs, allocates its scratch (column
 partials and H), launches through the general path (which tunes and compiles) and keeps each
-compiled kernel with its config, grid and constexprs. Later calls compare a short signature and
-call the compiled launchers directly with integer device pointers. The kernels, their configs
-and every argument value are those of `sage_step_`: the results are bit-identical.
+compiled kernel as a `kernels.runtime.launch.BoundLaunch` with its config, grid and constexprs.
+Later calls compare a short signature and launch directly with integer device pointers. The
+kernels, their configs and every argument value are those of `sage_step_`: the results are
+bit-identical.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, NamedTuple
 
 import torch
-from triton import knobs
+import triton
 
-from kernels.sage import sage_kernels as sk
-from kernels.sage.reference import as_matrix
-from kernels.sage.sage_kernels import SageScalars, sage_scalars
+from kernels.runtime.launch import FAST_LAUNCH, BoundLaunch, direct_launch_allowed
+from kernels.sage import kernels as sk
+from kernels.sage.reference import MomentumOrder, as_matrix
+
+__all__ = [
+    "FAST_LAUNCH",
+    "SageScalars",
+    "SageStepPlan",
+    "direct_launch_allowed",
+    "lion_step_",
+    "sage_scalars",
+    "sage_step_",
+    "sinkgd_scales",
+    "sinkgd_step_",
+]
+
+# the scale kernel's column block (one program walks the columns in blocks of this size)
+SCALE_BLOCK = 1024
+SCALE_WARPS = 4
+
+
+class SageScalars(NamedTuple):
+    """A group's step scalars, formed once per step on the host in double precision (as torch
+    does with Python scalars) and handed to the kernels as floats."""
+
+    apply: tuple[float, float, float, float, float, float]  # decay, lr, β1, 1−β1, β2, 1−β2
+    beta2: float
+    one_minus_beta2: float
+    eps: float
+    code_order: bool
+
+
+def sage_scalars(
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    weight_decay: float,
+    eps: float = 0.0,
+    order: MomentumOrder = "paper",
+) -> SageScalars:
+    """The scalars of one step (floats always: an int would compile another kernel variant)."""
+    if order not in ("paper", "code"):
+        raise ValueError(f"order must be 'paper' or 'code', not {order!r}")
+    lr, beta1, beta2 = float(lr), float(beta1), float(beta2)
+    wd, eps = float(weight_decay), float(eps)
+    return SageScalars(
+        apply=(1.0 - lr * wd, lr, beta1, 1.0 - beta1, beta2, 1.0 - beta2),
+        beta2=beta2,
+        one_minus_beta2=1.0 - beta2,
+        eps=eps,
+        code_order=order == "code",
+    )
+
+
+def cdiv(a: int, b: int) -> int:
+    """Ceiling division of ints (`triton.cdiv` is a JIT-aware function, µs a call on the host)."""
+    return -(-a // b)
+
+
+_TARGET_PROGRAMS: dict[tuple[str, int | None], int] = {}
+
+
+def _target_programs(device: torch.device) -> int:
+    """Programs the column statistic aims for: 4 per SM (cached per device)."""
+    key = (device.type, device.index)
+    n = _TARGET_PROGRAMS.get(key)
+    if n is None:
+        if sk.INTERPRET or device.type != "cuda":
+            n = 4
+        else:
+            n = 4 * torch.cuda.get_device_properties(device).multi_processor_count
+        _TARGET_PROGRAMS[key] = n
+    return n
+
+
+def row_splits(n_rows: int, n_cols: int, device: torch.device) -> tuple[int, int]:
+    """(n_splits, rows_per_split) of the column statistic's deterministic split reduction."""
+    n_col_blocks = cdiv(n_cols, 128)
+    n_splits = max(1, min(n_rows, _target_programs(device) // n_col_blocks))
+    rows_per_split = cdiv(n_rows, n_splits)
+    return cdiv(n_rows, rows_per_split), rows_per_split
+
+
+def apply_grid(n_rows: int, n_cols: int, meta: dict[str, Any]) -> int:
+    """Programs of the apply kernel: one per (BLOCK_R, BLOCK_C) tile, on a flat grid."""
+    return cdiv(n_rows, meta["BLOCK_R"]) * cdiv(n_cols, meta["BLOCK_C"])
+
+
+def _check(p: torch.Tensor, *others: torch.Tensor) -> None:
+    if p.dtype not in sk.SUPPORTED_DTYPES:
+        raise TypeError(f"SAGE kernels take fp32, bf16 or fp16 parameters, not {p.dtype}")
+    for t in (p, *others):
+        if not t.is_contiguous():
+            raise ValueError("SAGE kernels need contiguous tensors")
+        if t.device != p.device:
+            raise ValueError("all tensors of one step must be on one device")
+
+
+def launch_col_abs_sum(gm: torch.Tensor, partial: torch.Tensor, rows_per_split: int) -> Any:
+    """Launch the column statistic of the (rows, cols) gradient `gm` into `partial`
+    (n_splits, cols), as `row_splits` cuts the rows; returns what the launch returned (the
+    compiled kernel on a GPU)."""
+    n_rows, n_cols = gm.shape
+    n_splits = partial.shape[0]
+
+    def grid(meta: dict) -> tuple[int, int]:
+        return (cdiv(n_cols, meta["BLOCK_C"]), n_splits)
+
+    return sk._sage_col_abs_sum_kernel[grid](gm, partial, n_rows, n_cols, rows_per_split)
+
+
+def launch_scale(
+    partial: torch.Tensor,
+    s_ema: torch.Tensor,
+    h: torch.Tensor,
+    n_rows: int,
+    beta2: float,
+    bias_correction: float,
+    eps: float,
+) -> Any:
+    """Launch the scale kernel (one program): S and H from the column partials."""
+    return sk._sage_scale_kernel[(1,)](
+        partial,
+        s_ema,
+        h,
+        h.numel(),
+        partial.shape[0],
+        float(n_rows),
+        beta2,
+        1.0 - beta2,
+        bias_correction,
+        eps,
+        BLOCK=SCALE_BLOCK,
+        num_warps=SCALE_WARPS,
+    )
+
+
+def launch_apply(
+    pm: torch.Tensor,
+    gm: torch.Tensor,
+    mm: torch.Tensor,
+    h: torch.Tensor,
+    sc: SageScalars,
+    *,
+    has_scale: bool,
+) -> Any:
+    """Launch the fused apply pass on (rows, cols) views; `h` is ignored without a scale."""
+    n_rows, n_cols = pm.shape
+
+    def grid(meta: dict) -> tuple[int]:
+        return (apply_grid(n_rows, n_cols, meta),)
+
+    return sk._sage_apply_kernel[grid](
+        pm,
+        gm,
+        mm,
+        h,
+        n_rows,
+        n_cols,
+        *sc.apply,
+        HAS_SCALE=has_scale,
+        CODE_ORDER=sc.code_order,
+    )
+
+
+def sage_column_abs_sum_partials(g: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Partial column sums of |g| (n_splits, cols) in fp32, and the row count they cover."""
+    gm = as_matrix(g)
+    n_rows, n_cols = gm.shape
+    n_splits, rows_per_split = row_splits(n_rows, n_cols, g.device)
+    partial = torch.empty((n_splits, n_cols), dtype=torch.float32, device=g.device)
+    launch_col_abs_sum(gm, partial, rows_per_split)
+    return partial, n_rows
+
+
+def sage_step_(
+    p: torch.Tensor,
+    g: torch.Tensor,
+    m: torch.Tensor,
+    s_ema: torch.Tensor,
+    step: int,
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    order: MomentumOrder = "paper",
+    scale_out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """One SAGE step with the Triton kernels, in place on p, m (dtype of p) and s_ema (fp32,
+    (cols,)); returns H (fp32, (cols,)), written into `scale_out` when given. `step` counts from 1.
+
+    The general entry: it checks, allocates its scratch and goes through Triton's launcher on
+    every call. The optimizers step each parameter through a bound `launch.SageStepPlan`.
+    """
+    _check(p, g, m)
+    if s_ema.dtype != torch.float32 or not s_ema.is_contiguous():
+        raise TypeError("s_ema must be a contiguous fp32 tensor")
+    sc = sage_scalars(
+        lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay, eps=eps, order=order
+    )
+    if step < 1:
+        raise ValueError("step counts from 1")
+    pm, gm, mm = as_matrix(p), as_matrix(g), as_matrix(m)
+    n_rows, n_cols = pm.shape
+    if s_ema.numel() != n_cols:
+        raise ValueError(f"s_ema has {s_ema.numel()} entries, the parameter has {n_cols} columns")
+    h = scale_out
+    if h is None:
+        h = torch.empty(n_cols, dtype=torch.float32, device=p.device)
+    elif h.numel() != n_cols or h.dtype != torch.float32 or not h.is_contiguous():
+        raise ValueError("scale_out must be a contiguous fp32 tensor with one entry per column")
+    partial, _ = sage_column_abs_sum_partials(g)
+    launch_scale(partial, s_ema, h, n_rows, sc.beta2, 1.0 - sc.beta2**step, sc.eps)
+    launch_apply(pm, gm, mm, h, sc, has_scale=True)
+    return h
+
+
+def lion_step_(
+    p: torch.Tensor,
+    g: torch.Tensor,
+    m: torch.Tensor,
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    weight_decay: float,
+) -> None:
+    """One Lion step with the SAGE apply kernel (H ≡ 1), in place on p and m."""
+    _check(p, g, m)
+    sc = sage_scalars(lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay)
+    pm, gm, mm = as_matrix(p), as_matrix(g), as_matrix(m)
+    launch_apply(pm, gm, mm, pm, sc, has_scale=False)
+
+
+_TABLES: dict[tuple[int, ...], torch.Tensor] = {}
+
+
+def _pointer_table(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """An int64 device tensor of the tensors' addresses (cached: the caching allocator hands
+    gradients the same addresses step after step)."""
+    key = (tensors[0].device.index or 0, *(t.data_ptr() for t in tensors))
+    table = _TABLES.get(key)
+    if table is None:
+        if len(_TABLES) > 256:
+            _TABLES.clear()
+        ptrs = [t.data_ptr() for t in tensors]
+        table = torch.tensor(ptrs, dtype=torch.int64).to(tensors[0].device)
+        _TABLES[key] = table
+    return table
+
+
+def sinkgd_scales(
+    grads: list[torch.Tensor], *, iters: int = 5, eps: float = 1e-8
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The row and column scales (B, rows), (B, cols) in fp32 such that the SinkGD update of
+    grads[k] is a[k, :, None] · G_k · b[k, None, :]. All grads share shape, dtype and device."""
+    if iters < 1:
+        raise ValueError("SinkGD needs at least one normalisation")
+    g0 = as_matrix(grads[0])
+    n_rows, n_cols = g0.shape
+    for g in grads:
+        if g.shape != grads[0].shape or g.dtype != g0.dtype or g.device != g0.device:
+            raise ValueError("one SinkGD group holds tensors of one shape, dtype and device")
+        if not g.is_contiguous():
+            raise ValueError("SinkGD kernels need contiguous gradients")
+    n = len(grads)
+    a = torch.empty((n, n_rows), dtype=torch.float32, device=g0.device)
+    b = torch.empty((n, n_cols), dtype=torch.float32, device=g0.device)
+    table = _pointer_table(grads)
+    row_target, col_target = math.sqrt(n_cols), math.sqrt(n_rows)
+
+    def row_grid(meta: dict) -> tuple[int, int]:
+        return (triton.cdiv(n_rows, meta["BLOCK_R"]), n)
+
+    def col_grid(meta: dict) -> tuple[int, int]:
+        return (triton.cdiv(n_cols, meta["BLOCK_C"]), n)
+
+    for it in range(iters):
+        first = it == 0
+        sk._sinkgd_row_kernel[row_grid](
+            table, g0, a, b, n_rows, n_cols, row_target, eps, FIRST=first
+        )
+        sk._sinkgd_col_kernel[col_grid](
+            table, g0, a, b, n_rows, n_cols, col_target, eps, FIRST=first
+        )
+    return a, b
+
+
+def sinkgd_step_(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    *,
+    lr: float,
+    weight_decay: float,
+    iters: int = 5,
+    eps: float = 1e-8,
+) -> None:
+    """One SinkGD step on a group of same-shape parameters, in place, with the Triton kernels."""
+    if len(params) != len(grads) or not params:
+        raise ValueError("one gradient per parameter, at least one parameter")
+    p0 = as_matrix(params[0])
+    for p, g in zip(params, grads, strict=True):
+        if p.shape != g.shape or p.dtype != params[0].dtype or not p.is_contiguous():
+            raise ValueError("SinkGD parameters must be contiguous and match their gradients")
+    a, b = sinkgd_scales(grads, iters=iters, eps=eps)
+    n_rows, n_cols = p0.shape
+    p_table = _pointer_table(params)
+    g_table = _pointer_table(grads)
+
+    def grid(meta: dict) -> tuple[int, int]:
+        blocks = triton.cdiv(n_rows, meta["BLOCK_R"]) * triton.cdiv(n_cols, meta["BLOCK_C"])
+        return (blocks, len(params))
+
+    sk._sinkgd_apply_kernel[grid](
+        p_table,
+        p0,
+        g_table,
+        as_matrix(grads[0]),
+        a,
+        b,
+        n_rows,
+        n_cols,
+        1.0 - lr * weight_decay,
+        lr,
+    )
+
 
 # Argument order of each kernel (the compiled launcher takes them positionally, constexprs
 # included); checked against the kernels' signatures at import.
@@ -75,49 +404,6 @@ def check_argument_orders() -> None:
 
 check_argument_orders()
 
-__all__ = ["SageScalars", "SageStepPlan", "direct_launch_allowed", "sage_scalars"]
-
-# Whether compiled kernels may be launched directly (off under the interpreter, which compiles
-# nothing, and for good once a launcher refuses the direct call).
-FAST_LAUNCH = {"on": not sk.INTERPRET}
-_current_raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
-
-
-def _raw_stream(index: int) -> int:
-    """The current CUDA stream's handle, as Triton's own launcher gets it."""
-    if _current_raw_stream is not None:
-        return _current_raw_stream(index)
-    return torch.cuda.current_stream(index).cuda_stream
-
-
-def _hook_active(hook: Any) -> bool:
-    """A launch hook that would run: triton 3.6 keeps None when unset, later ones an empty
-    HookChain."""
-    if hook is None:
-        return False
-    calls = getattr(hook, "calls", None)
-    return calls is None or len(calls) > 0
-
-
-def direct_launch_allowed() -> bool:
-    """Direct launches skip Triton's launch hooks, so they are taken only when none is set (a
-    profiler such as proton sets them). Evaluated once per optimizer step and group."""
-    if not FAST_LAUNCH["on"]:
-        return False
-    rt = knobs.runtime
-    return not (_hook_active(rt.launch_enter_hook) or _hook_active(rt.launch_exit_hook))
-
-
-def _compiled(handle: Any) -> tuple | None:
-    """(run, function, packed metadata) of what a JIT launch returned, or None when it is not a
-    compiled kernel (the interpreter returns None)."""
-    if handle is None or not hasattr(handle, "packed_metadata"):
-        return None
-    try:
-        return handle.run, handle.function, handle.packed_metadata
-    except (AttributeError, RuntimeError):
-        return None
-
 
 class SageStepPlan:
     """One parameter's SAGE step (or Lion's, ``has_scale=False``), bound once.
@@ -151,8 +437,8 @@ class SageStepPlan:
         self.scale: torch.Tensor | None = None  # H, (cols,) fp32
         self._n_rows = self._n_cols = self._rows_per_split = 0
         self._device = 0
-        self._col_grid: tuple[int, int] = (0, 0)
-        self._apply_grid = 0
+        self._col_grid: tuple[int, int, int] = (0, 0, 1)
+        self._apply_grid: tuple[int, int, int] = (0, 1, 1)
         self._col_tail: tuple = ()
         self._scale_head: tuple = ()
         self._apply_tail: tuple = ()
@@ -192,61 +478,52 @@ class SageStepPlan:
         if run is None or not direct:
             self._launch_general(p, g, m, s_ema, step, sc)
             return
-        stream = _raw_stream(self._device)
         scaled = False  # whether S and H of this step are already written
-        try:
-            if self.has_scale:
-                c_run, c_fn, c_meta, s_run, s_fn, s_meta, a_run, a_fn, a_meta = run
-                c0, c1 = self._col_grid
-                c_run(c0, c1, 1, stream, c_fn, c_meta, None, None, None, gp, *self._col_tail)
-                s_run(
-                    1,
-                    1,
-                    1,
-                    stream,
-                    s_fn,
-                    s_meta,
-                    None,
-                    None,
-                    None,
-                    *self._scale_head,
-                    sc.beta2,
-                    sc.one_minus_beta2,
-                    1.0 - sc.beta2**step,
-                    sc.eps,
-                    sk.SCALE_BLOCK,
-                )
-                scaled = True
-                hp = self._scale_head[2]
-            else:
-                a_run, a_fn, a_meta = run
-                hp = pp
-            a_run(
-                self._apply_grid,
-                1,
-                1,
-                stream,
-                a_fn,
-                a_meta,
-                None,
-                None,
-                None,
-                pp,
-                gp,
-                mp,
-                hp,
-                self._n_rows,
-                self._n_cols,
-                *sc.apply,
-                *self._apply_tail,
-            )
-        except (TypeError, SystemError, AttributeError):
-            # This Triton's launcher takes other arguments (it refuses them before launching):
-            # the general path from now on, resuming where the direct launches stopped, so S is
-            # updated once.
-            FAST_LAUNCH["on"] = False
-            self._direct = None
-            self._launch_general(p, g, m, s_ema, step, sc, apply_only=scaled)
+        if self.has_scale:
+            col, scale, apply = run
+            if not col(self._col_grid, gp, *self._col_tail) or not scale(
+                (1, 1, 1),
+                *self._scale_head,
+                sc.beta2,
+                sc.one_minus_beta2,
+                1.0 - sc.beta2**step,
+                sc.eps,
+                SCALE_BLOCK,
+            ):
+                self._refused(p, g, m, s_ema, step, sc, apply_only=False)
+                return
+            scaled = True
+            hp = self._scale_head[2]
+        else:
+            (apply,) = run
+            hp = pp
+        if not apply(
+            self._apply_grid,
+            pp,
+            gp,
+            mp,
+            hp,
+            self._n_rows,
+            self._n_cols,
+            *sc.apply,
+            *self._apply_tail,
+        ):
+            self._refused(p, g, m, s_ema, step, sc, apply_only=scaled)
+
+    def _refused(
+        self,
+        p: torch.Tensor,
+        g: torch.Tensor,
+        m: torch.Tensor,
+        s_ema: torch.Tensor | None,
+        step: int,
+        sc: SageScalars,
+        apply_only: bool,
+    ) -> None:
+        """This Triton's launcher refused the direct call (before launching): the general path
+        from now on, resuming where the direct launches stopped, so S is updated once."""
+        self._direct = None
+        self._launch_general(p, g, m, s_ema, step, sc, apply_only=apply_only)
 
     def _bind(
         self,
@@ -262,7 +539,7 @@ class SageStepPlan:
         (tuning and compiling on first sight) and keep what a direct launch needs."""
         self._sig = None
         self._direct = None
-        sk._check(p, g, m)
+        _check(p, g, m)
         if tuple(g.shape) != tuple(p.shape) or tuple(m.shape) != tuple(p.shape):
             raise ValueError("p, g and m must have one shape")
         n_rows, n_cols = as_matrix(p).shape
@@ -275,7 +552,7 @@ class SageStepPlan:
                 raise ValueError(f"s_ema must hold {n_cols} entries on the parameter's device")
             if step < 1:
                 raise ValueError("step counts from 1")
-            n_splits, rows_per_split = sk.row_splits(n_rows, n_cols, p.device)
+            n_splits, rows_per_split = row_splits(n_rows, n_cols, p.device)
             if (
                 self.partial is None
                 or self.partial.shape != (n_splits, n_cols)
@@ -290,11 +567,11 @@ class SageStepPlan:
         self._device = p.device.index if p.device.type == "cuda" else 0
         handles = self._launch_general(p, g, m, s_ema, step, sc)
         self._sig = sig
-        compiled = [_compiled(h) for h in handles]
-        if any(c is None for c in compiled):
+        bound = [BoundLaunch.of(h, self._device) for h in handles]
+        if any(b is None for b in bound):
             return
         apply_cfg = sk._sage_apply_kernel.best_config.kwargs
-        self._apply_grid = sk.apply_grid(n_rows, n_cols, apply_cfg)
+        self._apply_grid = (apply_grid(n_rows, n_cols, apply_cfg), 1, 1)
         self._apply_tail = (
             self.has_scale,
             sc.code_order,
@@ -303,7 +580,7 @@ class SageStepPlan:
         )
         if self.has_scale:
             col_cfg = sk._sage_col_abs_sum_kernel.best_config.kwargs
-            self._col_grid = (sk.cdiv(n_cols, col_cfg["BLOCK_C"]), n_splits)
+            self._col_grid = (cdiv(n_cols, col_cfg["BLOCK_C"]), n_splits, 1)
             self._col_tail = (
                 self.partial.data_ptr(),
                 n_rows,
@@ -320,7 +597,7 @@ class SageStepPlan:
                 n_splits,
                 float(n_rows),
             )
-        self._direct = tuple(x for c in compiled for x in c)
+        self._direct = tuple(bound)
 
     def _launch_general(
         self,
@@ -337,9 +614,9 @@ class SageStepPlan:
         pm, gm, mm = as_matrix(p), as_matrix(g), as_matrix(m)
         handles = []
         if self.has_scale and not apply_only:
-            handles.append(sk.launch_col_abs_sum(gm, self.partial, self._rows_per_split))
+            handles.append(launch_col_abs_sum(gm, self.partial, self._rows_per_split))
             handles.append(
-                sk.launch_scale(
+                launch_scale(
                     self.partial,
                     s_ema,
                     self.scale,
@@ -350,5 +627,5 @@ class SageStepPlan:
                 )
             )
         h = self.scale if self.has_scale else pm
-        handles.append(sk.launch_apply(pm, gm, mm, h, sc, has_scale=self.has_scale))
+        handles.append(launch_apply(pm, gm, mm, h, sc, has_scale=self.has_scale))
         return handles

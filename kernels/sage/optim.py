@@ -22,6 +22,7 @@ from torch import nn
 from torch.optim import Optimizer
 
 from kernels.runtime.device import interpreting
+from kernels.runtime.hyper import check_hyper
 from kernels.sage.reference import (
     MomentumOrder,
     as_matrix,
@@ -53,17 +54,6 @@ def _dense(g: torch.Tensor) -> torch.Tensor:
 
 def _dense_grad(p: torch.Tensor) -> torch.Tensor:
     return _dense(p.grad)
-
-
-def _check_common(lr: float, betas: tuple[float, float] | None, eps: float, wd: float) -> None:
-    if lr < 0.0:
-        raise ValueError(f"invalid learning rate: {lr}")
-    if eps < 0.0:
-        raise ValueError(f"invalid eps: {eps}")
-    if wd < 0.0:
-        raise ValueError(f"invalid weight_decay: {wd}")
-    if betas is not None and not all(0.0 <= b < 1.0 for b in betas):
-        raise ValueError(f"invalid betas: {betas}")
 
 
 # Bound per-parameter launches (kernels.sage.launch.SageStepPlan), by id of the parameter; an
@@ -123,7 +113,7 @@ def sage_group_step(
             bound = _bind_group(group, beta1, beta2, group["eps"])
         sc, direct, plan_cls = bound
         if plans is None:
-            from kernels.sage.sage_kernels import sage_step_
+            from kernels.sage.launch import sage_step_
 
             sage_step_(
                 p,
@@ -199,7 +189,7 @@ def lion_group_step(
             )
             continue
         if plans is None:
-            from kernels.sage.sage_kernels import lion_step_
+            from kernels.sage.launch import lion_step_
 
             lion_step_(
                 p,
@@ -223,7 +213,7 @@ def lion_group_step(
 def sinkgd_group_step(group: dict[str, Any], use_kernels: bool | None = None) -> None:
     """One SinkGD step for every parameter of `group` that has a gradient (stateless); the
     kernels take all parameters of one shape and dtype in one launch per pass."""
-    from kernels.sage.sinkgd_kernels import sinkgd_step_
+    from kernels.sage.launch import sinkgd_step_
 
     kwargs = dict(
         lr=group["lr"], weight_decay=group["weight_decay"], iters=group["iters"], eps=group["eps"]
@@ -299,7 +289,7 @@ class SAGE(_StateDictFp32Mixin, Optimizer):
         order: MomentumOrder = "paper",
         use_kernels: bool | None = None,
     ) -> None:
-        _check_common(lr, betas, eps, weight_decay)
+        check_hyper(lr=lr, weight_decay=weight_decay, eps=eps, betas=betas)
         if order not in ("paper", "code"):
             raise ValueError(f"order must be 'paper' or 'code', not {order!r}")
         self.use_kernels = use_kernels
@@ -329,7 +319,7 @@ class Lion(Optimizer):
         *,
         use_kernels: bool | None = None,
     ) -> None:
-        _check_common(lr, betas, 0.0, weight_decay)
+        check_hyper(lr=lr, weight_decay=weight_decay, eps=0.0, betas=betas)
         self.use_kernels = use_kernels
         super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay))
 
@@ -359,7 +349,7 @@ class SinkGD(Optimizer):
         eps: float = 1e-8,
         use_kernels: bool | None = None,
     ) -> None:
-        _check_common(lr, None, eps, weight_decay)
+        check_hyper(lr=lr, weight_decay=weight_decay, eps=eps, betas=None)
         if iters < 1:
             raise ValueError("SinkGD needs at least one normalisation (iters ≥ 1)")
         self.use_kernels = use_kernels
@@ -475,7 +465,7 @@ class SAGEHybrid(_Hybrid):
         order: MomentumOrder = "paper",
         use_kernels: bool | None = None,
     ) -> None:
-        _check_common(lr, betas, eps, weight_decay)
+        check_hyper(lr=lr, weight_decay=weight_decay, eps=eps, betas=betas)
         if order not in ("paper", "code"):
             raise ValueError(f"order must be 'paper' or 'code', not {order!r}")
         embed, matrices = route_parameters(model)
@@ -512,7 +502,7 @@ class SinkGDHybrid(_Hybrid):
         fused_adamw: bool | None = None,
         use_kernels: bool | None = None,
     ) -> None:
-        _check_common(lr, betas, eps, weight_decay)
+        check_hyper(lr=lr, weight_decay=weight_decay, eps=eps, betas=betas)
         embed, matrices = route_parameters(model)
         groups = [
             dict(
@@ -540,7 +530,7 @@ class LionHybrid(_Hybrid):
         eps: float = 1e-8,
         use_kernels: bool | None = None,
     ) -> None:
-        _check_common(lr, betas, eps, weight_decay)
+        check_hyper(lr=lr, weight_decay=weight_decay, eps=eps, betas=betas)
         embed, matrices = route_parameters(model)
         groups = [
             dict(params=embed, rule="lion", lr=lr, betas=betas, weight_decay=weight_decay),

@@ -12,13 +12,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pith_core.events import REPLICATION_VERDICTS
-
 from .spec import ClaimSpec
 
 RESULT_VERSION = "pith-claim-result-v1"
+# pith_core.events.REPLICATION_VERDICTS, spelled out: a claim runs where pith_core's signing
+# dependencies may be absent (the GPU image); a test holds the two equal
 VERDICTS = ("replicated", "not_replicated", "inconclusive", "error")
-assert set(VERDICTS) == REPLICATION_VERDICTS, "the verdicts are pith_core's"
 
 Figure = float | int | str
 

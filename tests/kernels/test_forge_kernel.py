@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import pytest
 import torch
-import triton
-import triton.language as tl
 
 from kernels.forge import Rule, StepScalars, forge_linear_step_, reference, round_to_bf16_triton
-from kernels.forge.kernel import INTERPRET, autotune_configs, make_config
-from kernels.forge.testing import bf16_ulps_apart, guarded, rel_err, seed_for
+from kernels.forge.kernels import INTERPRET, autotune_configs, make_config
+from kernels.runtime.launch import FAST_LAUNCH
+from kernels.runtime.testing import (
+    bf16_ulps_apart,
+    guarded,
+    interpreter_quirks,
+    rel_err,
+    seed_for,
+)
 
 DEVICES = [
     pytest.param("cpu", id="interpreter"),
@@ -215,7 +220,7 @@ def test_layer_launcher_follows_what_changes(device: str) -> None:
             check_old()
             assert torch.equal(old.view(torch.int16), before.bfloat16().view(torch.int16))
         if device == "cuda":
-            assert layer._direct is not None and launch._FAST_LAUNCH["on"], "no direct launch"
+            assert layer._direct is not None and FAST_LAUNCH["on"], "no direct launch"
         assert_update_close(w_k, w_r, max_step=2 * step * sc.step_size)
         for s_k, s_r in zip(st_k, st_r, strict=True):
             assert rel_err(s_k, s_r) <= 1e-5
@@ -380,40 +385,16 @@ def test_launcher_refuses_inconsistent_inputs() -> None:
         forge_linear_step_(torch.zeros(3, 4), torch.zeros(3, 5), w.half(), st, Rule.ADAMW, sc)
 
 
-@triton.jit
-def _canary_dot_kernel(a_ptr, b_ptr, out_ptr):
-    r = tl.arange(0, 16)
-    a = tl.load(a_ptr + r[:, None] * 16 + r[None, :])
-    b = tl.load(b_ptr + r[:, None] * 16 + r[None, :])
-    tl.store(out_ptr + r[:, None] * 16 + r[None, :], tl.dot(a, b))
-
-
-@triton.jit
-def _canary_u32_kernel(x_ptr, out_ptr):
-    r = tl.arange(0, 16)
-    x = tl.load(x_ptr + r).to(tl.uint32)
-    tl.store(out_ptr + r, ((x * 0x846CA68B) >> 16).to(tl.int32))
-
-
 @pytest.mark.skipif(not INTERPRET, reason="checks the CPU interpreter's known quirks")
 def test_interpreter_canary() -> None:
     """The interpreter quirks this kernel works around are still there (and wraps still wrap).
 
     If bf16 tl.dot becomes right, the UPCAST switch can go; if uint32 products stop wrapping,
-    the stochastic-rounding hash breaks.
+    the stochastic-rounding hash breaks. (The canary kernels are the runtime's, shared.)
     """
-    g = torch.Generator().manual_seed(seed_for("canary"))
-    a = torch.randn(16, 16, generator=g).bfloat16()
-    b = torch.randn(16, 16, generator=g).bfloat16()
-    out = torch.full((16, 16), float("nan"))
-    _canary_dot_kernel[(1,)](a, b, out)
-    want = a.float() @ b.float()
-    assert not torch.allclose(out, want, rtol=1e-2, atol=1e-2), "bf16 tl.dot is right now"
-    x = torch.arange(2**31 - 16, 2**31, dtype=torch.int64).to(torch.int32)
-    out32 = torch.full((16,), -1, dtype=torch.int32)
-    _canary_u32_kernel[(1,)](x, out32)
-    expect = (((x.to(torch.int64) & 0xFFFFFFFF) * 0x846CA68B) & 0xFFFFFFFF) >> 16
-    assert torch.equal(out32.to(torch.int64), expect)
+    quirks = interpreter_quirks("cpu")
+    assert quirks["bf16_dot_wrong"], "bf16 tl.dot is right now"
+    assert quirks["uint32_products_wrap"]
 
 
 @pytest.mark.gpu
@@ -496,7 +477,6 @@ def test_stochastic_rounding_is_unbiased_over_200_steps() -> None:
 def test_direct_launch_equals_jit_launch() -> None:
     """The hot path's direct call of the compiled kernel computes what the JIT launch does."""
     need("cuda")
-    from kernels.forge import launch
 
     g = torch.Generator().manual_seed(seed_for("direct-launch"))
     T, N, K = 320, 1024, 768
@@ -510,6 +490,6 @@ def test_direct_launch_equals_jit_launch() -> None:
         sc = scalars(Rule.ADAMW, 2)
         forge_linear_step_(dy, x, w, st, Rule.ADAMW, sc, w_old_out=old, tune=False, check=False)
         outs.append((w, *st, old.view(torch.int16)))
-    assert launch._FAST_LAUNCH["on"], "this Triton's launcher refused the direct call"
+    assert FAST_LAUNCH["on"], "this Triton's launcher refused the direct call"
     for a, b in zip(outs[0], outs[2], strict=True):
         assert torch.equal(a, b)

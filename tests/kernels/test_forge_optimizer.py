@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from kernels.forge import ForgeAdamW, ForgeLion, ForgeSGD, Rule, StepScalars, reference
-from kernels.forge.kernel import INTERPRET
-from kernels.forge.testing import rel_err, seed_for
+from kernels.forge.kernels import INTERPRET
+from kernels.runtime.testing import rel_err, seed_for
 
 DEVICES = [
     pytest.param("cpu", id="interpreter"),

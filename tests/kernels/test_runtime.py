@@ -68,11 +68,11 @@ def test_kernels_run_on_follows_the_mode() -> None:
 
 
 def test_timing_harness_measures_real_work() -> None:
-    small = torch.randn(64, 64)
-    big = torch.randn(512, 512)
+    small = torch.randn(16, 16)
+    big = torch.randn(1024, 1024)
     t_small = timing.median_ms(lambda: small @ small, CPU)
     t_big = timing.median_ms(lambda: big @ big, CPU)
-    assert 0 < t_small < t_big  # 512x more FLOPs cannot run faster
+    assert 0 < t_small < t_big  # 2**18 times the FLOPs (~2 GFLOP) cannot run faster
     calls = []
     host = timing.host_issue_us(lambda: calls.append(1), CPU, iters=5)
     assert host > 0 and len(calls) == 6  # one untimed call first, then the timed ones
@@ -135,3 +135,95 @@ def test_gpu_has_none_of_the_interpreter_quirks() -> None:
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     assert interpreter_quirks("cuda") == {"bf16_dot_wrong": False, "uint32_products_wrap": True}
+
+
+def test_optimizer_hyper_parameters_are_checked_once_for_all() -> None:
+    from kernels.runtime.hyper import check_hyper
+
+    assert check_hyper(lr=1e-3, eps=1e-8, weight_decay=0.1, betas=(0.9, 0.99)) == (0.9, 0.99)
+    assert check_hyper(lr=0.0) is None
+    for bad, word in (
+        ({"lr": -1.0}, "learning rate"),
+        ({"lr": 1.0, "eps": -1e-8}, "eps"),
+        ({"lr": 1.0, "weight_decay": -0.1}, "weight_decay"),
+        ({"lr": 1.0, "betas": (0.9, 1.0)}, "betas"),
+        ({"lr": 1.0, "betas": (-0.1, 0.9)}, "betas"),
+    ):
+        with pytest.raises(ValueError, match=word):
+            check_hyper(**bad)
+
+
+class _FakeCompiled:
+    """What a JIT launch returns on a GPU, reduced to what a bound launch reads."""
+
+    packed_metadata = b"meta"
+    function = 7
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.calls: list[tuple] = []
+        self.refuse = refuse
+
+    def run(self, *args: object) -> None:
+        if self.refuse:
+            raise TypeError("this launcher takes other arguments")
+        self.calls.append(args)
+
+    def launch_metadata(self, grid: object, stream: int, *args: object) -> str:
+        return "launch-metadata"
+
+
+def test_bound_launch_calls_the_compiled_launcher_directly(monkeypatch) -> None:
+    from kernels.runtime import launch
+
+    monkeypatch.setitem(launch.FAST_LAUNCH, "on", True)
+    monkeypatch.setattr(launch, "raw_stream", lambda index: 1000 + index)
+    handle = _FakeCompiled()
+    bound = launch.BoundLaunch.of(handle, 3)
+    assert bound is not None
+    assert bound((4, 2, 1), 11, 22, 0.5) is True
+    assert handle.calls == [(4, 2, 1, 1003, 7, b"meta", None, None, None, 11, 22, 0.5)]
+    assert bound.with_hooks((4, 1, 1), 5) is True
+    assert handle.calls[-1][:7] == (4, 1, 1, 1003, 7, b"meta", "launch-metadata")
+    assert launch.BoundLaunch.of(None, 0) is None  # the interpreter compiles nothing
+    assert launch.BoundLaunch.of(object(), 0) is None
+
+
+def test_a_refused_direct_launch_turns_direct_launches_off(monkeypatch) -> None:
+    from kernels.runtime import launch
+
+    monkeypatch.setitem(launch.FAST_LAUNCH, "on", True)
+    monkeypatch.setattr(launch, "raw_stream", lambda index: 0)
+    bound = launch.BoundLaunch.of(_FakeCompiled(refuse=True), 0)
+    assert bound is not None
+    assert bound((1, 1, 1), 1) is False  # the caller takes its ordinary launch
+    assert launch.FAST_LAUNCH["on"] is False and launch.direct_launch_allowed() is False
+    assert launch.BoundLaunch.of(_FakeCompiled(), 0) is None  # nothing is bound any more
+
+
+def test_tuner_times_candidates_on_scratch_copies() -> None:
+    import time
+
+    from kernels.runtime.tune import Tuner
+
+    weight = torch.zeros(8)
+    calls: list[str] = []
+
+    def launch(cfg: str, scratch) -> None:
+        calls.append(cfg)
+        if cfg == "broken":
+            raise RuntimeError("out of resources")
+        scratch[0].add_(1.0)
+        time.sleep(0.004 if cfg == "slow" else 0.0)
+
+    tuner: Tuner[str] = Tuner(name=str)
+    assert tuner.choose(("k", 1), ["slow", "fast", "broken"], launch, [weight]) == "fast"
+    assert torch.equal(weight, torch.zeros(8))  # the real in-place argument is never touched
+    (entry,) = [e for e in tuner.log if "times_ms" in e]
+    assert entry["best"] == "fast" and entry["times_ms"]["broken"] == float("inf")
+    assert entry["times_ms"]["slow"] > entry["times_ms"]["fast"]
+    assert any("out of resources" in e.get("error", "") for e in tuner.log)
+    n = len(calls)
+    assert tuner.choose(("k", 1), ["slow", "fast"], launch, [weight]) == "fast"
+    assert len(calls) == n  # remembered by key: no second tuning
+    assert tuner.choose(("k", 2), ["only"], launch, [weight]) == "only"
+    assert len(calls) == n  # a single candidate is not timed

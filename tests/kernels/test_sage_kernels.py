@@ -73,7 +73,7 @@ def _allowed_flips(numel: int, steps: int) -> int:
 @pytest.mark.parametrize("order", ["paper", "code"])
 @pytest.mark.parametrize("shape", SHAPES)
 def test_sage_step_matches_reference_fp32(shape: tuple[int, ...], order: str) -> None:
-    from kernels.sage.sage_kernels import sage_step_
+    from kernels.sage.launch import sage_step_
 
     gen = torch.Generator().manual_seed(_seed(shape, order))
     cols = _n_cols(shape)
@@ -109,7 +109,7 @@ def test_sage_step_matches_reference_fp32(shape: tuple[int, ...], order: str) ->
 )
 def test_sage_step_bf16_within_low_precision_rule(shape: tuple[int, ...]) -> None:
     """bf16 parameters and momentum: max|kern − ref32| ≤ 2·max|torch_bf16 − ref32| + 5e-2."""
-    from kernels.sage.sage_kernels import sage_step_
+    from kernels.sage.launch import sage_step_
 
     gen = torch.Generator().manual_seed(11)
     cols = _n_cols(shape)
@@ -137,7 +137,7 @@ def test_sage_step_bf16_within_low_precision_rule(shape: tuple[int, ...]) -> Non
     [pytest.param((29, 140), id="29x140"), pytest.param((32000, 2048), id="32000x2048", marks=GPU)],
 )
 def test_lion_step_matches_reference(shape: tuple[int, ...]) -> None:
-    from kernels.sage.sage_kernels import lion_step_
+    from kernels.sage.launch import lion_step_
 
     gen = torch.Generator().manual_seed(5)
     p = torch.randn(shape, generator=gen).to(DEVICE)
@@ -162,7 +162,7 @@ def test_lion_step_matches_reference(shape: tuple[int, ...]) -> None:
 )
 def test_column_partials_sum_to_column_abs_sum(shape: tuple[int, int]) -> None:
     """The deterministic split reduction: partial row-slice sums add up to Σ_i |g_ij| (fp64)."""
-    from kernels.sage.sage_kernels import sage_column_abs_sum_partials
+    from kernels.sage.launch import sage_column_abs_sum_partials
 
     gen = torch.Generator().manual_seed(3)
     g = _gradient(shape, gen)
@@ -175,7 +175,7 @@ def test_column_partials_sum_to_column_abs_sum(shape: tuple[int, int]) -> None:
 
 def test_zero_gradient_gives_zero_scale_and_pure_decay() -> None:
     """g = 0 at step 1: s = Ŝ = 0 so σ = γ = 0 and H = 0; the parameter only decays."""
-    from kernels.sage.sage_kernels import sage_step_
+    from kernels.sage.launch import sage_step_
 
     gen = torch.Generator().manual_seed(9)
     p = torch.randn(20, 33, generator=gen).to(DEVICE)
@@ -188,7 +188,7 @@ def test_zero_gradient_gives_zero_scale_and_pure_decay() -> None:
 
 
 def test_sage_step_rejects_bad_state() -> None:
-    from kernels.sage.sage_kernels import sage_step_
+    from kernels.sage.launch import sage_step_
 
     p = torch.zeros(4, 6, device=DEVICE)
     with pytest.raises(ValueError, match="columns"):

@@ -75,7 +75,7 @@ def _assert_same_sage(p: torch.Tensor, opt: SAGE, twin: torch.Tensor, m, s_ema) 
 def test_sage_optimizer_is_the_general_path_bit_for_bit(shape: tuple[int, ...], order: str) -> None:
     """Same kernels, configs and scalars: identical bits, also after the parameter moves
     (`.data =`) and after the state is reloaded (new tensors): the plan re-binds to them."""
-    from kernels.sage.sage_kernels import sage_step_
+    from kernels.sage.launch import sage_step_
 
     p, opt, twin, m, s_ema, gen = _sage_twins(shape, order, torch.float32, _seed(shape, order))
     grads = _grads(shape, 9, gen, torch.float32)
@@ -92,7 +92,7 @@ def test_sage_optimizer_is_the_general_path_bit_for_bit(shape: tuple[int, ...], 
 
 
 def test_sage_optimizer_bf16_is_the_general_path_bit_for_bit() -> None:
-    from kernels.sage.sage_kernels import sage_step_
+    from kernels.sage.launch import sage_step_
 
     shape = (45, 130)
     p, opt, twin, m, s_ema, gen = _sage_twins(shape, "paper", torch.bfloat16, _seed("bf16"))
@@ -108,7 +108,7 @@ def test_sage_optimizer_bf16_is_the_general_path_bit_for_bit() -> None:
     [pytest.param((29, 140), id="29x140"), pytest.param((4096, 4096), id="4096", marks=GPU)],
 )
 def test_lion_optimizer_is_the_general_path_bit_for_bit(shape: tuple[int, ...]) -> None:
-    from kernels.sage.sage_kernels import lion_step_
+    from kernels.sage.launch import lion_step_
 
     gen = torch.Generator().manual_seed(_seed("lion", shape))
     p = torch.randn(shape, generator=gen).to(DEVICE).requires_grad_()
@@ -194,22 +194,23 @@ def direct_launch_on_cpu(monkeypatch) -> Iterator[dict[int, torch.Tensor]]:
     test fills with every tensor a step may touch."""
     if CUDA:
         pytest.skip("the GPU runs the real direct launch (the tests above)")
+    from kernels.runtime import launch as runtime_launch
+    from kernels.sage import kernels as sk
     from kernels.sage import launch
-    from kernels.sage import sage_kernels as sk
 
     pointers: dict[int, torch.Tensor] = {}
     for name in ("_sage_col_abs_sum_kernel", "_sage_scale_kernel", "_sage_apply_kernel"):
         monkeypatch.setattr(sk, name, _CompilingKernel(getattr(sk, name), pointers))
     monkeypatch.setitem(launch.FAST_LAUNCH, "on", True)
-    monkeypatch.setattr(launch, "_raw_stream", lambda index: 0)
+    monkeypatch.setattr(runtime_launch, "raw_stream", lambda index: 0)
     yield pointers
 
 
 @pytest.mark.parametrize("order", ["paper", "code"])
 def test_direct_launch_arguments_reproduce_the_general_path(direct_launch_on_cpu, order) -> None:
+    from kernels.sage import kernels as sk
     from kernels.sage import launch
-    from kernels.sage import sage_kernels as sk
-    from kernels.sage.sage_kernels import sage_step_
+    from kernels.sage.launch import sage_step_
 
     pointers = direct_launch_on_cpu
     shape = (37, 50)
@@ -236,9 +237,9 @@ def test_direct_launch_arguments_reproduce_the_general_path(direct_launch_on_cpu
 
 
 def test_direct_launch_lion_reproduces_the_general_path(direct_launch_on_cpu) -> None:
+    from kernels.sage import kernels as sk
     from kernels.sage import launch
-    from kernels.sage import sage_kernels as sk
-    from kernels.sage.sage_kernels import lion_step_
+    from kernels.sage.launch import lion_step_
 
     pointers = direct_launch_on_cpu
     gen = torch.Generator().manual_seed(_seed("direct-lion"))
@@ -291,8 +292,8 @@ def test_optimizer_step_allocates_nothing_and_never_syncs() -> None:
 def test_host_bench_runs_with_the_launch_stubbed() -> None:
     """The host-path bench times real optimizer code around a stubbed launch, then puts the
     kernels back."""
-    from kernels.sage import bench
-    from kernels.sage import sage_kernels as sk
+    from bench.kernels import sage as bench
+    from kernels.sage import kernels as sk
 
     kernel = sk._sage_apply_kernel
     res = bench.host_path_cpu(shape=(8, 16), n_params=3, rounds=1, iters=3)

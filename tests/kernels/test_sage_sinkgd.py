@@ -42,7 +42,7 @@ def _update_from_scales(g: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> to
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_sinkgd_scales_reproduce_the_normalised_gradient(shape: tuple[int, ...]) -> None:
-    from kernels.sage.sinkgd_kernels import sinkgd_scales
+    from kernels.sage.launch import sinkgd_scales
 
     gen = torch.Generator().manual_seed(_seed(shape))
     grads = [_gradient(shape, gen) for _ in range(3)]
@@ -64,7 +64,7 @@ def test_sinkgd_scales_reproduce_the_normalised_gradient(shape: tuple[int, ...])
 @pytest.mark.parametrize("shape", SHAPES)
 def test_sinkgd_grouped_step_matches_reference(shape: tuple[int, ...]) -> None:
     """Four same-shape parameters in one launch per pass: each moves as the reference says."""
-    from kernels.sage.sinkgd_kernels import sinkgd_step_
+    from kernels.sage.launch import sinkgd_step_
 
     gen = torch.Generator().manual_seed(_seed("step", shape))
     params = [torch.randn(shape, generator=gen).to(DEVICE) for _ in range(4)]
@@ -85,7 +85,7 @@ def test_sinkgd_grouped_step_matches_reference(shape: tuple[int, ...]) -> None:
 )
 def test_sinkgd_bf16_within_low_precision_rule(shape: tuple[int, ...]) -> None:
     """bf16 parameters and gradients: max|kern − ref32| ≤ 2·max|torch_bf16 − ref32| + 5e-2."""
-    from kernels.sage.sinkgd_kernels import sinkgd_step_
+    from kernels.sage.launch import sinkgd_step_
 
     gen = torch.Generator().manual_seed(_seed("bf16", shape))
     p = torch.randn(shape, generator=gen).to(DEVICE).bfloat16()
@@ -103,7 +103,7 @@ def test_sinkgd_bf16_within_low_precision_rule(shape: tuple[int, ...]) -> None:
 
 def test_zero_rows_and_columns_stay_zero_and_finite() -> None:
     """A gradient with a zero row and a zero column (and an all-zero one): no NaN, no growth."""
-    from kernels.sage.sinkgd_kernels import sinkgd_step_
+    from kernels.sage.launch import sinkgd_step_
 
     gen = torch.Generator().manual_seed(_seed("zeros"))
     g = _gradient((33, 47), gen)
@@ -121,7 +121,7 @@ def test_zero_rows_and_columns_stay_zero_and_finite() -> None:
 
 
 def test_sinkgd_rejects_mixed_groups() -> None:
-    from kernels.sage.sinkgd_kernels import sinkgd_step_
+    from kernels.sage.launch import sinkgd_step_
 
     a, b = torch.zeros(4, 5, device=DEVICE), torch.zeros(5, 4, device=DEVICE)
     with pytest.raises(ValueError, match="one shape"):

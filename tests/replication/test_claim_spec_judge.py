@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pith_core import canonical_json
-from replication.claims.judge import judge
+from replication.claims.judge import VERDICTS, judge
 from replication.claims.registry import CLAIMS
 from replication.claims.spec import CheckSpec, ClaimSpec
 
@@ -38,6 +38,8 @@ def test_registry_lists_every_claim_package_without_torch() -> None:
         "from replication.claims.registry import CLAIMS\n"
         "print(json.dumps({k: list(v.all_profiles) for k, v in CLAIMS.items()}))\n"
         "assert 'torch' not in sys.modules and 'triton' not in sys.modules, 'torch'\n"
+        "import replication.claims.base, replication.claims.judge\n"
+        "assert 'nacl' not in sys.modules, 'a claim needs pynacl (absent on the GPU image)'\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
@@ -60,6 +62,12 @@ def test_every_spec_is_well_formed(claim_id: str) -> None:
         result = judge(spec, profile, {})
         assert result["verdict"] in {"inconclusive", "not_replicated"}
         canonical_json(result)
+
+
+def test_verdicts_are_pith_cores() -> None:
+    from pith_core.events import REPLICATION_VERDICTS
+
+    assert set(VERDICTS) == REPLICATION_VERDICTS
 
 
 def test_judge_decides_by_gating_checks_and_profile() -> None:

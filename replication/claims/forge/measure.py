@@ -55,16 +55,18 @@ def _batches(n: int, t: int, width: int, device: str, seed: int) -> list[tuple[t
 
 def exactness(p: Profile, device: str) -> dict[str, float]:
     """ForgeAdamW vs torch AdamW(foreach=False), fp32, TF32 off: worst relative differences."""
-    from kernels.forge import bench, reference
-    from kernels.forge.testing import rel_err
+    from kernels.forge import reference
+    from kernels.runtime.testing import rel_err
+
+    from . import workload
 
     with reference.tf32_off():
-        forge = bench.make_trainer(
-            bench.linear_stack(p.width, p.depth, device, torch.float32, 0), "forge"
+        forge = workload.make_trainer(
+            workload.linear_stack(p.width, p.depth, device, torch.float32, 0), "forge"
         )
         first = forge.model[0].weight.detach().clone()
-        ref = bench.make_trainer(
-            bench.linear_stack(p.width, p.depth, device, torch.float32, 0),
+        ref = workload.make_trainer(
+            workload.linear_stack(p.width, p.depth, device, torch.float32, 0),
             "fused",
             foreach_reference=True,
         )
@@ -83,36 +85,40 @@ def exactness(p: Profile, device: str) -> dict[str, float]:
 
 def autocast_step_error(p: Profile, device: str) -> float:
     """One fused step under bf16 autocast against the reference backend (same inputs)."""
-    from kernels.forge import ForgeAdamW, bench
-    from kernels.forge.testing import rel_err
+    from kernels.forge import ForgeAdamW
+    from kernels.runtime.testing import rel_err
+
+    from . import workload
 
     width, t = (p.width, p.memory_tokens) if p.memory_tokens else (p.width, p.exact_tokens)
-    m1 = bench.linear_stack(width, 2, device, torch.float32, 3)
-    m2 = bench.linear_stack(width, 2, device, torch.float32, 3)
-    o1 = ForgeAdamW(m1, **bench.ADAMW)
-    o2 = ForgeAdamW(m2, **bench.ADAMW, backend="reference")
+    m1 = workload.linear_stack(width, 2, device, torch.float32, 3)
+    m2 = workload.linear_stack(width, 2, device, torch.float32, 3)
+    o1 = ForgeAdamW(m1, **workload.ADAMW)
+    o2 = ForgeAdamW(m2, **workload.ADAMW, backend="reference")
     ((x, target),) = _batches(1, t, width, device, seed=2)
     for m, o in ((m1, o1), (m2, o2)):
         with torch.autocast(device, dtype=torch.bfloat16):
             out = m(x)
-        bench.stack_loss(out, target).backward()
+        workload.stack_loss(out, target).backward()
         o.step()
     return max(rel_err(a, b) for a, b in zip(m1.parameters(), m2.parameters(), strict=True))
 
 
 def memory(p: Profile, autocast: torch.dtype | None) -> dict[str, int]:
-    from kernels.forge import bench, reference
+    from kernels.forge import reference
+
+    from . import workload
 
     out = {}
     ((x, target),) = _batches(1, p.memory_tokens, p.width, "cuda", seed=4)
-    for method in bench.METHODS:
+    for method in workload.METHODS:
         with reference.tf32_off():
-            tr = bench.make_trainer(
-                bench.linear_stack(p.width, p.depth, "cuda", torch.float32, 0),
+            tr = workload.make_trainer(
+                workload.linear_stack(p.width, p.depth, "cuda", torch.float32, 0),
                 method,
                 autocast=autocast,
             )
-            out[method] = bench.peak_step_memory(tr, x, target)
+            out[method] = workload.peak_step_memory(tr, x, target)
         del tr
         gc.collect()
         torch.cuda.empty_cache()
@@ -123,16 +129,16 @@ def speed(
     p: Profile, t: int, *, autocast: torch.dtype | None, dtype: torch.dtype
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Median GPU ms of backward + step for each method, and the CPU ms to issue it."""
-    from kernels.forge import bench
+    from . import workload
 
     batches = [(x.to(dtype), y) for x, y in _batches(2, t, p.width, "cuda", seed=t)]
     gpu_ms, cpu_ms = {}, {}
-    for method in bench.METHODS:
-        with bench.tf32(False):
-            tr = bench.make_trainer(
-                bench.linear_stack(p.width, p.depth, "cuda", dtype, 0), method, autocast=autocast
+    for method in workload.METHODS:
+        with workload.tf32(False):
+            tr = workload.make_trainer(
+                workload.linear_stack(p.width, p.depth, "cuda", dtype, 0), method, autocast=autocast
             )
-            gpu_ms[method], cpu_ms[method] = bench.time_backward_step(
+            gpu_ms[method], cpu_ms[method] = workload.time_backward_step(
                 tr, batches, p.iters, p.warmup
             )
         del tr
@@ -219,10 +225,10 @@ def measure(profile: str) -> dict[str, float | int | str]:
             _log(f"speed T={t}: gpu {sp} host {cpu}")
 
         base.phase("kernel-bandwidth")
-        from kernels.forge import bench
+        from . import workload
 
         for t in p.tokens:
-            kt = bench.kernel_timings(t, p.width, ceilings=ceilings)
+            kt = workload.kernel_timings(t, p.width, ceilings=ceilings)
             _log_tuning()
             for k, v in kt.items():
                 figures[f"kernel_T{t}_{k}"] = v

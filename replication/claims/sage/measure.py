@@ -170,7 +170,7 @@ def _sage_step_fn(p: torch.Tensor, g: torch.Tensor) -> Callable[[], None]:
 
 def _sage_general_fn(p: torch.Tensor, g: torch.Tensor) -> Callable[[], None]:
     """The general `sage_step_` (checks, scratch allocation and Triton's launcher every call)."""
-    from kernels.sage.sage_kernels import sage_step_
+    from kernels.sage.launch import sage_step_
 
     m = torch.zeros_like(p)
     s_ema = torch.zeros(p.shape[1], device=p.device, dtype=torch.float32)
@@ -225,7 +225,7 @@ def measure_kernel_speed(
 ) -> dict[str, float | str]:
     """Median times of the SAGE step, fused AdamW, copy_ and the eager torch transcription of
     SAGE on one (rows, cols) tensor, and the bandwidth each achieves by the bytes it must move."""
-    from kernels.sage import sage_kernels as sk
+    from kernels.sage import kernels as sk
 
     gen = torch.Generator(device="cpu").manual_seed(1234)
     rows, cols = shape

@@ -6,7 +6,7 @@ Three ways to run AdamW on the same model, timed in the same process:
 - "hook": PyTorch's optimizer-in-backward recipe, a fused AdamW per parameter run from
   `register_post_accumulate_grad_hook`, freeing each gradient as soon as it is used.
 
-`python -m kernels.forge.bench` prints a table for the 8 × Linear(4096, 4096) stack (CUDA);
+`python -m bench.kernels.forge` prints a table for the 8 × Linear(4096, 4096) stack (CUDA);
 `--overhead` the host's costs (per launch, and per layer of backward + step, each method side by
 side); `--host-cpu` the host path alone on a CPU-only machine (see `host_path_cpu`).
 """
@@ -19,122 +19,21 @@ import gc
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from kernels.runtime.ceilings import Ceilings, measure_ceilings
-
-from .launch import LayerLauncher, forge_linear_step_
-from .optim import ForgeAdamW
-from .rules import Rule, StepScalars
-
-METHODS = ("forge", "fused", "hook")
-ADAMW = {"lr": 1e-4, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01}
-
-
-def linear_stack(width: int, depth: int, device: str, dtype: torch.dtype, seed: int) -> nn.Module:
-    """`depth` × Linear(width, width) without bias: every parameter is a fusable weight."""
-    torch.manual_seed(seed)
-    layers = [nn.Linear(width, width, bias=False) for _ in range(depth)]
-    return nn.Sequential(*layers).to(device=device, dtype=dtype)
-
-
-def stack_loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Squared error summed over features, averaged over tokens (in fp32)."""
-    return (out.float() - target).square().sum(-1).mean()
-
-
-@dataclass
-class Trainer:
-    """One model with one of the three AdamW set-ups, ready for `iteration()`."""
-
-    model: nn.Module
-    method: str
-    step: Callable[[], None]
-    autocast: torch.dtype | None
-    keep: object = None  # optimizer(s) and hook handles kept alive
-
-    def forward_loss(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        ctx = (
-            torch.autocast(x.device.type, dtype=self.autocast)
-            if self.autocast is not None
-            else contextlib.nullcontext()
-        )
-        with ctx:
-            out = self.model(x)
-        return stack_loss(out, target)
-
-    def iteration(self, x: torch.Tensor, target: torch.Tensor) -> float:
-        loss = self.forward_loss(x, target)
-        loss.backward()
-        self.step()
-        return loss.item()
-
-
-def make_trainer(
-    model: nn.Module,
-    method: str,
-    *,
-    autocast: torch.dtype | None = None,
-    foreach_reference: bool = False,
-) -> Trainer:
-    """Wrap `model` with AdamW the way `method` says (see the module docstring)."""
-    if method == "forge":
-        opt = ForgeAdamW(model, **ADAMW)
-
-        def step() -> None:
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-
-        return Trainer(model, method, step, autocast, opt)
-    if method == "fused":
-        kw = {"foreach": False} if foreach_reference else {"fused": True}
-        opt_t = torch.optim.AdamW(model.parameters(), **ADAMW, **kw)
-
-        def step_t() -> None:
-            opt_t.step()
-            opt_t.zero_grad(set_to_none=True)
-
-        return Trainer(model, method, step_t, autocast, opt_t)
-    if method == "hook":
-        opts = {p: torch.optim.AdamW([p], **ADAMW, fused=True) for p in model.parameters()}
-
-        def hook(p: torch.Tensor) -> None:
-            opts[p].step()
-            opts[p].zero_grad(set_to_none=True)
-
-        handles = [p.register_post_accumulate_grad_hook(hook) for p in model.parameters()]
-        return Trainer(model, method, lambda: None, autocast, (opts, handles))
-    raise ValueError(f"unknown method {method!r}")
-
-
-def time_backward_step(
-    trainer: Trainer, batches: list[tuple[torch.Tensor, torch.Tensor]], iters: int, warmup: int
-) -> tuple[float, float]:
-    """Median ms of backward + optimizer step on the GPU (CUDA events; the forward runs before
-    the start event), and median ms the CPU took to issue them: when the two are close, the
-    step is paced by the host, not the GPU."""
-    times = []
-    cpu = []
-    for i in range(warmup + iters):
-        x, target = batches[i % len(batches)]
-        loss = trainer.forward_loss(x, target)
-        start = torch.cuda.Event(enable_timing=True)
-        end = torch.cuda.Event(enable_timing=True)
-        start.record()
-        t0 = time.perf_counter()
-        loss.backward()
-        trainer.step()
-        t1 = time.perf_counter()
-        end.record()
-        if i >= warmup:
-            times.append((start, end))
-            cpu.append((t1 - t0) * 1e3)
-        del loss
-    torch.cuda.synchronize()
-    return statistics.median(s.elapsed_time(e) for s, e in times), statistics.median(cpu)
+from bench.kernels.stubs import StubKernel, direct_launches_forced
+from kernels.forge.launch import LayerLauncher, forge_linear_step_
+from kernels.forge.rules import Rule, StepScalars
+from replication.claims.forge.workload import (
+    METHODS,
+    Trainer,
+    kernel_timings,
+    linear_stack,
+    make_trainer,
+    tf32,
+    time_backward_step,
+)
 
 
 def profile_table(trainer: Trainer, x: torch.Tensor, target: torch.Tensor, rows: int = 12) -> str:
@@ -149,85 +48,6 @@ def profile_table(trainer: Trainer, x: torch.Tensor, target: torch.Tensor, rows:
         trainer.step()
         torch.cuda.synchronize()
     return prof.key_averages().table(sort_by="cuda_time_total", row_limit=rows)
-
-
-def peak_step_memory(trainer: Trainer, x: torch.Tensor, target: torch.Tensor) -> int:
-    """Bytes of the step's peak (forward + backward + update) above what lived before it.
-
-    One iteration first, so weights and optimizer states already exist; they count as "before".
-    """
-    trainer.iteration(x, target)
-    torch.cuda.synchronize()
-    gc.collect()  # nothing left over from earlier models may be freed inside the measurement
-    torch.cuda.reset_peak_memory_stats()
-    before = torch.cuda.memory_allocated()
-    trainer.iteration(x, target)
-    torch.cuda.synchronize()
-    return torch.cuda.max_memory_allocated() - before
-
-
-@contextlib.contextmanager
-def tf32(enabled: bool) -> Iterator[None]:
-    old = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = enabled
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = old
-
-
-def fused_kernel_bytes(t: int, n: int, k: int, in_bytes: int, w_bytes: int = 4) -> int:
-    """Bytes the fused AdamW kernel must move: W, m, v read and written, dY and X read once."""
-    return n * k * 2 * (w_bytes + 8) + t * (n + k) * in_bytes
-
-
-def kernel_timings(
-    t: int, width: int, device: str = "cuda", *, ceilings: Ceilings | None = None
-) -> dict[str, float]:
-    """The fused kernel alone on one [width, width] layer (bf16 dY/X, fp32 W/m/v, writing the
-    bf16 old W for dX, as under autocast), against the unfused sequence it replaces: cuBLAS dW
-    in bf16, its cast to fp32, torch's fused AdamW."""
-    import triton.testing
-
-    if ceilings is None:
-        ceilings = measure_ceilings(torch.device(device))
-    g = torch.Generator(device=device).manual_seed(t)
-    dy = torch.randn(t, width, device=device, generator=g).bfloat16()
-    x = torch.randn(t, width, device=device, generator=g).bfloat16()
-    w = torch.randn(width, width, device=device, generator=g) * 0.02
-    m = torch.zeros_like(w)
-    v = torch.zeros_like(w)
-    sc = StepScalars.adamw(step=10, lr=1e-6, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
-
-    old = torch.empty(width, width, device=device, dtype=torch.bfloat16)
-
-    def fused() -> None:
-        forge_linear_step_(dy, x, w, [m, v], Rule.ADAMW, sc, w_old_out=old)
-
-    p = nn.Parameter(w.clone())
-    opt = torch.optim.AdamW([p], lr=1e-6, fused=True)
-
-    def unfused() -> None:
-        p.grad = torch.mm(dy.t(), x).float()
-        opt.step()
-
-    fused()  # tune and compile outside the timing
-    unfused()
-    ms_fused = triton.testing.do_bench(fused, warmup=25, rep=100, return_mode="median")
-    ms_unfused = triton.testing.do_bench(unfused, warmup=25, rep=100, return_mode="median")
-    ms_mm = triton.testing.do_bench(
-        lambda: torch.mm(dy.t(), x), warmup=25, rep=100, return_mode="median"
-    )
-    nbytes = fused_kernel_bytes(t, width, width, 2) + 2 * width * width  # + the bf16 old W
-    return {
-        "fused_ms": ms_fused,
-        "unfused_ms": ms_unfused,
-        "cublas_dw_ms": ms_mm,
-        "fused_GBps": nbytes / ms_fused / 1e6,
-        "fused_frac_of_copy": ceilings.frac_of_copy(nbytes, ms_fused),
-        "fused_TFLOPs": 2 * t * width * width / ms_fused / 1e9,
-        "fused_frac_of_gemm": ceilings.frac_of_gemm(2 * t * width * width, ms_fused),
-    }
 
 
 def host_overhead(n: int = 300, width: int = 4096, depth: int = 8, tokens: int = 512) -> dict:
@@ -313,45 +133,25 @@ def launch_stubbed() -> Iterator[None]:
     CPU tensors count as launchable: the whole host path around the kernel (autograd node,
     optimizer bookkeeping, launcher binding and argument packing) runs on a machine without a
     GPU, and without the interpreter's cost. Nothing is computed: for host timing only."""
-    from . import launch, optim
-
-    class _NoKernel:  # stands for the compiled kernel the JIT returns
-        packed_metadata = None
-        function = 0
-
-        @staticmethod
-        def run(*args: object) -> None:
-            return None
-
-        def launch_metadata(self, *args: object) -> None:
-            return None
-
-    class _NoJit:  # stands for the JIT function: kernel[grid](...) returns the compiled kernel
-        def __getitem__(self, grid: object) -> Callable[..., _NoKernel]:
-            return lambda *args, **kwargs: _NoKernel()
+    from kernels.forge import launch, optim
 
     saved = (
         launch._forge_linear_step_kernel,
         launch.triton_available,
         optim.triton_available,
-        launch._raw_stream,
-        launch._FAST_LAUNCH["on"],
         dict(launch._COMPILED),
     )
-    launch._forge_linear_step_kernel = _NoJit()
+    launch._forge_linear_step_kernel = StubKernel()
     launch.triton_available = optim.triton_available = lambda device: True
-    launch._raw_stream = lambda index: 0
-    launch._FAST_LAUNCH["on"] = True
     launch._COMPILED.clear()
     try:
-        yield
+        with direct_launches_forced():
+            yield
     finally:
         (
             launch._forge_linear_step_kernel,
             launch.triton_available,
             optim.triton_available,
-            launch._raw_stream,
-            launch._FAST_LAUNCH["on"],
             compiled,
         ) = saved
         launch._COMPILED.clear()

@@ -243,6 +243,60 @@ def _column_halves(t, ROWS: tl.constexpr, COLS: tl.constexpr):
 
 
 @triton.jit
+def _epilogue(
+    w_ptr,
+    s1_ptr,
+    s2_ptr,
+    wold_ptr,
+    offs,
+    mask,
+    w,
+    s1,
+    s2,
+    g,
+    lr,
+    decay,
+    weight_decay,
+    beta1,
+    beta2,
+    eps,
+    step_size,
+    bc2_sqrt,
+    dampening,
+    first_step,
+    seed_key,
+    RULE: tl.constexpr,
+    NESTEROV: tl.constexpr,
+    W_BF16: tl.constexpr,
+    STOCHASTIC: tl.constexpr,
+    WRITE_OLD: tl.constexpr,
+):
+    """The optimizer step on one loaded tile (the only place it is written): the pre-update W
+    to `wold_ptr` (bf16, nearest) when WRITE_OLD, the rule, and the stores."""
+    if WRITE_OLD:
+        tl.store(wold_ptr + offs, _fp32_to_bf16_bits(w, offs, 0, False), mask=mask)
+    w, s1, s2 = _apply_rule(
+        w,
+        g,
+        s1,
+        s2,
+        lr,
+        decay,
+        weight_decay,
+        beta1,
+        beta2,
+        eps,
+        step_size,
+        bc2_sqrt,
+        dampening,
+        first_step,
+        RULE,
+        NESTEROV,
+    )
+    _store_tile(w_ptr, s1_ptr, s2_ptr, offs, mask, w, s1, s2, seed_key, RULE, W_BF16, STOCHASTIC)
+
+
+@triton.jit
 def _update_tile(
     w_ptr,
     s1_ptr,
@@ -270,20 +324,21 @@ def _update_tile(
     STOCHASTIC: tl.constexpr,
     WRITE_OLD: tl.constexpr,
 ):
-    """Load, update and store the W/state tile under gradient tile `g` (rows rn, columns rk).
-
-    WRITE_OLD also stores the pre-update W, rounded to nearest bf16, for the input gradient.
-    """
+    """Load the W/state tile under gradient tile `g` (rows rn, columns rk) and step it."""
     offs = rn[:, None] * K + rk[None, :]
     mask = (rn[:, None] < N) & (rk[None, :] < K)
     w, s1, s2 = _load_tile(w_ptr, s1_ptr, s2_ptr, offs, mask, RULE, W_BF16)
-    if WRITE_OLD:
-        tl.store(wold_ptr + offs, _fp32_to_bf16_bits(w, offs, 0, False), mask=mask)
-    w, s1, s2 = _apply_rule(
+    _epilogue(
+        w_ptr,
+        s1_ptr,
+        s2_ptr,
+        wold_ptr,
+        offs,
+        mask,
         w,
-        g,
         s1,
         s2,
+        g,
         lr,
         decay,
         weight_decay,
@@ -294,10 +349,76 @@ def _update_tile(
         bc2_sqrt,
         dampening,
         first_step,
+        seed_key,
         RULE,
         NESTEROV,
+        W_BF16,
+        STOCHASTIC,
+        WRITE_OLD,
     )
-    _store_tile(w_ptr, s1_ptr, s2_ptr, offs, mask, w, s1, s2, seed_key, RULE, W_BF16, STOCHASTIC)
+
+
+@triton.jit
+def _update_halves(
+    w_ptr,
+    s1_ptr,
+    s2_ptr,
+    wold_ptr,
+    g,
+    rn,
+    k0,
+    N,
+    K,
+    lr,
+    decay,
+    weight_decay,
+    beta1,
+    beta2,
+    eps,
+    step_size,
+    bc2_sqrt,
+    dampening,
+    first_step,
+    seed_key,
+    RULE: tl.constexpr,
+    NESTEROV: tl.constexpr,
+    W_BF16: tl.constexpr,
+    STOCHASTIC: tl.constexpr,
+    WRITE_OLD: tl.constexpr,
+    ROWS: tl.constexpr,
+    COLS: tl.constexpr,
+):
+    """Step the [ROWS, COLS] gradient tile `g` (columns k0 ..) in its two column halves, one
+    after the other: half the epilogue's registers live at once."""
+    half = tl.arange(0, COLS // 2)
+    for i in tl.static_range(2):
+        _update_tile(
+            w_ptr,
+            s1_ptr,
+            s2_ptr,
+            wold_ptr,
+            _column_halves(g, ROWS, COLS)[i],
+            rn,
+            k0 + i * (COLS // 2) + half,
+            N,
+            K,
+            lr,
+            decay,
+            weight_decay,
+            beta1,
+            beta2,
+            eps,
+            step_size,
+            bc2_sqrt,
+            dampening,
+            first_step,
+            seed_key,
+            RULE,
+            NESTEROV,
+            W_BF16,
+            STOCHASTIC,
+            WRITE_OLD,
+        )
 
 
 @triton.jit(do_not_specialize=["seed_key", "first_step"])
@@ -398,13 +519,17 @@ def _forge_linear_step_kernel(
         b_ptrs += BLOCK_T * stride_x_t
 
     if PREFETCH:
-        if WRITE_OLD:
-            tl.store(wold_ptr + w_offs, _fp32_to_bf16_bits(w, w_offs, 0, False), mask=tile_mask)
-        w, s1, s2 = _apply_rule(
+        _epilogue(
+            w_ptr,
+            s1_ptr,
+            s2_ptr,
+            wold_ptr,
+            w_offs,
+            tile_mask,
             w,
-            acc,
             s1,
             s2,
+            acc,
             lr,
             decay,
             weight_decay,
@@ -415,11 +540,12 @@ def _forge_linear_step_kernel(
             bc2_sqrt,
             dampening,
             first_step,
+            seed_key,
             RULE,
             NESTEROV,
-        )
-        _store_tile(
-            w_ptr, s1_ptr, s2_ptr, w_offs, tile_mask, w, s1, s2, seed_key, RULE, W_BF16, STOCHASTIC
+            W_BF16,
+            STOCHASTIC,
+            WRITE_OLD,
         )
     elif EPI_SPLIT == 1:
         _update_tile(
@@ -449,176 +575,39 @@ def _forge_linear_step_kernel(
             STOCHASTIC,
             WRITE_OLD,
         )
-    elif EPI_SPLIT == 2:
-        # Column halves one after the other: half the epilogue's registers live at once.
-        g0, g1 = _column_halves(acc, BLOCK_N, BLOCK_K)
-        k0 = pid_k * BLOCK_K
-        _update_tile(
-            w_ptr,
-            s1_ptr,
-            s2_ptr,
-            wold_ptr,
-            g0,
-            rn,
-            k0 + tl.arange(0, BLOCK_K // 2),
-            N,
-            K,
-            lr,
-            decay,
-            weight_decay,
-            beta1,
-            beta2,
-            eps,
-            step_size,
-            bc2_sqrt,
-            dampening,
-            first_step,
-            seed_key,
-            RULE,
-            NESTEROV,
-            W_BF16,
-            STOCHASTIC,
-            WRITE_OLD,
-        )
-        _update_tile(
-            w_ptr,
-            s1_ptr,
-            s2_ptr,
-            wold_ptr,
-            g1,
-            rn,
-            k0 + BLOCK_K // 2 + tl.arange(0, BLOCK_K // 2),
-            N,
-            K,
-            lr,
-            decay,
-            weight_decay,
-            beta1,
-            beta2,
-            eps,
-            step_size,
-            bc2_sqrt,
-            dampening,
-            first_step,
-            seed_key,
-            RULE,
-            NESTEROV,
-            W_BF16,
-            STOCHASTIC,
-            WRITE_OLD,
-        )
     else:
-        # Four column quarters.
-        h0, h1 = _column_halves(acc, BLOCK_N, BLOCK_K)
-        g0, g1 = _column_halves(h0, BLOCK_N, BLOCK_K // 2)
-        g2, g3 = _column_halves(h1, BLOCK_N, BLOCK_K // 2)
-        q = BLOCK_K // 4
-        rq = pid_k * BLOCK_K + tl.arange(0, BLOCK_K // 4)
-        _update_tile(
-            w_ptr,
-            s1_ptr,
-            s2_ptr,
-            wold_ptr,
-            g0,
-            rn,
-            rq,
-            N,
-            K,
-            lr,
-            decay,
-            weight_decay,
-            beta1,
-            beta2,
-            eps,
-            step_size,
-            bc2_sqrt,
-            dampening,
-            first_step,
-            seed_key,
-            RULE,
-            NESTEROV,
-            W_BF16,
-            STOCHASTIC,
-            WRITE_OLD,
-        )
-        _update_tile(
-            w_ptr,
-            s1_ptr,
-            s2_ptr,
-            wold_ptr,
-            g1,
-            rn,
-            rq + q,
-            N,
-            K,
-            lr,
-            decay,
-            weight_decay,
-            beta1,
-            beta2,
-            eps,
-            step_size,
-            bc2_sqrt,
-            dampening,
-            first_step,
-            seed_key,
-            RULE,
-            NESTEROV,
-            W_BF16,
-            STOCHASTIC,
-            WRITE_OLD,
-        )
-        _update_tile(
-            w_ptr,
-            s1_ptr,
-            s2_ptr,
-            wold_ptr,
-            g2,
-            rn,
-            rq + 2 * q,
-            N,
-            K,
-            lr,
-            decay,
-            weight_decay,
-            beta1,
-            beta2,
-            eps,
-            step_size,
-            bc2_sqrt,
-            dampening,
-            first_step,
-            seed_key,
-            RULE,
-            NESTEROV,
-            W_BF16,
-            STOCHASTIC,
-            WRITE_OLD,
-        )
-        _update_tile(
-            w_ptr,
-            s1_ptr,
-            s2_ptr,
-            wold_ptr,
-            g3,
-            rn,
-            rq + 3 * q,
-            N,
-            K,
-            lr,
-            decay,
-            weight_decay,
-            beta1,
-            beta2,
-            eps,
-            step_size,
-            bc2_sqrt,
-            dampening,
-            first_step,
-            seed_key,
-            RULE,
-            NESTEROV,
-            W_BF16,
-            STOCHASTIC,
-            WRITE_OLD,
-        )
+        # EPI_SPLIT (2 or 4) column slices, in halves: the tile's, or each half's.
+        for i in tl.static_range(EPI_SPLIT // 2):
+            if EPI_SPLIT == 2:  # noqa: SIM108 (constexpr branch)
+                part = acc
+            else:
+                part = _column_halves(acc, BLOCK_N, BLOCK_K)[i]
+            _update_halves(
+                w_ptr,
+                s1_ptr,
+                s2_ptr,
+                wold_ptr,
+                part,
+                rn,
+                pid_k * BLOCK_K + i * (BLOCK_K // 2),
+                N,
+                K,
+                lr,
+                decay,
+                weight_decay,
+                beta1,
+                beta2,
+                eps,
+                step_size,
+                bc2_sqrt,
+                dampening,
+                first_step,
+                seed_key,
+                RULE,
+                NESTEROV,
+                W_BF16,
+                STOCHASTIC,
+                WRITE_OLD,
+                BLOCK_N,
+                BLOCK_K // (EPI_SPLIT // 2),
+            )

@@ -3,7 +3,7 @@
 Each setting trains the claim's d512-l8 Llama for a few hundred steps from seed 100 (not a seed
 of the claim) and reports the eval loss; settings run in order until `--budget-s` is spent. The
 claim's ``Hyper`` was chosen from this sweep's output; it is kept here so the choice can be
-checked. Run: ``python3 -m kernels.sage.lr_sweep --out sweep.json --budget-s 90``.
+checked. Run: ``python3 -m replication.claims.sage.lr_sweep --out sweep.json --budget-s 90``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from replication.claims import sage as claim
+from replication.claims.sage import measure as claim
 
 # (optimizer, changes to the claim's Hyper)
 SETTINGS: list[tuple[str, dict[str, float]]] = [
@@ -43,7 +43,7 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = True
     corpus = load_shakespeare()
     prof = dataclasses.replace(
-        claim.PROFILE_SETTINGS["h100"],
+        claim.PROFILE_SETTINGS["full"],
         steps=args.steps,
         warmup_steps=args.steps // 10,
         seeds=(100,),

@@ -9,7 +9,7 @@ general path's checks, allocations and grid callables. Not included: Triton's ow
 (its C argument parsing, and for the general path the autotuner and JIT binding, tens of µs a
 launch on triton 3.6); the claim measures the whole issue time on the GPU host.
 
-    python -m kernels.sage.bench --host-cpu
+    python -m bench.kernels.sage --host-cpu
 """
 
 from __future__ import annotations
@@ -25,57 +25,30 @@ import torch
 import triton
 from torch.optim import Optimizer
 
-
-class _StubCompiled:
-    """Stands for a compiled kernel: its launcher takes any arguments and does nothing."""
-
-    packed_metadata = None
-    function = 0
-
-    @staticmethod
-    def run(*args: object) -> None:
-        return None
-
-
-class _StubKernel:
-    """Stands for a JIT (or autotuned) kernel: `kernel[grid](...)` evaluates the grid as Triton
-    does and returns a stub compiled kernel."""
-
-    def __init__(self, arg_names: list[str], config: triton.Config) -> None:
-        self.arg_names = arg_names
-        self.best_config = config
-
-    def __getitem__(self, grid: Any) -> Callable[..., _StubCompiled]:
-        def launch(*args: object, **kwargs: object) -> _StubCompiled:
-            if callable(grid):
-                grid({**self.best_config.kwargs, **kwargs})
-            return _StubCompiled()
-
-        return launch
+from bench.kernels.stubs import StubKernel, direct_launches_forced
 
 
 @contextlib.contextmanager
 def launch_stubbed() -> Iterator[None]:
     """Inside the block the SAGE kernels launch nothing and CPU tensors take the kernel path;
     for host timing only (nothing is computed)."""
-    from kernels.sage import launch, optim
-    from kernels.sage import sage_kernels as sk
+    from kernels.sage import kernels as sk
+    from kernels.sage import optim
 
     names = ("_sage_col_abs_sum_kernel", "_sage_scale_kernel", "_sage_apply_kernel")
     saved = {n: getattr(sk, n) for n in names}
-    saved_flags = (launch.FAST_LAUNCH["on"], launch._raw_stream, optim._interpreting)
+    saved_interpreting = optim.interpreting
     config = triton.Config({"BLOCK_R": 32, "BLOCK_C": 128}, num_warps=4)
     for n in names:
-        setattr(sk, n, _StubKernel(list(saved[n].arg_names), config))
-    launch.FAST_LAUNCH["on"] = True
-    launch._raw_stream = lambda index: 0
-    optim._interpreting = lambda: True
+        setattr(sk, n, StubKernel(list(saved[n].arg_names), config))
+    optim.interpreting = lambda: True
     try:
-        yield
+        with direct_launches_forced():
+            yield
     finally:
         for n, k in saved.items():
             setattr(sk, n, k)
-        launch.FAST_LAUNCH["on"], launch._raw_stream, optim._interpreting = saved_flags
+        optim.interpreting = saved_interpreting
 
 
 class _EmptyStep(Optimizer):
@@ -106,7 +79,7 @@ def host_path_cpu(
     optimizer wrapper alone, and torch's fused AdamW with one parameter (its host path plus a
     tiny CPU kernel). Best of `rounds` medians, the cases interleaved (the host is noisy)."""
     from kernels.sage import SAGE
-    from kernels.sage.sage_kernels import sage_step_
+    from kernels.sage.launch import sage_step_
 
     hyper = dict(lr=1e-4, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.01)
     general = dict(lr=1e-4, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=0.01)
