@@ -239,7 +239,8 @@ def speed(
     fns["naive"] = _fwd_bwd(naive, dy, [x, tr, tp])
     out: Figures = {}
     for name, fn in fns.items():
-        fn()  # compile and tune outside the timing
+        if device.type == "cuda":
+            fn()  # compile and tune outside do_bench (on the CPU median_ms calls it untimed)
         out[name] = median_ms(fn, device)
     return out, fns
 
