@@ -84,5 +84,5 @@ def register(subparsers: Any) -> None:
         help="YYYY-MM-DDTHH:MM:SSZ: the old key is compromised; its signatures from then on "
         "do not verify",
     )
-    r.add_argument("--out", required=True, type=Path)
+    r.add_argument("--out", required=True, type=Path, help="where to write the statement (JSON)")
     r.set_defaults(func=cmd_rotate)
