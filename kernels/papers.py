@@ -24,6 +24,12 @@ PAPERS: dict[str, Paper] = {
     p.name: p
     for p in (
         Paper(
+            "chunkft",
+            "2605.21177",
+            "ChunkFT: Byte-Streamed Optimization for Memory-Efficient Full Fine-Tuning",
+            "kernels.chunkft",
+        ),
+        Paper(
             "forge",
             "2606.22932",
             "FORGE: the optimizer step fused into the weight-gradient GEMM",
@@ -34,6 +40,12 @@ PAPERS: dict[str, Paper] = {
             "2501.17116",
             "Optimizing LLM Training Using FP4 Quantization: DGE and outlier clamping",
             "kernels.fp4",
+        ),
+        Paper(
+            "poet",
+            "2603.05500",
+            "POET-X: orthogonal equivalence training with permuted block rotations",
+            "kernels.poet",
         ),
         Paper(
             "sage",
