@@ -7,6 +7,7 @@ forms the input gradient in full but the weight gradient only for the active sli
 optimizer state of the other windows waits in pinned host memory (`ChunkFT`, the drop-in).
 """
 
+from .chunks import Piece, StreamTensor, partition
 from .launch import (
     SlicedEmbeddingFunction,
     SlicedLinearFunction,
@@ -15,12 +16,19 @@ from .launch import (
     sliced_dw,
     sliced_dw_adamw_,
 )
+from .optim import ChunkFT, ChunkFTUnsupported, UnchunkedAdamW
 
 __all__ = [
+    "ChunkFT",
+    "ChunkFTUnsupported",
+    "Piece",
     "SlicedEmbeddingFunction",
     "SlicedLinearFunction",
+    "StreamTensor",
+    "UnchunkedAdamW",
     "adamw_slice_",
     "embedding_dw",
+    "partition",
     "sliced_dw",
     "sliced_dw_adamw_",
 ]
