@@ -37,7 +37,7 @@ class CreateJob(BaseModel):
 
     pith: str = Field(min_length=1, max_length=200, examples=["pith:2026:GWT7BTE6"])
     claim_id: str = Field(pattern=TOKEN_PATTERN, examples=["forge"])
-    profile: str = Field(pattern=TOKEN_PATTERN, examples=["h100"])
+    profile: str = Field(pattern=TOKEN_PATTERN, examples=["full"])
 
 
 class LeaseRequest(BaseModel):

@@ -80,7 +80,7 @@ class Hyper:
 
     SinkGD's update has entries of RMS ≈ 1, like a sign step, so the matrices and the sign
     rules (SAGE, Lion) take a third of AdamW's rate (the Lion paper's rule of thumb). A 300-step
-    sweep on the H100 (``kernels/sage/lr_sweep.py``, seed 100, batch 16) gave the SinkGD-hybrid
+    sweep on the H100 (``lr_sweep.py`` here, seed 100, batch 16) gave the SinkGD-hybrid
     an eval loss of 5.720 at matrix_lr 3e-4 against 5.830 at 1e-3; a second one (batch 32, matrix
     3e-4) gave SAGE-hybrid 5.567 / 5.583 at sign_lr 1e-3 / 1e-4, Lion-hybrid 5.570 at 1e-3 and
     SinkGD-hybrid 5.547 at adam_lr 3e-4 (matrix 1e-4: 5.615). These were not tuned further.
