@@ -20,6 +20,7 @@ from pith_core import note, tiles, tlog
 
 from ..core.problems import Problem
 from ..core.timeutil import utcnow
+from ..events.repository import EventRepository
 from ..registry.service import RegistryIdentity
 from ..settings import Settings
 from .repository import LogRepository
@@ -72,6 +73,7 @@ def append_events(session: Session, items: Sequence[tuple[int, str]]) -> list[in
                 f"{tiles.MAX_ENTRY_SIZE} (C2SP tlog-tiles entry bundles)",
                 field="payload",
             )
+    EventRepository(session).lock_log()  # held already by every caller; re-entrant: a guard
     repo = LogRepository(session)
     size = repo.size()
     ids = tlog.frontier(size)
