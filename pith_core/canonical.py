@@ -201,3 +201,5 @@ def parse_json(text: str | bytes) -> Any:
         raise CanonicalError("$", "JSON is nested too deeply") from e
     except json.JSONDecodeError as e:
         raise CanonicalError("$", f"not JSON: {e.msg} at line {e.lineno} column {e.colno}") from e
+    except ValueError as e:  # an integer past Python's digit limit, and the like
+        raise CanonicalError("$", f"not acceptable JSON: {str(e)[:120]}") from e

@@ -194,6 +194,8 @@ def parse_signer_key(public_key_b64: Any) -> SignerKey:
 
 def _check_fields(event: dict[str, Any]) -> None:
     target, etype = event["target"], event["event_type"]
+    if not isinstance(target, str) or not isinstance(etype, str):
+        raise EventError("bad_shape", "target and event_type must be strings")
     if target not in EVENT_TYPES:
         raise EventError("bad_shape", f"unknown target {target!r}")
     if EVENT_TYPES[target] != etype:
@@ -260,6 +262,8 @@ def verify_event(
         raise EventError("not_canonical", f"string holds a lone surrogate: {e.reason}") from e
     signer = event["signer"]
     b64 = signer["public_key_b64"]
+    if not isinstance(b64, str):  # (what parse_signer_key says too, before any cache look-up)
+        raise EventError("bad_signer", "signer.public_key_b64 must be a base64 string")
     key = signer_keys.get(b64) if signer_keys is not None else None
     if key is None:
         key = parse_signer_key(b64)

@@ -10,6 +10,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -98,6 +100,13 @@ def respond(request: Request, problem: Problem) -> Response:
     return problem_response(problem, request.url.path)
 
 
+def _busy(why: str) -> Problem:
+    """A 503 the client may retry: the service is overloaded, nothing was stored."""
+    return Problem(
+        503, "busy", f"{why}; nothing was stored, retry shortly", headers={"Retry-After": "1"}
+    )
+
+
 def not_found(what: str) -> Problem:
     return Problem(404, "not_found", what)
 
@@ -143,6 +152,16 @@ def install(app: FastAPI) -> None:
         return respond(
             request, Problem(exc.status_code, code, detail, headers=dict(exc.headers or {}))
         )
+
+    @app.exception_handler(SQLAlchemyTimeoutError)
+    async def _pool_exhausted(request: Request, exc: SQLAlchemyTimeoutError) -> Response:
+        return respond(request, _busy("every database connection is in use"))
+
+    @app.exception_handler(OperationalError)
+    async def _database_busy(request: Request, exc: OperationalError) -> Response:
+        if "database is locked" not in str(exc.orig):
+            return await _unexpected(request, exc)
+        return respond(request, _busy("the database is busy with other writers"))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

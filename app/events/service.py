@@ -333,14 +333,18 @@ def encode_cursor(log_index: int) -> str:
 
 def decode_cursor(text: str) -> int:
     """`after` is a log index or a `next` cursor; 400 for anything else."""
-    if text.isdigit() and len(text) < 19:
+    if text.isascii() and text.isdigit() and len(text) < 19:  # ("²".isdigit() is True)
         return int(text)
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raw = ""
     number = raw[len(FEED_CURSOR_PREFIX) :]
-    if not raw.startswith(FEED_CURSOR_PREFIX) or not number.isdigit() or len(number) > 18:
+    if (
+        not raw.startswith(FEED_CURSOR_PREFIX)
+        or not (number.isascii() and number.isdigit())
+        or len(number) > 18
+    ):
         raise Problem(
             400, "bad_cursor", "after must be a log index or a `next` cursor", field="after"
         )

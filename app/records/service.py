@@ -189,6 +189,8 @@ def import_candidates(
 
 def resolve(session: Session, text: str) -> Record:
     """A record by full number, 26-character suffix, unique prefix (≥ 8) or arXiv id."""
+    if not _searchable(text):
+        raise not_found(f"{text[:80]!r} names no record here")
     repo = RecordRepository(session)
     try:
         pid = parse_pith_id(text)
@@ -225,7 +227,15 @@ def _has_version(value: str) -> bool:
     return bool(sep and head and tail.isdigit())
 
 
+def _searchable(text: str) -> bool:
+    """Whether a name may be looked up at all: no name of ours is longer or holds a NUL (which
+    PostgreSQL refuses in any string, and would turn into a server error)."""
+    return len(text) <= 300 and "\x00" not in text
+
+
 def resolve_alias(session: Session, kind: str, value: str) -> Record:
+    if not _searchable(value):
+        raise not_found(f"no record with {kind} {value[:80]!r} in this registry")
     repo = RecordRepository(session)
     value = value.strip()
     if kind == "pith":

@@ -7,8 +7,9 @@ queue instead of failing when one upgrades a read lock. PostgreSQL goes through 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -63,7 +64,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
-    return create_engine(url, **kwargs)
+    # Custom plans always: psycopg prepares a statement after a few runs, and on a young database
+    # PostgreSQL's generic plan for `event_id = ANY(:ids)` is a sequential scan that it then
+    # keeps, turning batch ingest quadratic until someone runs ANALYZE.
+    connect_args = dict(kwargs.pop("connect_args", {}))
+    connect_args.setdefault("options", "-c plan_cache_mode=force_custom_plan")
+    return create_engine(url, connect_args=connect_args, **kwargs)
 
 
 class Database:
@@ -73,6 +79,9 @@ class Database:
         self.url = normalize_url(url)
         self.engine = engine if engine is not None else make_engine(self.url)
         self.dialect = self.engine.dialect.name
+        self._writer_queue: AbstractContextManager[Any] = (
+            threading.RLock() if self.dialect == "sqlite" else nullcontext()
+        )
         target = bind if bind is not None else self.engine
         write_target = target.execution_options(**{WRITE_OPTION: True}) if bind is None else target
         # Bound to an outer connection (tests), each unit of work is a SAVEPOINT inside it.
@@ -95,8 +104,13 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """One write transaction: committed when the block ends, rolled back if it raises."""
-        with self._write() as session, session.begin():
+        """One write transaction: committed when the block ends, rolled back if it raises.
+
+        On SQLite the writers of this process queue on a lock first (one writer at a time is
+        all SQLite allows): they wait in turn instead of polling the busy handler, which is
+        unfair and lets an unlucky writer time out. Other processes still meet the busy
+        timeout."""
+        with self._writer_queue, self._write() as session, session.begin():
             yield session
 
     def dispose(self) -> None:
