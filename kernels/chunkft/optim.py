@@ -18,6 +18,7 @@ the AdamW update fused into backward — more than one backward per step.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -175,12 +176,17 @@ class ChunkFT(torch.optim.Optimizer):
         self._steps = [0] * chunks  # AdamW steps taken by each chunk (bias correction)
         self._resident: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
         self._host: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        # a chunk's states are views of one flat buffer (m, v of each piece in turn), on the
+        # device and in the host buffer alike, so a switch is one copy each way
+        self._dev_flat: dict[int, torch.Tensor] = {}
+        self._host_block: dict[int, torch.Tensor] = {}
         # ("in" | "out", chunk) -> event after that chunk's last side-stream copy
         self._events: dict[tuple[str, int], Any] = {}
         cuda = self.device.type == "cuda"
         self._side = torch.cuda.Stream(self.device) if cuda and self.offload else None
         self.transfers: list[dict[str, Any]] = []  # per copy: direction, bytes, CUDA events
         self.record_transfers = False
+        self.host_pinned = False
         self.active_chunk = 0
         self._since_switch = 0
         for e in entries:
@@ -229,19 +235,44 @@ class ChunkFT(torch.optim.Optimizer):
         """Every chunk's states in host memory from the start (zeros), in one pinned buffer:
         the steady state of offloading, and one allocation (the pinned-memory cache rounds each
         allocation up to a power of two; one buffer pays that once)."""
-        sizes = [[math.prod(s) for s in self._shapes(k)] for k in range(self.chunks)]
-        total = 2 * sum(map(sum, sizes))
-        flat = torch.zeros(total, dtype=torch.float32, pin_memory=self.device.type == "cuda")
+        sizes = [self._numel(k) for k in range(self.chunks)]
+        total = sum(sizes)
+        pin = self.device.type == "cuda"
+        try:
+            flat = torch.zeros(total, dtype=torch.float32, pin_memory=pin)
+        except RuntimeError as exc:  # the host cannot pin that much: pageable, and say so
+            warnings.warn(
+                f"ChunkFT: pinning {4 * total / 1e9:.1f} GB of host memory failed ({exc}); "
+                "states live in pageable memory and copies will not overlap compute",
+                stacklevel=3,
+            )
+            flat = torch.zeros(total, dtype=torch.float32)
+        self.host_pinned = bool(pin and flat.is_pinned())
         self._host_flat = flat
         at = 0
         for k in range(self.chunks):
-            pairs = []
-            for n, shape in zip(sizes[k], self._shapes(k), strict=True):
-                m = flat[at : at + n].view(shape)
-                v = flat[at + n : at + 2 * n].view(shape)
-                at += 2 * n
-                pairs.append((m, v))
-            self._host[k] = pairs
+            block = flat[at : at + sizes[k]]
+            at += sizes[k]
+            self._host_block[k] = block
+            self._host[k] = self._views(block, k)
+
+    def _numel(self, k: int) -> int:
+        """Elements of chunk k's states (m and v of every piece)."""
+        return 2 * sum(math.prod(s) for s in self._shapes(k))
+
+    def _views(self, flat: torch.Tensor, k: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Chunk k's (m, v) per piece as views of its flat state buffer."""
+        pairs = []
+        at = 0
+        for shape in self._shapes(k):
+            n = math.prod(shape)
+            pairs.append((flat[at : at + n].view(shape), flat[at + n : at + 2 * n].view(shape)))
+            at += 2 * n
+        return pairs
+
+    def _on_device(self, k: int, flat: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        self._dev_flat[k] = flat
+        return self._views(flat, k)
 
     def _patch(self) -> None:
         for slot in self.slots:
@@ -293,74 +324,63 @@ class ChunkFT(torch.optim.Optimizer):
                 torch.cuda.current_stream(self.device).wait_event(event)
             return self._resident[k]
         if k not in self._host:
-            return [
-                (
-                    torch.zeros(s, dtype=torch.float32, device=self.device),
-                    torch.zeros(s, dtype=torch.float32, device=self.device),
-                )
-                for s in self._shapes(k)
-            ]
+            zeros = torch.zeros(self._numel(k), dtype=torch.float32, device=self.device)
+            return self._on_device(k, zeros)
         event = self._events.pop(("out", k), None)
         if event is not None:  # its copy out may still be running on the side stream
             torch.cuda.current_stream(self.device).wait_event(event)
-        return [
-            (m.to(self.device, non_blocking=True), v.to(self.device, non_blocking=True))
-            for m, v in self._host[k]
-        ]
+        if k in self._host_block:
+            return self._on_device(k, self._host_block[k].to(self.device, non_blocking=True))
+        flat = torch.empty(self._numel(k), dtype=torch.float32, device=self.device)
+        pairs = self._on_device(k, flat)
+        for (m, v), (mh, vh) in zip(pairs, self._host[k], strict=True):
+            m.copy_(mh)
+            v.copy_(vh)
+        return pairs
 
     def _send_out(self, k: int) -> None:
         """Copy chunk k's states to (pinned) host memory; on CUDA on the side stream, after the
         work queued so far, so the next chunk's compute runs meanwhile."""
-        states = self._resident.pop(k)
-        host = self._host[k]  # allocated with the optimizer when offloading
+        del self._resident[k]
+        flat = self._dev_flat.pop(k)
+        host = self._host_block[k]  # allocated with the optimizer when offloading
         if self._side is None:
-            for (m, v), (mh, vh) in zip(states, host, strict=True):
-                mh.copy_(m)
-                vh.copy_(v)
+            host.copy_(flat)
             return
         main = torch.cuda.current_stream(self.device)
         self._side.wait_stream(main)
         with torch.cuda.stream(self._side):
             t0 = self._mark()
-            for (m, v), (mh, vh) in zip(states, host, strict=True):
-                mh.copy_(m, non_blocking=True)
-                vh.copy_(v, non_blocking=True)
-                m.record_stream(self._side)
-                v.record_stream(self._side)
+            host.copy_(flat, non_blocking=True)
+            flat.record_stream(self._side)  # freed now, its memory waits for the copy
             self._events[("out", k)] = self._side.record_event()
-            self._log("d2h", t0, states)
+            self._log("d2h", t0, flat)
 
     def _prefetch(self, k: int) -> None:
         """Start copying chunk k's states in on the side stream (nothing when it has none)."""
-        if k in self._resident or k not in self._host or self._side is None:
+        if k in self._resident or k not in self._host_block or self._side is None:
             return
         main = torch.cuda.current_stream(self.device)
-        bufs = [
-            (torch.empty_like(m, device=self.device), torch.empty_like(v, device=self.device))
-            for m, v in self._host[k]
-        ]
-        self._side.wait_stream(main)  # the buffers' memory may still be in use on main
+        flat = torch.empty(self._numel(k), dtype=torch.float32, device=self.device)
+        self._side.wait_stream(main)  # the buffer's memory may still be in use on main
         with torch.cuda.stream(self._side):
             t0 = self._mark()
-            for (m, v), (mh, vh) in zip(bufs, self._host[k], strict=True):
-                m.copy_(mh, non_blocking=True)
-                v.copy_(vh, non_blocking=True)
-                m.record_stream(self._side)  # freed early, they must outlive the copy
-                v.record_stream(self._side)
+            flat.copy_(self._host_block[k], non_blocking=True)
+            flat.record_stream(self._side)  # freed early, it must outlive the copy
             self._events[("in", k)] = self._side.record_event()
-            self._log("h2d", t0, bufs)
-        self._resident[k] = bufs
+            self._log("h2d", t0, flat)
+        self._resident[k] = self._on_device(k, flat)
 
     def _mark(self) -> Any:
         if not self.record_transfers:
             return None
         return self._side.record_event(torch.cuda.Event(enable_timing=True))
 
-    def _log(self, direction: str, t0: Any, states: list[tuple[torch.Tensor, torch.Tensor]]):
+    def _log(self, direction: str, t0: Any, flat: torch.Tensor) -> None:
         if t0 is None:
             return
         t1 = self._side.record_event(torch.cuda.Event(enable_timing=True))
-        nbytes = sum(m.numel() * 4 + v.numel() * 4 for m, v in states)
+        nbytes = flat.numel() * flat.element_size()
         self.transfers.append({"direction": direction, "bytes": nbytes, "start": t0, "end": t1})
 
     def _switch(self) -> None:
@@ -515,6 +535,7 @@ class ChunkFT(torch.optim.Optimizer):
         for group, saved in zip(self.param_groups, state_dict["param_groups"], strict=True):
             group.update(saved)
         self._resident.clear()
+        self._dev_flat.clear()
         self._events.clear()
         for k, st in state_dict["state"].items():
             k = int(k)

@@ -315,6 +315,8 @@ def memory_7b(p: Profile, device: torch.device, config=None, seq: int = 1024) ->
     t0 = time.monotonic()
     opt = ChunkFT(model, chunks=chunks, interval=1, offload=True, lr=1e-5)
     out["mem_chunkft_setup_s"] = time.monotonic() - t0
+    out["offload_host_pinned"] = "yes" if opt.host_pinned else "no"
+    out["offload_host_state_gb"] = opt._host_flat.numel() * 4 / GB
     out["offload_bytes_per_switch_each_way"] = statistics.fmean(
         opt.state_bytes(k) for k in range(chunks)
     )
