@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 
 from kernels.runtime.ceilings import measure_ceilings
-from kernels.runtime.device import describe
 from replication.claims import base
+from replication.claims.common import environment_figures
 
 from .spec import MEMORY_TOKENS, SPEED_TOKENS
 
@@ -174,8 +174,7 @@ def measure(profile: str) -> dict[str, float | int | str]:
         "adamw_lr": "0.0001",
         "adamw_weight_decay": "0.01",
     }
-    for k, v in describe(torch.device(device)).items():
-        figures[f"env_{k}"] = v
+    figures.update(environment_figures(torch.device(device)))
 
     base.phase("exactness")
     ex = exactness(p, device)

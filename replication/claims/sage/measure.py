@@ -7,8 +7,6 @@ training through the reference path) in under a minute.
 
 from __future__ import annotations
 
-import math
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -18,8 +16,8 @@ from typing import Any
 import torch
 
 from kernels.runtime import timing
-from kernels.runtime.device import describe
 from replication.claims import base
+from replication.claims.common import environment_figures, warmup_cosine
 
 from .spec import (
     OPTIMIZERS,
@@ -142,18 +140,6 @@ def make_optimizer(
             fused=on_cuda or None,
         )
     raise ValueError(f"unknown optimizer {name!r}")
-
-
-def warmup_cosine(warmup: int, total: int, floor: float = 0.1) -> Callable[[int], float]:
-    """LR multiplier: linear warm-up over `warmup` steps, then cosine decay to `floor`."""
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return factor
 
 
 def _sage_step_fn(p: torch.Tensor, g: torch.Tensor) -> Callable[[], None]:
@@ -371,19 +357,6 @@ def train_and_eval(
     }
 
 
-def _environment(device: torch.device) -> dict[str, str]:
-    import transformers
-    import triton
-
-    return {
-        **describe(device),
-        "torch": torch.__version__,
-        "triton": triton.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-    }
-
-
 def measure(profile: str) -> dict[str, float | int | str]:
     """SAGE's figures at `profile` (``smoke`` or ``full``)."""
     if profile not in PROFILE_SETTINGS:
@@ -404,8 +377,7 @@ def measure(profile: str) -> dict[str, float | int | str]:
     started = time.perf_counter()
 
     base.phase("environment")
-    for k, v in _environment(device).items():
-        figures[f"env_{k}"] = v
+    figures.update(environment_figures(device))
     if cuda:
         base.phase("ceilings")
         from kernels.runtime.ceilings import measure_ceilings
