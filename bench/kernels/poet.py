@@ -9,7 +9,9 @@ For each layer shape (in → out at `--tokens` tokens, b = 256, bf16):
 - the Cayley–Neumann forward and backward over the layer's (in + out)/b blocks, bf16 operands
   (the 16-bit layers' mode) and fp32: TFLOP/s by 2b³ per product (2 forward, 6 backward);
 - the layer's forward + backward: nn.Linear, POET-X fast and mem, naive POET, with peak memory,
-  and the device time of each kernel of one POET-X fast step (torch.profiler).
+  and the device time of each kernel of one POET-X fast step (torch.profiler);
+- nn.Linear and POET-X fast replayed from CUDA graphs: the GPU's time without the host's
+  launch cost (how far the plain timing is host-paced).
 
     python -m bench.kernels.poet [--tokens 2048] [--out rows.json]
     TRITON_INTERPRET=1 python -m bench.kernels.poet --small --tokens 16 --block 32   # CPU check
@@ -146,6 +148,58 @@ def layer_rows(
     return rows
 
 
+def graphed_rows(
+    n_in: int, n_out: int, tokens: int, block: int, device: torch.device
+) -> list[dict[str, Any]]:
+    """Forward + backward replayed from CUDA graphs (torch.cuda.make_graphed_callables): the
+    GPU's time with the host's launch cost removed, for nn.Linear and POET-X fast. Where the
+    plain timing is far above this one, the layer is paced by the host. A failure is reported
+    in the row, never raised (a diagnostic)."""
+    from torch import nn
+
+    from kernels.poet import POETLinear
+
+    gen = torch.Generator().manual_seed(14)
+    dtype = torch.bfloat16
+    w0 = (torch.randn(n_out, n_in, generator=gen) / math.sqrt(n_in)).to(device, dtype)
+    x = torch.randn(tokens, n_in, generator=gen).to(device, dtype).requires_grad_(True)
+    dy = torch.randn(tokens, n_out, generator=gen).to(device, dtype)
+    lin = nn.Linear(n_in, n_out, bias=False, device=device, dtype=dtype)
+    with torch.no_grad():
+        lin.weight.copy_(w0)
+    layer = POETLinear(n_in, n_out, block, weight=w0, mode="fast", generator=gen)
+    with torch.no_grad():
+        layer.theta.normal_(0.0, 1e-3)
+    rows = []
+    times: dict[str, float] = {}
+    for name, module in (("linear", lin), ("poetx_fast", layer)):
+        row: dict[str, Any] = {"what": f"graphed_{name}", "in": n_in, "out": n_out}
+        try:
+            module(x).backward(dy)  # compile and tune before capture
+            graphed = torch.cuda.make_graphed_callables(module, (x,))
+
+            def step(graphed: Any = graphed, module: nn.Module = module) -> None:
+                x.grad = None
+                for q in module.parameters():
+                    q.grad = None
+                graphed(x).backward(dy)
+
+            times[name] = row["ms"] = median_ms(step, device)
+        except Exception as exc:
+            row["error"] = repr(exc)[:300]
+        rows.append(row)
+    if len(times) == 2:
+        rows.append(
+            {
+                "what": "graphed_poetx_fast_over_linear",
+                "in": n_in,
+                "out": n_out,
+                "ratio": times["poetx_fast"] / times["linear"],
+            }
+        )
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--tokens", type=int, default=2048)
@@ -167,6 +221,9 @@ def main() -> None:
     for n_in, n_out in shapes:
         rows += cayley_rows(n_in, n_out, args.block, device)
         rows += layer_rows(n_in, n_out, args.tokens, args.block, device)
+    if device.type == "cuda":  # last: a failed capture must not spoil the rows above
+        for n_in, n_out in shapes:
+            rows += graphed_rows(n_in, n_out, args.tokens, args.block, device)
     for row in rows:
         cells = [
             f"{k}={v:.4g}" if isinstance(v, float) and math.isfinite(v) else f"{k}={v}"
