@@ -53,7 +53,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         settings=settings,
         db=db,
         identity=identity,
-        cache=ReadCache(log_head, settings.read_cache_seconds),
+        cache=ReadCache(
+            log_head, settings.read_cache_seconds, max_bytes=settings.read_cache_max_bytes
+        ),
     )
     problems.install(app)
     if settings.read_cache_seconds > 0 and settings.cached_reads_before_routing:

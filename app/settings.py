@@ -78,6 +78,17 @@ class Settings(BaseSettings):
         default=[],
         description="raw Ed25519 keys (hex) whose storage_attestation events count as storage",
     )
+    read_cache_max_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=0,
+        description="the read cache of each worker holds at most this many bytes (LRU)",
+    )
+    max_listing_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=64 * 1024,
+        description="a page of the changes feed or of a record's events stops at this size; "
+        "its `next` cursor goes on",
+    )
     trust_predate_margin_seconds: int = Field(
         default=86_400,
         ge=0,

@@ -6,46 +6,106 @@ log index — is where it was when the entry was built. A worker re-reads the he
 `ttl` seconds, and at once after its own writes: its own clients read their writes, and other
 workers' writes show within `ttl`.
 
-Entries are keyed by what the request asks for (path, query, representation), so a pure ASGI
-middleware can answer a hit before FastAPI's routing and dependency machinery runs; a miss goes
-on to the route, which renders and stores the entry.
+Entries are keyed by what the request asks for (path, the query parameters some route of the
+app declares, in a canonical order, and the representation), so a pure ASGI middleware can answer
+a hit before FastAPI's routing and dependency machinery runs, and `?cb=<random>` cannot bypass it;
+a miss goes on to the route, which renders and stores the entry. The cache is a least recently
+used set bounded in bytes (`max_bytes`); an entry larger than an eighth of it is not kept.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .negotiation import variant
 
 MAX_ENTRIES = 20_000
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 ResponseKey = tuple[str, bytes, str]
+_QUERY_NAMES: dict[int, frozenset[str] | None] = {}
+
+
+def _declared_query_names(app: Any) -> frozenset[str] | None:
+    """Every query parameter name a route of `app` declares (None: unknown, keep them all)."""
+    routes = getattr(app, "routes", None)
+    if routes is None:
+        return None
+    names: set[str] = set()
+
+    def walk(dependant: Any) -> None:
+        for param in getattr(dependant, "query_params", ()):
+            names.add(param.alias)
+        for sub in getattr(dependant, "dependencies", ()):
+            walk(sub)
+
+    for route in routes:
+        dependant = getattr(route, "dependant", None)
+        if dependant is not None:
+            walk(dependant)
+    return frozenset(names)
+
+
+def normalised_query(scope: Scope) -> bytes:
+    """The query string reduced to parameters some route declares, sorted: what can change an
+    answer. Parameters no route reads (cache busters) drop out."""
+    raw = scope.get("query_string", b"")
+    if not raw:
+        return b""
+    app = scope.get("app")
+    key = id(app)
+    if key not in _QUERY_NAMES:
+        _QUERY_NAMES[key] = _declared_query_names(app)
+    names = _QUERY_NAMES[key]
+    pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
+    kept = sorted((k, v) for k, v in pairs if names is None or k in names)
+    return urlencode(kept).encode("latin-1") if kept else b""
 
 
 def response_key(scope: Scope) -> ResponseKey:
-    """(path, query string, representation) of a GET request."""
+    """(path, normalised query, representation) of a GET request."""
     accept = ""
     for name, value in scope["headers"]:
         if name == b"accept":
             accept = value.decode("latin-1")
             break
     path = scope["path"]
-    return path, scope.get("query_string", b""), variant(path, accept)
+    return path, normalised_query(scope), variant(path, accept)
+
+
+def _size(value: Any) -> int:
+    body = getattr(value, "body", b"")
+    return len(body) + 256 if isinstance(body, bytes | bytearray) else 1024
 
 
 class ReadCache:
-    def __init__(self, head: Callable[[], int], ttl: float, clock: Any = time.monotonic) -> None:
+    def __init__(
+        self,
+        head: Callable[[], int],
+        ttl: float,
+        clock: Any = time.monotonic,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
         self._read_head = head
         self.ttl = ttl
         self._clock = clock
         self._head = -1
         self._checked = float("-inf")
-        self._entries: dict[Hashable, Any] = {}
+        self._entries: OrderedDict[Hashable, Any] = OrderedDict()
+        self._bytes = 0
+        self.max_bytes = max_bytes
         self._lock = threading.Lock()
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
 
     @property
     def head(self) -> int:
@@ -60,23 +120,40 @@ class ReadCache:
             self._checked = self._clock()
             if head > self._head:
                 self._head = head
-                self._entries = {}
+                self._entries = OrderedDict()
+                self._bytes = 0
 
     def get(self, key: Hashable) -> Any:
         if self.ttl <= 0:
             return None
         self.head  # noqa: B018 (refreshes the head when due)
-        return self._entries.get(key)
+        with self._lock:
+            value = self._entries.get(key)
+            if value is not None:
+                self._entries.move_to_end(key)
+            return value
 
     def put(self, key: Hashable, value: Any, built_at_head: int) -> None:
-        """Keep `value`, built from the database as of log head `built_at_head`."""
+        """Keep `value`, built from the database as of log head `built_at_head`, dropping the
+        least recently used entries past the byte bound."""
         if self.ttl <= 0:
+            return
+        size = _size(value)
+        if size > self.max_bytes // 8:
             return
         if built_at_head > self._head:
             self.advance(built_at_head)
         with self._lock:
-            if built_at_head == self._head and len(self._entries) < MAX_ENTRIES:
-                self._entries[key] = value
+            if built_at_head != self._head:
+                return
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._bytes -= _size(old)
+            self._entries[key] = value
+            self._bytes += size
+            while self._bytes > self.max_bytes or len(self._entries) > MAX_ENTRIES:
+                _, dropped = self._entries.popitem(last=False)
+                self._bytes -= _size(dropped)
 
 
 class CachedReadMiddleware:

@@ -173,7 +173,7 @@ async def submit_batch(request: Request) -> Response:
 
 def _feed(ctx: AppContext, after: int, limit: int) -> Response:
     with ctx.db.read() as session:
-        body = views.feed(session, after, limit)
+        body = views.feed(session, after, limit, ctx.settings.max_listing_bytes)
     return Response(body, media_type="application/json")
 
 

@@ -81,14 +81,30 @@ def graph_json(ctx: AppContext, pith_id: str) -> Build:
     return build
 
 
-def feed(session: Session, after: int, limit: int) -> bytes:
-    """The changes feed: events after `after` in log order, with the cursor to go on from."""
+FEED_CHUNK = 50
+
+
+def feed(session: Session, after: int, limit: int, max_bytes: int = 4 * 1024 * 1024) -> bytes:
+    """The changes feed: events after `after` in log order, with the cursor to go on from. A
+    page ends at `limit` events or once it holds `max_bytes` (at least one event), whichever
+    comes first: rows are read a chunk at a time, so memory stays bounded too."""
     repo = EventRepository(session)
-    rows = repo.after(after, limit)
-    last = rows[-1][0] if rows else after
-    items = b",".join(
-        b'{"log_index":%d,"event":%s}' % (index, body.encode("utf-8")) for index, body in rows
-    )
+    items: list[bytes] = []
+    size = 0
+    last = after
+    full = False
+    while not full and len(items) < limit:
+        rows = repo.after(last, min(FEED_CHUNK, limit - len(items)))
+        for index, body in rows:
+            item = b'{"log_index":%d,"event":%s}' % (index, body.encode("utf-8"))
+            if items and size + len(item) > max_bytes:
+                full = True
+                break
+            items.append(item)
+            size += len(item) + 1
+            last = index
+        if len(rows) < FEED_CHUNK:
+            break
     head = repo.head()
-    tail = dumps({"next": encode_cursor(last), "after": after, "head": head, "count": len(rows)})
-    return b'{"events":[' + items + b"]," + tail[1:]
+    tail = dumps({"next": encode_cursor(last), "after": after, "head": head, "count": len(items)})
+    return b'{"events":[' + b",".join(items) + b"]," + tail[1:]
