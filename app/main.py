@@ -10,6 +10,7 @@ from .core.cache import CachedReadMiddleware, ReadCache
 from .core.context import AppContext
 from .core.guard import GuardMiddleware
 from .core.openapi import PROBLEM_RESPONSES
+from .core.ratelimit import SharedBuckets
 from .discovery.routes import router as discovery_router
 from .events.repository import EventRepository
 from .events.routes import router as events_router
@@ -67,6 +68,11 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         writes_per_minute=settings.rate_limit_writes_per_minute,
         trust_forwarded_for=settings.trust_forwarded_for,
     )
+        forwarded_hops=settings.forwarded_hops,
+        shared_writes=SharedBuckets(db, "write", settings.rate_limit_writes_per_minute),
+        body_timeout_seconds=settings.body_timeout_seconds,
+        public_url=settings.base_url,
+        processes=settings.workers,
     http.install(app)  # HEAD/OPTIONS, CORS, compression, Cache-Control: outside the guard
     # `/pith/{id}.json` before `/pith/{id}`: the latter would match "X.json" too.
     app.include_router(records_router)

@@ -56,6 +56,16 @@ class Settings(BaseSettings):
     rate_limit_writes_per_minute: int = Field(default=120, ge=0, description="0: no limit")
     rate_limit_reads_per_minute: int = Field(default=6000, ge=0, description="0: no limit")
     trust_forwarded_for: bool = False
+    forwarded_hops: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="proxies of ours in front (each appends one X-Forwarded-For hop): the "
+        "client is the hop this many from the right",
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="a request body must arrive within this long (else 408)"
+    )
     max_batch_events: int = Field(default=500, ge=1)
     max_clock_skew_seconds: int = Field(default=300, ge=0)
     read_cache_seconds: float = Field(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from pith_core.errors import PithError
@@ -14,6 +14,7 @@ from pith_core.number import short_pith_number
 from ..core.context import context_of
 from ..core.openapi import CREATED_RESPONSE, JSON_RESPONSE
 from ..core.problems import Problem
+from ..registry.dependencies import require_admin
 from ..registry.service import check_admin
 from . import views
 from .importing import ImportRefused, read_candidate
@@ -121,6 +122,7 @@ def _created(created: bool, body: bytes) -> Response:
 @router.post(
     "/api/records",
     summary="Register a paper (admin): build its record, sign its receipt and events",
+    dependencies=[Depends(require_admin)],
     status_code=201,
     responses=CREATED_RESPONSE,
     response_class=Response,
@@ -148,6 +150,7 @@ def _trusted_key(hex_key: str | None) -> bytes:
 @router.post(
     "/api/import",
     summary="Import records published by another registry (admin), verified under a trusted key",
+    dependencies=[Depends(require_admin)],
     responses=CREATED_RESPONSE,
     response_class=Response,
 )

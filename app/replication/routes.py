@@ -7,7 +7,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -19,6 +19,7 @@ from ..core.problems import Problem
 from ..events.service import Clock, check_event, parse_event_body
 from ..events.state import refresh
 from ..events.views import dumps
+from ..registry.dependencies import require_admin
 from ..registry.service import check_admin
 from . import service
 from .repository import ReplicationRepository
@@ -58,6 +59,7 @@ def _json(doc: Any, status: int = 200) -> Response:
 @router.post(
     "/api/workers",
     summary="Register a GPU worker's public key (admin)",
+    dependencies=[Depends(require_admin)],
     status_code=201,
     responses=CREATED_RESPONSE,
     response_class=Response,
@@ -88,6 +90,7 @@ def list_workers(request: Request) -> Response:
 @router.post(
     "/api/jobs",
     summary="Queue a replication job: a claim and profile to run on a paper (admin)",
+    dependencies=[Depends(require_admin)],
     status_code=201,
     responses=CREATED_RESPONSE,
     response_class=Response,

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from nacl.bindings import crypto_core_ed25519_is_valid_point
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pith_core.request_auth import HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP
 
@@ -28,6 +29,15 @@ class RegisterWorker(BaseModel):
         pattern=r"^[0-9a-fA-F]{64}$",
         examples=["b2d552b68890857171a78b36a5dccf368a953413288c353f7c9d9d6f94b709b3"],
     )
+
+    @field_validator("public_key_hex")
+    @classmethod
+    def _a_real_key(cls, v: str) -> str:
+        """No degenerate key (all zero, small order, off the prime-order group): such a key
+        proves nothing, some signatures verify under it for any message."""
+        if len(v) == 64 and not crypto_core_ed25519_is_valid_point(bytes.fromhex(v)):
+            raise ValueError("not a usable Ed25519 public key (a degenerate or invalid point)")
+        return v
 
 
 class CreateJob(BaseModel):

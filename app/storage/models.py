@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import (
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Identity,
     Index,
@@ -116,3 +117,14 @@ class StateCache(Base):
     state_sha256: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(Text)
     computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RateBucket(Base):
+    """A token bucket of one client for one kind of request, shared by every worker process."""
+
+    __tablename__ = "rate_buckets"
+    __table_args__ = (Index("ix_rate_buckets_updated", "updated"),)
+
+    bucket: Mapped[str] = mapped_column(String(120), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    updated: Mapped[float] = mapped_column(Float)  # seconds since the epoch
