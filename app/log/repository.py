@@ -14,6 +14,9 @@ from ..storage.models import Event
 from .models import LogCosignature, LogLeaf, LogNode
 
 _CHUNK = 500
+COPY_THRESHOLD = 16
+_COPY_LEAVES = "COPY tlog_leaves (leaf_index, event_log_index) FROM STDIN"
+_COPY_NODES = "COPY tlog_nodes (level, idx, hash) FROM STDIN"
 
 
 class LogRepository:
@@ -48,7 +51,20 @@ class LogRepository:
     def append(
         self, leaves: Sequence[tuple[int, int]], nodes: Sequence[tuple[int, int, bytes]]
     ) -> None:
-        """Insert leaves (leaf_index, event log_index) and new complete nodes (level, idx, hash)."""
+        """Insert leaves (leaf_index, event log_index) and new complete nodes (level, idx, hash).
+        Many rows go to PostgreSQL by COPY, as events do (several times cheaper than INSERT)."""
+        if self.session.get_bind().dialect.name == "postgresql" and len(leaves) >= COPY_THRESHOLD:
+            self.session.flush()
+            driver = self.session.connection().connection.driver_connection
+            assert driver is not None
+            with driver.cursor() as cur:
+                with cur.copy(_COPY_LEAVES) as copy:
+                    for row in leaves:
+                        copy.write_row(row)
+                with cur.copy(_COPY_NODES) as copy:
+                    for row in nodes:
+                        copy.write_row(row)
+            return
         if leaves:
             self.session.execute(
                 insert(LogLeaf), [{"leaf_index": i, "event_log_index": e} for i, e in leaves]

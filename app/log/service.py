@@ -25,6 +25,9 @@ from ..registry.service import RegistryIdentity
 from ..settings import Settings
 from .repository import LogRepository
 
+_TREE = "pith.log_tree"  # session.info: (size, root) after this transaction's appends
+_LEAVES = "pith.log_leaves"  # session.info: event log_index → leaf index appended in it
+
 
 @dataclass(frozen=True)
 class LogSigner:
@@ -78,9 +81,12 @@ def append_events(session: Session, items: Sequence[tuple[int, str]]) -> list[in
     size = repo.size()
     ids = tlog.frontier(size)
     known = repo.nodes(ids)
-    nodes, _ = tlog.append_leaves(size, [known[i] for i in ids], map(tlog.leaf_hash, entries))
+    nodes, front = tlog.append_leaves(size, [known[i] for i in ids], map(tlog.leaf_hash, entries))
     leaves = [(size + k, log_index) for k, (log_index, _) in enumerate(items)]
     repo.append(leaves, nodes)
+    # What this transaction now knows, so its answer needs no query to prove what it appended.
+    session.info[_TREE] = (size + len(items), tlog.root_from_frontier(front))
+    session.info.setdefault(_LEAVES, {}).update((e, i) for i, e in leaves)
     return [i for i, _ in leaves]
 
 
@@ -98,9 +104,13 @@ def checkpoint_note(signer: LogSigner, size: int, root: bytes) -> str:
 
 def current_checkpoint(session: Session, signer: LogSigner) -> tuple[int, bytes, str]:
     """(size, root, signed note) of the tree as this transaction sees it."""
-    repo = LogRepository(session)
-    size = repo.size()
-    root = root_at(repo, size)
+    known = session.info.get(_TREE)
+    if known is not None:
+        size, root = known
+    else:
+        repo = LogRepository(session)
+        size = repo.size()
+        root = root_at(repo, size)
     return size, root, checkpoint_note(signer, size, root)
 
 
@@ -159,26 +169,34 @@ def consistency_proof(session: Session, size1: int, size2: int) -> list[str]:
 
 
 def proofs_for_events(
-    session: Session, signer: LogSigner, event_log_indices: Sequence[int]
+    session: Session,
+    signer: LogSigner,
+    event_log_indices: Sequence[int],
+    *,
+    with_proofs: bool = True,
 ) -> dict[str, Any]:
     """The `log` object of a response: the checkpoint and, per event log index, its leaf index
-    and inclusion proof against that checkpoint."""
+    and (unless `with_proofs` is False: a batch's answer, where proofs would cost more than the
+    ingest; GET /log/proof/inclusion serves them) its inclusion proof against that checkpoint."""
     repo = LogRepository(session)
     size, _, checkpoint = current_checkpoint(session, signer)
-    leaves = {e: i for e, i in repo.leaf_indices(event_log_indices).items() if i < size}
-    proofs = inclusion_proofs(repo, leaves.values(), size)
+    appended: dict[int, int] = session.info.get(_LEAVES, {})
+    missing = [e for e in event_log_indices if e not in appended]  # duplicates: stored before
+    found = {**repo.leaf_indices(missing), **appended} if missing else appended
+    leaves = {e: i for e, i in found.items() if i < size}
+    proofs = inclusion_proofs(repo, leaves.values(), size) if with_proofs else {}
+    entries: dict[str, Any] = {}
+    for log_index in event_log_indices:
+        if log_index in leaves:
+            entry: dict[str, Any] = {"leaf_index": leaves[log_index]}
+            if with_proofs:
+                entry["inclusion_proof"] = proofs[leaves[log_index]]
+            entries[str(log_index)] = entry
     return {
         "origin": signer.origin,
         "tree_size": size,
         "checkpoint": checkpoint,
-        "entries": {
-            str(log_index): {
-                "leaf_index": leaves[log_index],
-                "inclusion_proof": proofs[leaves[log_index]],
-            }
-            for log_index in event_log_indices
-            if log_index in leaves
-        },
+        "entries": entries,
     }
 
 
