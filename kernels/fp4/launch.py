@@ -374,12 +374,6 @@ def fp8_scaled_mm(
     return y[:m, :n]
 
 
-def pow2_floor(t: torch.Tensor) -> torch.Tensor:
-    """2^⌊log2 t⌋ of positive t (1 for 0), exactly."""
-    _, p = torch.frexp(t)
-    return torch.where(t > 0, torch.ldexp(torch.ones_like(t), p - 1), torch.ones_like(t))
-
-
 @dataclass
 class QuantizedWeight:
     """A weight ready for the FP8 GEMM: e4m3 bytes (N, K), their per-row multiplier (N,), the
@@ -395,8 +389,8 @@ def quantize_weight(w: torch.Tensor, weight_axis: int, use_kernels: bool) -> Qua
     """FP4 weight for _scaled_mm. Per output row (axis 1): the codes are the e4m3 bytes and the
     row multipliers the GEMM's column scales. The paper's axis 0 scales along the GEMM's
     reduction axis, which no GEMM scale can factor out: the dequantized FP4 weight goes to e4m3
-    with one power-of-two tensor scale that puts its largest value at 256 or 384 (exact for every
-    value within 2^16 of it; smaller ones round to nearest)."""
+    with one power-of-two tensor scale, 2^−6 × the largest column multiplier (exact for columns
+    whose multiplier is within 2^13 of the largest; values of smaller ones round to nearest)."""
     if weight_axis == 1:
         if use_kernels:
             b8, mult, _ = quantize_rows(w, out="e4m3")
@@ -413,9 +407,10 @@ def quantize_weight(w: torch.Tensor, weight_axis: int, use_kernels: bool) -> Qua
         q = R.quantize_groups_ref(wt)
         deq_t, mult = R.dequantize_codes(q.codes, q.scale), q.scale
     deq = deq_t.t()
-    t = pow2_floor(deq.abs().amax()) / 256.0
+    # every multiplier is a power of two: t = max · 2^−6 is one too, and |deq|/t ≤ 6·2^6 = 384
+    t = mult.amax() * 2.0**-6
     b8 = (deq / t).to(torch.float8_e4m3fn).view(torch.uint8).contiguous()
-    row_scale = t.expand(w.shape[0]).float()
+    row_scale = t.expand(w.shape[0]).contiguous()
     return QuantizedWeight(b8, row_scale, deq.to(w.dtype), torch.reciprocal(mult))
 
 

@@ -202,3 +202,23 @@ def test_layer_under_autocast_and_through_the_kernels() -> None:
         outs.append((y.detach().clone(), lin.weight.grad.clone()))
     torch.testing.assert_close(outs[0][0], outs[1][0], rtol=0, atol=0)
     torch.testing.assert_close(outs[0][1], outs[1][1], rtol=2e-2, atol=1e-3)
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_weight_bytes_decode_to_the_fp4_weight(axis: int) -> None:
+    """The e4m3 bytes and row multipliers handed to _scaled_mm decode to exactly the FP4 weight
+    (channel-wise: through one power-of-two tensor scale; columns spanning 2^12 stay exact),
+    and sf is the quantizer's scale (amax·sf ∈ (3, 6])."""
+    from kernels.fp4.launch import quantize_weight
+
+    g = generator(f"weight_bytes{axis}")
+    w = torch.randn(40, 96, generator=g) * torch.exp2(torch.linspace(-12, 0, 96))[None, :]
+    w = w.bfloat16().to(DEVICE)
+    for use_kernels in (True, False) if DEVICE == "cpu" else (True,):
+        qw = quantize_weight(w, axis, use_kernels)
+        decoded = qw.bytes8.view(torch.float8_e4m3fn).float() * qw.row_scale[:, None]
+        want = R.fake_quantize_ref(w.float(), axis=0 if axis == 0 else -1)
+        assert torch.equal(decoded, want)
+        assert torch.equal(qw.dequant, want.bfloat16())
+        amax = w.float().abs().amax(0 if axis == 0 else 1)
+        assert ((amax * qw.sf > 3) & (amax * qw.sf <= 6)).all()
