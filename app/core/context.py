@@ -79,11 +79,19 @@ class AppContext:
         """`build(session)` → (body, media type) in a read unit, cached as of the log head.
 
         Call from a worker thread (it queries the database)."""
+        from ..events import state as state_store
         from ..events.repository import EventRepository
 
-        with self.db.read() as session:
-            head = EventRepository(session).head()
-            body, media_type = build(session)
+        for attempt in range(3):
+            try:
+                # a stale state is brought up to date outside this read unit, so a reader
+                # waiting for another's refresh holds no database connection
+                with state_store.deferred_refresh(attempt < 2), self.db.read() as session:
+                    head = EventRepository(session).head()
+                    body, media_type = build(session)
+                break
+            except state_store.StateStale as stale:
+                state_store.refresh(self.db, self.identity, stale.subject)
         rendered = Rendered.of(body, media_type, vary=key[2] != "")
         self.cache.put(key, rendered, head)
         return rendered

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import threading
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -107,10 +109,39 @@ def refresh(db: Database, identity: RegistryIdentity, subject: str) -> dict[str,
         return state
 
 
+class StateStale(Exception):
+    """Raised inside `deferred_refresh`: the caller leaves its read unit, refreshes `subject`
+    (`refresh`) and reads again."""
+
+    def __init__(self, subject: str) -> None:
+        super().__init__(subject)
+        self.subject = subject
+
+
+_deferring = threading.local()
+
+
+@contextmanager
+def deferred_refresh(enabled: bool = True) -> Iterator[None]:
+    """Within the block, a reader that finds a stale state raises StateStale instead of
+    refreshing while it holds its read unit's connection."""
+    before = getattr(_deferring, "on", False)
+    _deferring.on = enabled
+    try:
+        yield
+    finally:
+        _deferring.on = before
+
+
 def state_for_read(
     db: Database, session: Session, identity: RegistryIdentity, subject: str
 ) -> dict[str, Any]:
     """The current state for a reader holding `session`: the saved one, else refreshed (and
-    saved) once, whoever else asks at the same time."""
+    saved) once, whoever else asks at the same time (in `deferred_refresh`: by the caller,
+    after it let go of `session`)."""
     state = saved_state(session, identity, subject)
-    return state if state is not None else refresh(db, identity, subject)
+    if state is not None:
+        return state
+    if getattr(_deferring, "on", False):
+        raise StateStale(subject)
+    return refresh(db, identity, subject)
