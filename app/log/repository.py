@@ -86,6 +86,11 @@ class LogRepository:
             out.update((int(e), int(i)) for e, i in self.session.execute(stmt))
         return out
 
+    def leaf_indices_all(self) -> list[tuple[int, int]]:
+        """(leaf index, event log_index) of every leaf, in leaf order (for checks)."""
+        stmt = select(LogLeaf.leaf_index, LogLeaf.event_log_index).order_by(LogLeaf.leaf_index)
+        return [(int(i), int(e)) for i, e in self.session.execute(stmt)]
+
     def leaves_for_subject(self, subject: str) -> list[tuple[str, int]]:
         """(event_id, leaf index) of every event about `subject`, in log order."""
         stmt = (
