@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -14,12 +12,10 @@ class TrustRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def job_records(self, event_ids: Iterable[str]) -> set[str]:
-        """The ids among `event_ids` that are the stored record of a registered worker's job."""
-        wanted = sorted(set(event_ids))
-        found: set[str] = set()
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            stmt = select(Job.record_event_id).where(Job.record_event_id.in_(chunk))
-            found.update(str(i) for i in self.session.scalars(stmt) if i)
-        return found
+    def job_records(self, pith_number: str) -> set[str]:
+        """Event ids of the stored records of registered workers' jobs about `pith_number` (one
+        indexed query: jobs are few, a paper's self-reported records may be many)."""
+        stmt = select(Job.record_event_id).where(
+            Job.pith_number == pith_number, Job.record_event_id.is_not(None)
+        )
+        return {str(i) for i in self.session.scalars(stmt)}

@@ -56,7 +56,8 @@ def verification(
     authors = current["author_attestations"]
     strong = sum(1 for e in authors if policy.strong_author(e))
     replications = current["replication_records"]
-    from_jobs = TrustRepository(session).job_records(e["event_id"] for e in replications)
+    listed = {e["event_id"] for e in replications}
+    from_jobs = TrustRepository(session).job_records(state["pith_number"]) & listed
     job_verdicts: Counter[str] = Counter(
         str(e["payload"].get("verdict")) for e in replications if e["event_id"] in from_jobs
     )
