@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from pith_core.keyfile import save_key
 from pith_core.keys import public_key_from_hex
 
 from .helpers import new_key, seed_number, signed_event
-from .live import PITH, LiveServer, start_server
+from .live import PITH, LiveServer, free_port, start_server
 from .test_e2e import _submitter
 
 
@@ -158,6 +159,26 @@ def _tree(root: Path) -> dict[str, bytes]:
     }
 
 
+def _static_server(root: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """`python -m http.server` over `root`, ready."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "-d", str(root)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url + "/log/checkpoint", timeout=2)
+            return proc, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("http.server did not start")
+
+
 def test_two_mirrors_converge_and_a_rewritten_history_is_refused(
     backend: str, fresh_databases, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -192,6 +213,14 @@ def test_two_mirrors_converge_and_a_rewritten_history_is_refused(
             state = c.get(f"/pith/{suffix}/state.json").content
             root_line = c.get("/log/checkpoint").text.split("\n")[2]
         assert _tree(a) == _tree(b)  # byte-identical copies
+        static = _static_server(b)  # any static web server serves the copy at the same URLs
+        try:
+            fsck = _pith("log", "fsck", static[1], *key_args)
+        finally:
+            static[0].kill()
+            static[0].wait(timeout=10)
+        assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+        assert json.loads(fsck.stdout)["root_b64"] == root_line
         assert (a / "pith" / suffix / "state.json").read_bytes() == state  # the registry's state
         assert json.loads(once.stdout)["root"] == root_line
         verify = _pith("verify", str(a / "pith" / suffix / "bundle.json"), *key_args)
