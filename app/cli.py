@@ -23,7 +23,9 @@ def _settings(args: argparse.Namespace) -> Any:
     return Settings(**overrides)
 
 
-def import_files(settings: Any, paths: list[Path], trusted_key_hex: str | list[str]) -> int:
+def import_files(
+    settings: Any, paths: list[Path], trusted_key_hex: str | list[str], out: Any = None
+) -> int:
     """Verify every file first, then store them all in one transaction (or nothing)."""
     from pith_core.errors import PithError
     from pith_core.keys import public_key_from_hex
@@ -69,7 +71,7 @@ def import_files(settings: Any, paths: list[Path], trusted_key_hex: str | list[s
             ]
     finally:
         db.dispose()
-    print("\n".join(lines))
+    print("\n".join(lines), file=out or sys.stdout)
     return EXIT_OK
 
 
@@ -89,7 +91,8 @@ def seed_if_empty(settings: Any) -> None:
     seeds = sorted(p for p in Path(settings.seeds_dir).glob("*.txt")) if empty else []
     if seeds:
         print(f"pith serve: empty database: importing {len(seeds)} seed records", file=sys.stderr)
-        code = import_files(settings, seeds, PUBLIC_REGISTRY_KEY_HEX)
+        # `pith serve` has no result: what it did goes to stderr with its other messages
+        code = import_files(settings, seeds, PUBLIC_REGISTRY_KEY_HEX, out=sys.stderr)
         if code != EXIT_OK:
             raise SystemExit(code)
 
