@@ -10,7 +10,7 @@ Entries are keyed by what the request asks for (path, the query parameters some 
 app declares, in a canonical order, and the representation), so a pure ASGI middleware can answer
 a hit before FastAPI's routing and dependency machinery runs, and `?cb=<random>` cannot bypass it;
 a miss goes on to the route, which renders and stores the entry. The cache is a least recently
-used set bounded in bytes (`max_bytes`); an entry larger than an eighth of it is not kept.
+used set bounded in bytes (`max_bytes`); an entry larger than a quarter of it is not kept.
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ class ReadCache:
         if self.ttl <= 0:
             return
         size = _size(value)
-        if size > self.max_bytes // 8:
+        if size > self.max_bytes // 4:
             return
         if built_at_head > self._head:
             self.advance(built_at_head)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -64,6 +65,9 @@ class RenderedResponse(Response):
         await self.rendered.send(scope, send)
 
 
+_RENDER_STRIPES = tuple(threading.Lock() for _ in range(64))
+
+
 @dataclass
 class AppContext:
     settings: Settings
@@ -82,12 +86,26 @@ class AppContext:
         from ..events import state as state_store
         from ..events.repository import EventRepository
 
+        with _RENDER_STRIPES[hash(key) % len(_RENDER_STRIPES)]:
+            # concurrent misses of one key render once: the others find the entry
+            hit = self.cache.get(key)
+            if hit is not None:
+                return hit
+            return self._render(key, build, state_store, EventRepository)
+
+    def _render(
+        self,
+        key: ResponseKey,
+        build: Callable[[Session], tuple[bytes, str]],
+        state_store: Any,
+        repository: Any,
+    ) -> Rendered:
         for attempt in range(3):
             try:
                 # a stale state is brought up to date outside this read unit, so a reader
                 # waiting for another's refresh holds no database connection
                 with state_store.deferred_refresh(attempt < 2), self.db.read() as session:
-                    head = EventRepository(session).head()
+                    head = repository(session).head()
                     body, media_type = build(session)
                 break
             except state_store.StateStale as stale:

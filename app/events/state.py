@@ -57,6 +57,17 @@ def saved_state(
     return dict(orjson.loads(cached.state))
 
 
+def saved_state_bytes(session: Session, identity: RegistryIdentity, subject: str) -> bytes | None:
+    """The saved state's canonical JSON when it is current (what state.json serves: no parse, no
+    re-serialisation of a large state), else None."""
+    repo = EventRepository(session)
+    cached = repo.cached_state(subject)
+    if not _is_current(cached, identity, repo.subject_head(subject)):
+        return None
+    assert cached is not None
+    return cached.state.encode("utf-8")
+
+
 def build(session: Session, identity: RegistryIdentity, subject: str) -> tuple[dict[str, Any], int]:
     """The state of `subject` as of its latest event, and that event's log index: the saved
     state grown by the events after it when it can be, else the full merge."""
@@ -131,6 +142,16 @@ def deferred_refresh(enabled: bool = True) -> Iterator[None]:
         yield
     finally:
         _deferring.on = before
+
+
+def state_bytes_for_read(
+    db: Database, session: Session, identity: RegistryIdentity, subject: str
+) -> bytes:
+    """`state_for_read` as its canonical JSON, straight from the saved text when current."""
+    saved = saved_state_bytes(session, identity, subject)
+    if saved is not None:
+        return saved
+    return canonical_json_prechecked(state_for_read(db, session, identity, subject))
 
 
 def state_for_read(

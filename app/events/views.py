@@ -7,15 +7,13 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
-from pith_core.canonical import canonical_json
-
 from ..core.context import AppContext
 from ..log.routes import signer_of as log_signer_of
 from ..log.service import subject_log_document
 from ..records.service import resolve
 from .repository import EventRepository
 from .service import bundle_document, encode_cursor, events_document
-from .state import state_for_read
+from .state import state_bytes_for_read, state_for_read
 
 JSON = "application/json"
 Build = Callable[[Session], tuple[bytes, str]]
@@ -30,9 +28,7 @@ def state_json(ctx: AppContext, pith_id: str) -> Build:
 
     def build(session: Session) -> tuple[bytes, str]:
         record = resolve(session, pith_id)
-        return canonical_json(
-            state_for_read(ctx.db, session, ctx.identity, record.pith_number)
-        ), JSON
+        return state_bytes_for_read(ctx.db, session, ctx.identity, record.pith_number), JSON
 
     return build
 

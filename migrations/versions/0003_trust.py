@@ -30,6 +30,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("bucket", name="pk_rate_buckets"),
     )
     op.create_index("ix_rate_buckets_updated", "rate_buckets", ["updated"])
+    # saved states are now canonical JSON, served as they are: rebuild the older ones
+    op.execute("DELETE FROM state_cache")
 
 
 def downgrade() -> None:

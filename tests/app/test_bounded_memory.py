@@ -56,7 +56,7 @@ def test_the_read_cache_is_a_byte_bounded_lru() -> None:
     assert cache.size_bytes <= 64 * 1024
     assert cache.get(("k", 0)) is not None and cache.get(("k", 1)) is None
     assert cache.get(("k", 99)) is not None
-    cache.put(("big",), Rendered.of(b"y" * 9000, "application/json"), 7)  # > 1/8 of the bound
+    cache.put(("big",), Rendered.of(b"y" * 17000, "application/json"), 7)  # > 1/4 of the bound
     assert cache.get(("big",)) is None
 
 
