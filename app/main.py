@@ -23,8 +23,8 @@ from .replication.routes import router as replication_router
 from .search.routes import router as search_router
 from .settings import Settings
 from .storage.engine import Database
-
 from .trust.routes import router as trust_router
+
 DESCRIPTION = """Content-addressed, signed records of scientific papers (Pith numbers), the signed
 events about them, and their deterministically merged states. Errors are
 `application/problem+json`. Registry acts (`POST /api/records`, `POST /api/import`) need
@@ -67,12 +67,12 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         reads_per_minute=settings.rate_limit_reads_per_minute,
         writes_per_minute=settings.rate_limit_writes_per_minute,
         trust_forwarded_for=settings.trust_forwarded_for,
-    )
         forwarded_hops=settings.forwarded_hops,
         shared_writes=SharedBuckets(db, "write", settings.rate_limit_writes_per_minute),
         body_timeout_seconds=settings.body_timeout_seconds,
         public_url=settings.base_url,
         processes=settings.workers,
+    )
     http.install(app)  # HEAD/OPTIONS, CORS, compression, Cache-Control: outside the guard
     # `/pith/{id}.json` before `/pith/{id}`: the latter would match "X.json" too.
     app.include_router(records_router)
