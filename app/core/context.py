@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -74,6 +75,7 @@ class AppContext:
     db: Database
     identity: RegistryIdentity
     cache: ReadCache
+    inflight: dict[ResponseKey, asyncio.Future[Rendered]] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
@@ -133,8 +135,29 @@ class AppContext:
         key = response_key(request.scope)
         hit = self.cache.get(key)
         if hit is None:
-            hit = await run_in_threadpool(self.render, key, build)
+            hit = await self._render_once(key, build)
         return RenderedResponse(hit)
+
+    async def _render_once(
+        self, key: ResponseKey, build: Callable[[Session], tuple[bytes, str]]
+    ) -> Rendered:
+        """One render of `key` in flight in this process: later askers await it on the event
+        loop instead of each taking a worker thread to wait in (which starved /healthz)."""
+        pending = self.inflight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Rendered] = asyncio.get_running_loop().create_future()
+        self.inflight[key] = future
+        try:
+            rendered = await run_in_threadpool(self.render, key, build)
+            future.set_result(rendered)
+            return rendered
+        except BaseException as e:
+            future.set_exception(e)
+            future.exception()  # retrieved here: askers that awaited it get it too
+            raise
+        finally:
+            del self.inflight[key]
 
 
 def context_of(request: Request) -> AppContext:

@@ -90,3 +90,33 @@ def test_record_json_holds_the_latest_events_not_all(seeded: TestClient) -> None
     assert doc["events_total"] == 130 and len(doc["events"]) == 100
     assert doc["event_summary"] == {"replication": 130}
     assert doc["verification_status"]["replication_records"] == 130
+
+
+def test_concurrent_misses_of_one_read_render_once(seeded: TestClient, monkeypatch: Any) -> None:
+    """Twenty cache-busting reads at once: one render; the others await it on the event loop."""
+    import asyncio
+
+    import httpx
+
+    app = seeded.app
+    ctx = app.state.ctx  # type: ignore[attr-defined]
+    renders: list[Any] = []
+    real_render = ctx.render
+
+    def counting(key: Any, build: Any) -> Any:
+        renders.append(key)
+        return real_render(key, build)
+
+    monkeypatch.setattr(ctx, "render", counting)
+    monkeypatch.setattr(ctx.cache, "get", lambda key: None)  # every ask is a miss
+
+    async def burst() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            rs = await asyncio.gather(
+                *(c.get(f"/pith/{SUFFIX}/state.json", params={"cb": i}) for i in range(20))
+            )
+        return [r.status_code for r in rs]
+
+    assert asyncio.run(burst()) == [200] * 20
+    assert 1 <= len(renders) < 20
