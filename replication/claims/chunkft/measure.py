@@ -337,6 +337,7 @@ def memory_7b(p: Profile, device: torch.device, config=None, seq: int = 1024) ->
     peak = torch.cuda.max_memory_allocated(device)
     out["mem_chunkft_cycle_peak_gb"] = peak / GB
     out["mem_chunkft_cycle_peak_gib"] = peak / 2**30
+    out["mem_chunkft_cycle_peak_above_weights_gb"] = peak / GB - out["mem_7b_weight_gb"]
     out["mem_chunkft_cycle_s"] = cycle_s
     out["mem_chunkft_ms_per_step"] = cycle_s * 1e3 / chunks
     _log(f"cycle: peak {peak / GB:.2f} GB in {cycle_s:.1f} s")
@@ -370,7 +371,8 @@ def memory_7b(p: Profile, device: torch.device, config=None, seq: int = 1024) ->
     out["offload_step_ms_with"] = with_offload * 1e3 / n
     out["offload_step_ms_resident"] = without * 1e3 / n
     out["offload_exposed_ms_per_switch"] = exposed * 1e3
-    out["offload_hidden_fraction"] = min(max(1.0 - exposed / transfer_s, 0.0), 1.0)
+    hidden = 1.0 - exposed / transfer_s if transfer_s > 0 else math.nan
+    out["offload_hidden_fraction"] = min(max(hidden, 0.0), 1.0) if transfer_s > 0 else hidden
     del model
     _free()
 
