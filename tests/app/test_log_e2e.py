@@ -80,9 +80,8 @@ def _witness(server: LiveServer, tmp: Path, key_hex: str) -> subprocess.Complete
     )  # fmt: skip
 
 
-def test_a_witness_cosigns_and_catches_a_rewritten_history(
-    backend: str, fresh_databases, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+def test_a_witness_cosigns_and_catches_a_rewritten_history(fresh_databases, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    backend = "sqlite"  # client logic; the server side runs on both backends in test_log.py
     save_key(tmp_path / "witness.json", new_key("witness"))
     vkey = _pith(
         "log", "witness-key", "--key", str(tmp_path / "witness.json"), "--name", "witness.test/w1"
@@ -180,8 +179,9 @@ def _static_server(root: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 
 def test_two_mirrors_converge_and_a_rewritten_history_is_refused(
-    backend: str, fresh_databases, tmp_path: Path
+    fresh_databases, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
+    backend = "sqlite"  # client logic; the server side runs on both backends in test_log.py
     env = {"PITH_RATE_LIMIT_WRITES_PER_MINUTE": "0", "PITH_LOG_ORIGIN": "registry.test/log"}
     registry = start_server(fresh_databases.new(backend, migrate=False), tmp_path / "a", **env)
     a, b = tmp_path / "mirror-a", tmp_path / "mirror-b"
