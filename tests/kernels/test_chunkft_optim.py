@@ -139,6 +139,30 @@ def test_offloading_changes_no_number():
     assert len(opt_b._resident) == 3  # without offload every visited chunk stays on the device
 
 
+def test_accumulation_and_lr_schedule():
+    """Two backwards before a step add up like one on the summed loss; a torch LR scheduler
+    drives the step size (a zero learning rate moves nothing)."""
+    a, b = _net("accum"), _net("accum")
+    opt_a = ChunkFT(a, chunks=2, **HYPER)
+    opt_b = ChunkFT(b, chunks=2, **HYPER)
+    x1, x2 = _batches("accum-b", 2)
+    _loss(a, x1).backward()
+    _loss(a, x2).backward()
+    opt_a.step()
+    (_loss(b, x1) + _loss(b, x2)).backward()
+    opt_b.step()
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert rel_err(p, q) <= 1e-6
+    sched = torch.optim.lr_scheduler.LambdaLR(opt_a, lambda step: 0.0)
+    assert opt_a.param_groups[0]["lr"] == 0.0
+    before = [p.detach().clone() for p in a.parameters()]
+    _loss(a, x1).backward()
+    opt_a.step()
+    sched.step()
+    # decoupled weight decay is lr-scaled too: nothing moves at lr 0
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), before, strict=True))
+
+
 def test_slice_gradients_equal_autograd():
     model = _net("grads")
     plain = copy.deepcopy(model)
