@@ -178,7 +178,7 @@ def test_poet_adamw_trains_merges_and_resets_state() -> None:
 def test_layer_refuses_bad_input() -> None:
     with pytest.raises(ValueError, match="mode"):
         POETLinear(16, 16, 16, mode="slow")
-    layer = POETLinear(16, 16, 16)
+    layer = POETLinear(16, 16, 16).to(DEVICE)  # kernels take CUDA tensors on a GPU host
     with pytest.raises(ValueError, match="features"):
         layer.use_kernels = True
         layer(torch.zeros(2, 17, device=layer.w0p.device))
