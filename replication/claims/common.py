@@ -1,12 +1,14 @@
-"""What several claims' measurements need, once: the environment figures of the run, and the
-learning-rate schedule of the training-based checks. (Torch is imported here: measure-side
-only, never from a spec.)"""
+"""What several claims' measurements need, once: the environment figures of the run, the
+training corpus with its figures, and the learning-rate schedule of the training-based checks.
+(Torch is imported here: measure-side only, never from a spec.)"""
 
 from __future__ import annotations
 
 import math
 import platform
+import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -42,3 +44,20 @@ def warmup_cosine(warmup: int, total: int, floor: float = 0.1) -> Callable[[int]
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return factor
+
+
+def shakespeare_with_figures() -> tuple[Any, dict[str, float | int | str]]:
+    """The Shakespeare corpus (``replication.data``) and its ``data_*`` figures: token counts,
+    vocabulary size, digest, and the seconds it took to load (``seconds_data``)."""
+    from replication.data import load_shakespeare
+
+    t0 = time.perf_counter()
+    corpus = load_shakespeare()
+    figures: dict[str, float | int | str] = {
+        "data_train_tokens": int(corpus.train.numel()),
+        "data_eval_tokens": int(corpus.eval.numel()),
+        "data_vocab_size": corpus.vocab_size,
+        "data_corpus_sha256": corpus.digest,
+        "seconds_data": time.perf_counter() - t0,
+    }
+    return corpus, figures

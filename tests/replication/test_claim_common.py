@@ -22,3 +22,13 @@ def test_environment_figures_name_the_device_and_versions() -> None:
     env = environment_figures(torch.device("cpu"))
     assert env["env_device"] == "cpu" and env["env_torch"] == str(torch.__version__)
     assert all(k.startswith("env_") and isinstance(v, str) for k, v in env.items())
+
+
+def test_corpus_comes_with_its_figures() -> None:
+    from replication.claims.common import shakespeare_with_figures
+
+    corpus, figures = shakespeare_with_figures()
+    assert figures["data_train_tokens"] == corpus.train.numel() > 1_000_000
+    assert figures["data_eval_tokens"] == corpus.eval.numel() > 0
+    assert figures["data_vocab_size"] == corpus.vocab_size
+    assert figures["data_corpus_sha256"] == corpus.digest and figures["seconds_data"] >= 0

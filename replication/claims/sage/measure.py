@@ -17,7 +17,11 @@ import torch
 
 from kernels.runtime import timing
 from replication.claims import base
-from replication.claims.common import environment_figures, warmup_cosine
+from replication.claims.common import (
+    environment_figures,
+    shakespeare_with_figures,
+    warmup_cosine,
+)
 
 from .spec import (
     OPTIMIZERS,
@@ -401,15 +405,8 @@ def measure(profile: str) -> dict[str, float | int | str]:
     figures["seconds_kernel_speed"] = time.perf_counter() - t0
 
     base.phase("data")
-    from replication.data import load_shakespeare
-
-    t0 = time.perf_counter()
-    corpus = load_shakespeare()
-    figures["data_train_tokens"] = int(corpus.train.numel())
-    figures["data_eval_tokens"] = int(corpus.eval.numel())
-    figures["data_vocab_size"] = corpus.vocab_size
-    figures["data_corpus_sha256"] = corpus.digest
-    figures["seconds_data"] = time.perf_counter() - t0
+    corpus, data_figures = shakespeare_with_figures()
+    figures.update(data_figures)
 
     base.phase("state_bytes")
     sizes = measure_state_bytes(prof.model_size, corpus.vocab_size, device, train_kernels)
