@@ -239,9 +239,13 @@ def tile_body(session: Session, requested: tiles.Tile) -> tuple[bytes, bool] | N
         return None
     if tile.level == tiles.ENTRIES:
         begin, end = tile.leaf_range()
-        return tiles.encode_entry_bundle(
-            [body.encode("utf-8") for _, body in repo.entries(begin, end)]
-        ), tile.is_full
+        try:
+            data = tiles.encode_entry_bundle(
+                [body.encode("utf-8") for _, body in repo.entries(begin, end)]
+            )
+        except tiles.TileError as e:  # only an event stored before the log (migration 0004)
+            raise Problem(409, "entry_too_large", f"{tile.path()}: {e}") from e
+        return data, tile.is_full
     ids = tile.node_ids()
     hashes = repo.level_slice(ids[0][0], ids[0][1], ids[-1][1] + 1)
     return b"".join(hashes), tile.is_full
