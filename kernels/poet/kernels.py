@@ -1,10 +1,13 @@
 """Triton kernels of POET-X: skew packing, the Cayley–Neumann polynomial, and the permuted
-block-diagonal rotation of activations (forward, transpose, per-block gradient).
+block-diagonal rotation of activations (forward, transpose, per-block gradient), and the column
+permutation.
 
 The block size b is a run-time argument (one compiled kernel serves every b: Triton
 specialises it only by divisibility by 16). All rotations work on rows of a 2-D activation
-matrix X [M, D] whose D columns form nb blocks of b. The permutation is folded into the loads
-and stores (an int32 index table read per column tile), so no gathered copy of X is ever made.
+matrix X [M, D] whose D columns form nb contiguous blocks of b. The permutations are separate
+row-owning passes (coalesced row reads and writes, the shuffle in shared memory), run in place
+where they can: a gather of random 2-byte columns folded into a tile load costs one memory
+transaction per element (10–50× the coalesced traffic, measured on the H200).
 
 Under Triton's CPU interpreter every tile is upcast to fp32 right after its load (``UPCAST``):
 ``tl.dot`` on bf16 is wrong there. On the GPU bf16 tiles go to the tensor cores as they are
@@ -167,29 +170,81 @@ def cnp_tiles(block: int) -> tuple[int, int]:
     return bt, min(32, bt) if not interpreting() else bt
 
 
+# --------------------------------------------------------------------------- column permutation
+
+
+def permute_meta(d: int) -> dict[str, int]:
+    """Launch constants of the permutation kernel for rows of `d` columns: the whole row in one
+    tile (a permutation may send any column anywhere), ≈ 16–32 elements a thread."""
+    dp = max(16, next_pow2(d))
+    return {"DP": dp, "ROWS": 4, "num_warps": max(4, min(16, dp // 512))}
+
+
+@triton.jit
+def _permute_cols_kernel(
+    x_ptr,
+    out_ptr,
+    idx_ptr,
+    M,
+    D,
+    stride_xm,
+    stride_om,
+    ROWS: tl.constexpr,
+    DP: tl.constexpr,
+):
+    """out[m, c] = X[m, idx[c]] for ROWS rows a program; `out` may be X itself (in place).
+
+    Why not a gather folded into the rotation's load: a random column of 2-byte elements makes
+    every lane of a load its own 32-byte sector, so the L1/L2 serve one element per
+    transaction (measured on the H200: ≈ 0.1–0.35 TB/s). Here a program owns whole rows: each
+    row is read and written with contiguous vector accesses, and the permutation happens in
+    shared memory (``tl.gather``); the index table is read once per ROWS rows.
+    Bytes: 2·M·D·elem + 4·D·M/ROWS; no FLOPs. In place is safe: a row is read whole before
+    any of it is written, and only this program touches it.
+    """
+    pid = tl.program_id(0)
+    cols = tl.arange(0, DP)
+    cmask = cols < D
+    idx = tl.load(idx_ptr + cols, mask=cmask, other=0)
+    for r in range(ROWS):
+        m = (pid * ROWS + r).to(tl.int64)
+        mask = cmask & ((m + tl.zeros([DP], dtype=tl.int64)) < M)
+        row = tl.load(x_ptr + m * stride_xm + cols, mask=mask, other=0.0)
+        tl.store(out_ptr + m * stride_om + cols, tl.gather(row, idx, 0), mask=mask)
+
+
 # --------------------------------------------------------------------------- block rotation
+
+# the widest output tile of one rotation program: a block no wider than this is written by
+# one program that read all of its inputs first, so the rotation may run in place
+ROTATE_MAX_BN = 256
+
+
+def rotate_bn(block: int) -> int:
+    """Output columns of one rotation program: the whole block when it fits (X read once)."""
+    return min(ROTATE_MAX_BN, max(16, next_pow2(block)))
 
 
 def rotate_configs() -> list[triton.Config]:
-    """Tiles of the rotation kernel for 16-bit activations (tuned); one under the interpreter."""
+    """Tiles of the rotation kernel for 16-bit activations (tuned); one under the interpreter.
+    BN is the launcher's (the whole block), so only the row tile, the K step and the pipeline
+    are tuned."""
     if interpreting():
-        return [triton.Config({"BM": 32, "BN": 32, "BK": 32}, num_warps=4)]
+        return [triton.Config({"BM": 32, "BK": 32}, num_warps=4)]
     return [
-        triton.Config({"BM": bm, "BN": bn, "BK": bk}, num_warps=w, num_stages=s)
-        for bm, bn, bk, w, s in (
-            (64, 128, 64, 4, 3),
-            (128, 128, 64, 8, 3),
-            (128, 64, 64, 4, 3),
-            (64, 256, 64, 8, 3),
+        triton.Config({"BM": bm, "BK": bk}, num_warps=w, num_stages=s)
+        for bm, bk, w, s in (
+            (64, 64, 4, 3),
+            (64, 64, 8, 3),
+            (128, 64, 8, 3),
+            (128, 32, 8, 4),
         )
     ]
 
 
 # fp32 activations are the exactness path (ieee products), not the speed path: one fixed tile
 ROTATE_FP32_META = (
-    {"BM": 32, "BN": 32, "BK": 32, "num_warps": 4}
-    if interpreting()
-    else {"BM": 64, "BN": 64, "BK": 32, "num_warps": 4}
+    {"BM": 32, "BK": 32, "num_warps": 4} if interpreting() else {"BM": 32, "BK": 16, "num_warps": 8}
 )
 
 
@@ -198,8 +253,6 @@ def _block_rotate_kernel(
     x_ptr,
     blk_ptr,
     out_ptr,
-    gather_ptr,
-    scatter_ptr,
     M,
     NB,
     stride_xm,
@@ -208,21 +261,20 @@ def _block_rotate_kernel(
     s_bj,
     s_bn,
     B,
-    GATHER: tl.constexpr,
-    SCATTER: tl.constexpr,
     UPCAST: tl.constexpr,
     PREC: tl.constexpr,
     BM: tl.constexpr,
     BN: tl.constexpr,
     BK: tl.constexpr,
 ):
-    """out[m, oc(k, n)] = Σ_j X[m, ic(k, j)]·Blk[k, j, n]; ic = gather[k·b + j] when GATHER
-    (else k·b + j), oc = scatter[k·b + n] when SCATTER. Blk is read through its strides, so
-    the transposed blocks of the backward cost nothing.
+    """out[m, k·b + n] = Σ_j X[m, k·b + j]·Blk[k, j, n] on contiguous column blocks (the
+    permutations are separate coalesced passes, see _permute_cols_kernel). Blk is read through
+    its strides, so the transposed blocks of the backward cost nothing.
 
-    Bytes: read X once per column tile of the output (b/BN times; BN = b reads it once) and
-    write out once: ≥ 2·M·D·elem; FLOPs 2·M·D·b. For b = 256 in bf16 that is 128 FLOP/B, below
-    the H200's ridge: the kernel is memory-bound (≈ 11 µs for 2048×4096 at 3 TB/s).
+    With BN ≥ b one program reads its rows of block k whole before writing them, so `out` may
+    be X (in place). Bytes: X read b/BN times (once at b ≤ 256), out written once: 2·M·D·elem;
+    FLOPs 2·M·D·b. For b = 256 in bf16 that is 128 FLOP/B, below the H200's ridge
+    (≈ 160 FLOP/B): memory-bound, ≈ 8–11 µs for 2048×4096 at 3–4 TB/s.
     """
     pid_m = tl.program_id(0)
     pid_kn = tl.program_id(1)
@@ -238,12 +290,8 @@ def _block_rotate_kernel(
     for j0 in range(0, B, BK):
         js = j0 + tl.arange(0, BK)
         jmask = js < B
-        if GATHER:  # noqa: SIM108 (a constexpr branch)
-            src = tl.load(gather_ptr + col0 + js, mask=jmask, other=0)
-        else:
-            src = col0 + js
         a = tl.load(
-            x_ptr + rows[:, None] * stride_xm + src[None, :],
+            x_ptr + rows[:, None] * stride_xm + (col0 + js)[None, :],
             mask=rmask[:, None] & jmask[None, :],
             other=0.0,
         )
@@ -256,12 +304,8 @@ def _block_rotate_kernel(
             a = a.to(tl.float32)
             w = w.to(tl.float32)
         acc = tl.dot(a, w, acc, input_precision=PREC)
-    if SCATTER:  # noqa: SIM108 (a constexpr branch)
-        dst = tl.load(scatter_ptr + col0 + ns, mask=nmask, other=0)
-    else:
-        dst = col0 + ns
     tl.store(
-        out_ptr + rows[:, None] * stride_om + dst[None, :],
+        out_ptr + rows[:, None] * stride_om + (col0 + ns)[None, :],
         acc.to(out_ptr.dtype.element_ty),
         mask=rmask[:, None] & nmask[None, :],
     )
@@ -294,16 +338,12 @@ def _block_rotate_grad_kernel(
     x_ptr,
     dy_ptr,
     out_ptr,
-    gx_ptr,
-    gdy_ptr,
     M,
     NB,
     rows_per_split,
     stride_xm,
     stride_dm,
     B,
-    GATHER_X: tl.constexpr,
-    GATHER_DY: tl.constexpr,
     UPCAST: tl.constexpr,
     PREC: tl.constexpr,
     SPLIT: tl.constexpr,
@@ -311,9 +351,10 @@ def _block_rotate_grad_kernel(
     BN: tl.constexpr,
     BM: tl.constexpr,
 ):
-    """partial[s, k, j, n] = Σ_{m in slice s} X[m, ic(k, j)]·dY[m, oc(k, n)] in fp32: the
-    gradient of the k-th block of a rotation (slices summed in a fixed order by the host: no
-    atomics, deterministic).
+    """partial[s, k, j, n] = Σ_{m in slice s} X[m, k·b + j]·dY[m, k·b + n] in fp32: the
+    gradient of the k-th block of a rotation on contiguous column blocks (the launcher permutes
+    gathered operands first; slices summed in a fixed order by the host: no atomics,
+    deterministic).
 
     Bytes: X and dY read b/BN and b/BJ times; FLOPs 2·M·D·b, as the rotation itself.
     """
@@ -326,14 +367,8 @@ def _block_rotate_grad_kernel(
     jmask = js < B
     nmask = ns < B
     col0 = k * B
-    if GATHER_X:  # noqa: SIM108 (a constexpr branch)
-        xc = tl.load(gx_ptr + col0 + js, mask=jmask, other=0)
-    else:
-        xc = col0 + js
-    if GATHER_DY:  # noqa: SIM108 (a constexpr branch)
-        dc = tl.load(gdy_ptr + col0 + ns, mask=nmask, other=0)
-    else:
-        dc = col0 + ns
+    xc = col0 + js
+    dc = col0 + ns
     start = split * rows_per_split
     stop = tl.minimum(start + rows_per_split, M)
     acc = tl.zeros((BJ, BN), dtype=tl.float32)
@@ -358,9 +393,10 @@ def _block_rotate_grad_kernel(
     tl.store(out + js[:, None] * B + ns[None, :], acc, mask=jmask[:, None] & nmask[None, :])
 
 
+# restore_value: the rotation may run in place (out is X), and tuning runs it several times
 block_rotate_tuned = triton.autotune(
-    configs=rotate_configs(), key=["M", "NB", "B", "GATHER", "SCATTER", "PREC"]
+    configs=rotate_configs(), key=["M", "NB", "B", "BN", "PREC"], restore_value=["out_ptr"]
 )(_block_rotate_kernel)
 block_rotate_grad_tuned = triton.autotune(
-    configs=rotate_grad_configs(), key=["M", "NB", "B", "GATHER_X", "GATHER_DY", "PREC", "SPLIT"]
+    configs=rotate_grad_configs(), key=["M", "NB", "B", "PREC", "SPLIT"]
 )(_block_rotate_grad_kernel)

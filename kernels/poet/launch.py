@@ -8,6 +8,8 @@ glued by autograd, each tested alone against the plain-PyTorch reference.
 from __future__ import annotations
 
 import functools
+import warnings
+import weakref
 
 import torch
 import triton
@@ -245,6 +247,95 @@ def _precision_for(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
+# why the permutation kernel was refused on this device, if it was (the bench prints it): the
+# torch fallback keeps the layer correct, at index_select's speed and one temporary
+PERMUTE_FALLBACK: dict[str, str] = {}
+
+
+def permute_cols_(
+    x: torch.Tensor, index: torch.Tensor, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """out[:, c] = x[:, index[c]] (see kernels._permute_cols_kernel); `out` may be x itself
+    (in place, no allocation)."""
+    _check_device(x)
+    if x.ndim != 2 or x.stride(1) != 1:
+        raise ValueError("x must be 2-D with unit column stride")
+    m, d = x.shape
+    _check_perm(index, d, "index")
+    if out is None:
+        out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    if out.shape != x.shape or out.stride(1) != 1 or out.dtype != x.dtype:
+        raise ValueError("out must match x's shape and dtype, with unit column stride")
+    if m == 0:
+        return out
+    if not PERMUTE_FALLBACK:
+        meta = K.permute_meta(d)
+        grid = (triton.cdiv(m, meta["ROWS"]),)
+        try:
+            K._permute_cols_kernel[grid](x, out, index, m, d, x.stride(0), out.stride(0), **meta)
+            return out
+        except Exception as exc:  # a Triton that cannot compile tl.gather: stay correct
+            if interpreting():
+                raise
+            PERMUTE_FALLBACK["error"] = repr(exc)[:300]
+            warnings.warn(
+                f"POET-X permutation kernel refused ({exc!r:.200}); using torch", stacklevel=2
+            )
+    out.copy_(x.index_select(1, index.long()))  # slow, allocating: the fallback only
+    return out
+
+
+# inverse permutations by the permutation tensor they invert (its id, checked against a weak
+# reference and its version counter: a merge rewrites the buffer in place), so that a scatter
+# (a gather by the inverse) allocates nothing after its first call
+_INVERSES: dict[int, tuple[weakref.ref, int, torch.Tensor]] = {}
+
+
+def inverse_perm(perm: torch.Tensor) -> torch.Tensor:
+    """inv with inv[perm[c]] = c (int32, cached while `perm` lives unchanged)."""
+    key = id(perm)
+    hit = _INVERSES.get(key)
+    if hit is not None and hit[0]() is perm and hit[1] == perm._version:
+        return hit[2]
+    inv = torch.empty_like(perm)
+    inv[perm.long()] = torch.arange(perm.numel(), device=perm.device, dtype=perm.dtype)
+    ref = weakref.ref(perm, lambda _r, key=key: _INVERSES.pop(key, None))
+    _INVERSES[key] = (ref, perm._version, inv)
+    return inv
+
+
+def _rotate_plain(x: torch.Tensor, blocks: torch.Tensor, out: torch.Tensor) -> None:
+    """out[:, k·b + n] = Σ_j x[:, k·b + j]·blocks[k, j, n]; out may be x when the whole block
+    is one program's output tile (kernels.rotate_bn)."""
+    m = x.shape[0]
+    nb, block, _ = blocks.shape
+    bn = K.rotate_bn(block)
+
+    def grid(meta: dict) -> tuple[int, int]:
+        return (triton.cdiv(m, meta["BM"]), nb * triton.cdiv(block, bn))
+
+    # 16-bit: the tuned kernel; fp32 (exactness, ieee products): the same kernel, one tile
+    tuned = x.dtype != torch.float32
+    kernel = K.block_rotate_tuned if tuned else K._block_rotate_kernel
+    kernel[grid](
+        x,
+        blocks,
+        out,
+        m,
+        nb,
+        x.stride(0),
+        out.stride(0),
+        blocks.stride(0),
+        blocks.stride(1),
+        blocks.stride(2),
+        B=block,
+        UPCAST=interpreting(),
+        PREC=_precision_for(x.dtype),
+        BN=bn,
+        **({} if tuned else K.ROTATE_FP32_META),
+    )
+
+
 def block_rotate_(
     x: torch.Tensor,
     blocks: torch.Tensor,
@@ -252,8 +343,13 @@ def block_rotate_(
     scatter: torch.Tensor | None = None,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """out[:, oc(k, n)] = Σ_j x[:, ic(k, j)]·blocks[k, j, n] (see kernels._block_rotate_kernel);
-    `blocks` may be any strided view (a transpose is free); cast to x's dtype by the caller."""
+    """out[:, oc(k, n)] = Σ_j x[:, ic(k, j)]·blocks[k, j, n] with ic = gather[k·b + j] (else
+    k·b + j) and oc = scatter[k·b + n] (else k·b + n); `blocks` may be any strided view (a
+    transpose is free); cast to x's dtype by the caller. `out` may be x itself.
+
+    As launches: gather x into out (a coalesced permutation pass), rotate out in place, permute
+    out in place by scatter's inverse. For b ≤ 256 it allocates nothing beyond out (the inverse
+    of `scatter` is cached while that tensor lives)."""
     _check_device(x, blocks)
     if x.ndim != 2 or x.stride(1) != 1:
         raise ValueError("x must be 2-D with unit column stride")
@@ -273,33 +369,15 @@ def block_rotate_(
         raise ValueError("out must match x's shape and dtype, with unit column stride")
     if m == 0:
         return out
-
-    def grid(meta: dict) -> tuple[int, int]:
-        return (triton.cdiv(m, meta["BM"]), nb * triton.cdiv(block, meta["BN"]))
-
-    # 16-bit: the tuned kernel; fp32 (exactness, ieee products): the same kernel, one tile
-    tuned = x.dtype != torch.float32
-    kernel = K.block_rotate_tuned if tuned else K._block_rotate_kernel
-    kernel[grid](
-        x,
-        blocks,
-        out,
-        gather if gather is not None else x,
-        scatter if scatter is not None else x,
-        m,
-        nb,
-        x.stride(0),
-        out.stride(0),
-        blocks.stride(0),
-        blocks.stride(1),
-        blocks.stride(2),
-        B=block,
-        GATHER=gather is not None,
-        SCATTER=scatter is not None,
-        UPCAST=interpreting(),
-        PREC=_precision_for(x.dtype),
-        **({} if tuned else K.ROTATE_FP32_META),
-    )
+    in_place_ok = K.rotate_bn(block) >= block
+    src = x
+    if gather is not None:
+        src = permute_cols_(x, gather, out=out if in_place_ok else None)
+    elif not in_place_ok and x.data_ptr() == out.data_ptr():
+        src = x.clone()  # wide blocks: several programs write one block, so never in place
+    _rotate_plain(src, blocks, out)
+    if scatter is not None:
+        permute_cols_(out, inverse_perm(scatter), out=out)
     return out
 
 
@@ -313,7 +391,9 @@ def block_rotate_grad_(
     gather_x: torch.Tensor | None = None,
     gather_dy: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """dB[k, j, n] = Σ_m x[m, ic(k, j)]·dy[m, oc(k, n)] in fp32, [nb, b, b]."""
+    """dB[k, j, n] = Σ_m x[m, ic(k, j)]·dy[m, oc(k, n)] in fp32, [nb, b, b]; a gathered
+    operand is permuted into a temporary first (the layer passes operands it permuted once
+    for two uses)."""
     _check_device(x, dy)
     if x.shape != dy.shape or x.ndim != 2 or x.stride(1) != 1 or dy.stride(1) != 1:
         raise ValueError("x and dy must be 2-D of one shape with unit column stride")
@@ -325,6 +405,10 @@ def block_rotate_grad_(
     block = d // nb
     _check_perm(gather_x, d, "gather_x")
     _check_perm(gather_dy, d, "gather_dy")
+    if gather_x is not None:
+        x = permute_cols_(x, gather_x)
+    if gather_dy is not None:
+        dy = permute_cols_(dy, gather_dy)
     tiles = nb * triton.cdiv(block, 64) ** 2
     split = 1
     if not interpreting():
@@ -341,16 +425,12 @@ def block_rotate_grad_(
         x,
         dy,
         part,
-        gather_x if gather_x is not None else x,
-        gather_dy if gather_dy is not None else x,
         m,
         nb,
         rows_per_split,
         x.stride(0),
         dy.stride(0),
         B=block,
-        GATHER_X=gather_x is not None,
-        GATHER_DY=gather_dy is not None,
         UPCAST=interpreting(),
         PREC=_precision_for(x.dtype),
         SPLIT=split,
@@ -396,18 +476,23 @@ class POETLinearFunction(torch.autograd.Function):
         saved = ctx.saved_tensors
         x, w0p, rb, pb, perm_in, perm_out = saved[:6]
         dy = dy.contiguous()
+        # each operand permuted once (coalesced passes) and used twice: dy[:, perm_out] by dR
+        # and dv, x[:, perm_in] by dP and (mem) the recomputed h
+        dyp = permute_cols_(dy, perm_out)
+        xp = permute_cols_(x, perm_in)
         # mem: recompute v = rot(x, P)·W0pᵀ (one rotation and one GEMM); fast: saved
-        v = torch.mm(block_rotate_(x, pb, gather=perm_in), w0p.t()) if ctx.recompute else saved[6]
+        v = torch.mm(block_rotate_(xp, pb), w0p.t()) if ctx.recompute else saved[6]
         nb_out, nb_in = rb.shape[0], pb.shape[0]
-        d_r = block_rotate_grad_(v, dy, nb_out, gather_dy=perm_out)
+        d_r = block_rotate_grad_(v, dyp, nb_out)
         del v
-        dv = block_rotate_(dy, rb.transpose(1, 2), gather=perm_out)
+        dv = block_rotate_(dyp, rb.transpose(1, 2), out=dyp)  # in place
         dh = torch.mm(dv, w0p)
-        del dv
-        d_p = block_rotate_grad_(x, dh, nb_in, gather_x=perm_in)
+        del dv, dyp
+        d_p = block_rotate_grad_(xp, dh, nb_in)
+        del xp
         dx = None
         if ctx.needs_input_grad[0]:
-            dx = block_rotate_(dh, pb.transpose(1, 2), scatter=perm_in)
+            dx = block_rotate_(dh, pb.transpose(1, 2), scatter=perm_in, out=dh)  # in place
         return dx, None, d_r, d_p, None, None, None
 
 

@@ -196,6 +196,46 @@ def test_block_rotate_grad(gx: bool, gdy: bool) -> None:
     assert _rel(got, want) < 1e-5
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("in_place", [False, True])
+def test_permute_cols_is_an_exact_column_gather(dtype: torch.dtype, in_place: bool) -> None:
+    """The coalesced permutation pass: out[:, c] = x[:, idx[c]] bit for bit, 72 columns (not a
+    power of two: the row tile is masked) and 37 rows (not a multiple of the rows a program
+    owns), written in place or into a poisoned buffer."""
+    gen = generator(f"permute{dtype}{in_place}")
+    x = torch.randn(37, 72, generator=gen).to(DEVICE, dtype)
+    idx = _perm(72, gen)
+    want = x.cpu()[:, idx.long().cpu()]
+    if in_place:
+        got = x.clone()
+        assert L.permute_cols_(got, idx, out=got) is got
+    else:
+        got = L.permute_cols_(x, idx, out=poisoned((37, 72), dtype, DEVICE))
+    assert torch.equal(got.cpu(), want)
+
+
+def test_inverse_perm_is_cached_until_the_permutation_changes() -> None:
+    gen = generator("inverse")
+    perm = _perm(40, gen)
+    inv = L.inverse_perm(perm)
+    assert torch.equal(inv.long().cpu()[perm.long().cpu()], torch.arange(40))
+    assert L.inverse_perm(perm) is inv  # cached: a scatter allocates nothing after its first call
+    perm.copy_(_perm(40, gen))  # a merge rewrites the buffer in place
+    inv2 = L.inverse_perm(perm)
+    assert torch.equal(inv2.long().cpu()[perm.long().cpu()], torch.arange(40))
+
+
+def test_block_rotate_in_place_with_both_permutations() -> None:
+    """out = x: gather into x, rotate x in place, permute x in place."""
+    m, nb, b = 37, 3, 24
+    gen, x, blocks = _rotation_case(m, nb, b, "rotinplace")
+    gi, so = _perm(nb * b, gen), _perm(nb * b, gen)
+    want = ref.block_rotate(x.double(), blocks.double(), gi.long(), so.long())
+    buf = x.clone()
+    assert L.block_rotate_(buf, blocks, gi, so, out=buf) is buf
+    assert _rel(buf, want) < 1e-5
+
+
 def test_block_rotate_refuses_bad_input() -> None:
     x = torch.zeros(4, 48, device=DEVICE)
     blocks = torch.zeros(2, 24, 24, device=DEVICE)
