@@ -2,8 +2,9 @@
 nn.Linear and naive POET, all in one process with the ceilings measured in the same run.
 
 For each layer shape (in → out at `--tokens` tokens, b = 256, bf16):
-- the block rotation plain, with the gather folded into its load, with the scatter folded into
-  its store, and the per-block gradient: median ms and fraction of copy_ bandwidth by the bytes
+- the block rotation plain, with a gather (a coalesced permutation pass into out, then the
+  rotation in place), with a scatter (rotation, then the pass in place), the permutation pass
+  alone, and the per-block gradient: median ms and fraction of copy_ bandwidth by the bytes
   each must move (read X once, write out once: 2·M·D·2 B; the gradient reads two M×D tensors);
   the plain rotation beside the permuted ones shows what the folded permutation costs;
 - the Cayley–Neumann forward and backward over the layer's (in + out)/b blocks, bf16 operands
@@ -58,6 +59,9 @@ def rotation_rows(
         "rotate_transposed_gather": lambda: L.block_rotate_(
             x, blocks.transpose(1, 2), gather=perm, out=out
         ),
+        # the permutation pass alone (a copy's bytes: its floor is copy_)
+        "permute": lambda: L.permute_cols_(x, perm, out=out),
+        "permute_in_place": lambda: L.permute_cols_(out, perm, out=out),
         "grad_plain": lambda: L.block_rotate_grad_(x, dy, nb),
         "grad_gather": lambda: L.block_rotate_grad_(x, dy, nb, gather_dy=perm),
     }
@@ -79,6 +83,8 @@ def rotation_rows(
                 "tflops": flops / (ms * 1e-3) / 1e12,
             }
         )
+    if L.PERMUTE_FALLBACK:  # the Triton permutation was refused: these rows are torch's
+        rows.append({"what": "permute_fallback", "dim": dim, **L.PERMUTE_FALLBACK})
     return rows
 
 
