@@ -363,6 +363,30 @@ def test_rotation_real_size_makes_no_gathered_copy() -> None:
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
+def test_direct_launches_repeat_the_first_launch() -> None:
+    """After its first launch (through the JIT, tuned) every POET-X kernel is launched directly
+    (launch._BOUND); the later calls must give the first call's result bit for bit and the
+    reference's, at the real size in bf16."""
+    gen, x, blocks = _rotation_case(2048, 16, 256, "direct")
+    xb, bb = x.bfloat16(), blocks.bfloat16()
+    gi, so = _perm(4096, gen), _perm(4096, gen)
+    want = ref.block_rotate(xb.float(), bb.float(), gi.long(), so.long())
+    first = L.block_rotate_(xb, bb, gi, so)
+    dy = torch.randn(2048, 4096, generator=gen).to(DEVICE, torch.bfloat16)
+    g_first = L.block_rotate_grad_(xb, dy, 16, gi, so)
+    bound_before = len(L._BOUND)
+    for _ in range(2):
+        again = L.block_rotate_(xb, bb, gi, so)
+        assert torch.equal(again, first)
+        assert torch.equal(L.block_rotate_grad_(xb, dy, 16, gi, so), g_first)
+    assert len(L._BOUND) == bound_before  # no new specialisation: the direct path was taken
+    assert _rel(first, want) < 2e-2
+    g_want = ref.block_rotate_grad(xb.float(), dy.float(), 16, gi.long(), so.long())
+    assert _rel(g_first, g_want) < 1e-2
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
 def test_cayley_neumann_bf16_products_real_size() -> None:
     """The 16-bit layers' polynomial (bf16 operands, fp32 accumulation and epilogue): its error
     is a bf16 rounding of the higher-order terms only, I + 2Q staying exact in fp32."""
