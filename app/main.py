@@ -15,6 +15,7 @@ from .discovery.routes import router as discovery_router
 from .events.repository import EventRepository
 from .events.routes import router as events_router
 from .exports.routes import router as exports_router
+from .log.routes import router as log_router
 from .pages.routes import router as pages_router
 from .records.routes import router as records_router
 from .registry.routes import router as registry_router
@@ -77,11 +78,12 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     # `/pith/{id}.json` before `/pith/{id}`: the latter would match "X.json" too.
     app.include_router(records_router)
     app.include_router(events_router)
+    app.include_router(log_router)
     app.include_router(registry_router)
     app.include_router(replication_router)
+    app.include_router(trust_router)
     app.include_router(search_router)
     app.include_router(discovery_router)
-    app.include_router(trust_router)
     app.include_router(exports_router)
     app.include_router(pages_router)
     if database is None:
