@@ -97,8 +97,10 @@ def _launch(fn: Any, grid: Any, *args: Any, **kwargs: Any) -> None:
         return
     tune_keys = set(fn.keys) if tuned else set()
     cexpr = {names[i] for i in jit.constexprs}
+    dev = next(v for v in vals.values() if isinstance(v, torch.Tensor)).device.index
     key = (
         id(fn),
+        dev,
         kwargs.get("num_warps"),
         kwargs.get("num_stages"),
         tuple(
@@ -109,7 +111,6 @@ def _launch(fn: Any, grid: Any, *args: Any, **kwargs: Any) -> None:
     if hit is None:
         handle = fn[grid](*args, **kwargs)
         config = fn.best_config if tuned else None
-        dev = next(v for v in vals.values() if isinstance(v, torch.Tensor)).device.index
         bound = BoundLaunch.of(handle, dev)
         if bound is not None:
             _BOUND[key] = (config, bound)
