@@ -3,8 +3,8 @@
 `pith_core.merge` stays the specification: `extend_state(merge(S), new)` gives the bytes of
 `merge(S ∪ new)` (property-tested against it on random event sets). The caller vouches that
 every new event is valid under the registry keys of the state (a store checks events on the way
-in and keeps only valid ones) and gives `slots`, the (signer fingerprint, seq) of every event
-of the state and of the new ones, which a state does not hold for its applied events.
+in and keeps only valid ones) and answers what a state does not hold about its applied events
+(their seq, their created_at when a record or alias event has no entry), a few at a time.
 
 What changes the record itself (a `record` or `alias` event, or an equivocation that would set
 one aside) is left to the full merge: `extend_state` returns None and the caller merges.
@@ -31,19 +31,26 @@ def _order(entry: Mapping[str, Any]) -> tuple[str, str]:
 def extend_state(
     state: dict[str, Any],
     new_events: Iterable[dict[str, Any]],
-    slots: Mapping[str, tuple[Slot, str, str]],
+    created_at_of: Callable[[str], str],
+    holder_of: Callable[[Slot], str | None],
     event_of: Callable[[str], dict[str, Any]],
 ) -> dict[str, Any] | None:
     """`state` (consumed) with `new_events` applied, or None when only a full merge can say.
 
-    `slots[event_id]` is ((signer fingerprint, seq), created_at, target) of each event of the
-    state and each new one; `event_of(event_id)` is an applied event in full (needed when a new
-    event equivocates with it)."""
+    What a state does not hold, the caller answers: `created_at_of(event_id)` of an applied
+    event; `holder_of((signer fingerprint, seq))`, the id of an event of the state in that slot
+    (None when there is none); `event_of(event_id)`, an event of the state in full (needed when
+    a new event equivocates with it). Each is asked about a few events, never all of them."""
     applied: list[str] = state["applied_event_ids"]
     applied_set = set(applied)
     groups = {(g["signer_fingerprint"], g["seq"]): g for g in state["equivocations"]}
     equivocating = {eid for g in state["equivocations"] for eid in g["event_ids"]}
-    by_slot: dict[Slot, str] = {slots[eid][0]: eid for eid in applied}
+    by_slot: dict[Slot, str | None] = {}  # slots this call changed
+    fresh: dict[str, dict[str, Any]] = {}  # the new events applied here
+
+    def key(eid: str) -> tuple[str, str]:
+        return (fresh[eid]["created_at"] if eid in fresh else created_at_of(eid)), eid
+
     current = state["current"]
     changed = False
     for event in sorted(new_events, key=_order):
@@ -69,23 +76,26 @@ def extend_state(
             bisect.insort(group["events"], event, key=lambda e: e["event_id"])
             group["event_ids"] = [e["event_id"] for e in group["events"]]
             continue
-        other = by_slot.pop(slot, None)
-        if other is None:
+        other = by_slot[slot] if slot in by_slot else holder_of(slot)
+        if other is None or other not in applied_set:
             equivocating.discard(eid)
             applied_set.add(eid)
-            bisect.insort(applied, eid, key=lambda i: (slots[i][1], i))
+            fresh[eid] = event
+            bisect.insort(applied, eid, key=key)
             bisect.insort(current[STATE_LISTS[event["target"]]], _entry(event), key=_order)
             by_slot[slot] = eid
             continue
-        if slots[other][2] in _RECORD_TARGETS:
+        kept = fresh[other] if other in fresh else event_of(other)
+        if kept["target"] in _RECORD_TARGETS:
             return None
         # two events of one signer in one slot: both set aside, with the proof
+        by_slot[slot] = None
         applied.remove(other)
         applied_set.discard(other)
-        entries = current[STATE_LISTS[slots[other][2]]]
+        entries = current[STATE_LISTS[kept["target"]]]
         entries[:] = [e for e in entries if e["event_id"] != other]
         equivocating.add(other)
-        pair = sorted([event_of(other), event], key=lambda e: e["event_id"])
+        pair = sorted([kept, event], key=lambda e: e["event_id"])
         group = {
             "signer_fingerprint": slot[0],
             "subject_pith_number": state["pith_number"],

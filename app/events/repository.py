@@ -80,17 +80,6 @@ class EventRepository:
         stmt = select(Event).where(Event.subject == subject).order_by(Event.log_index)
         return self.session.scalars(stmt).all()
 
-    def slots_for(self, subject: str) -> dict[str, tuple[tuple[str, int], str, str]]:
-        """event_id -> ((signer fingerprint, seq), created_at, target) of a subject's events:
-        what growing a stored state needs (`pith_core.state_update`), without their bodies."""
-        stmt = select(
-            Event.event_id, Event.signer_fingerprint, Event.seq, Event.created_at, Event.target
-        ).where(Event.subject == subject)
-        return {
-            str(e): ((str(fp), int(seq)), str(at), str(t))
-            for e, fp, seq, at, t in self.session.execute(stmt)
-        }
-
     def bodies_between(self, subject: str, after: int, upto: int) -> Sequence[str]:
         """Bodies of a subject's events with `after` < log index <= `upto`, in log order."""
         stmt = (
@@ -99,6 +88,24 @@ class EventRepository:
             .order_by(Event.log_index)
         )
         return self.session.scalars(stmt).all()
+
+    def slot_holder(
+        self, signer_fingerprint: str, subject: str, seq: int, through: int
+    ) -> str | None:
+        """The first-logged event of this signer at (subject, seq) up to log index `through`."""
+        stmt = (
+            select(Event.event_id)
+            .where(
+                Event.signer_fingerprint == signer_fingerprint,
+                Event.subject == subject,
+                Event.seq == seq,
+                Event.log_index <= through,
+            )
+            .order_by(Event.log_index)
+            .limit(1)
+        )
+        found = self.session.scalar(stmt)
+        return str(found) if found is not None else None
 
     def slot_taken(self, signer_fingerprint: str, subject: str, seq: int, event_id: str) -> bool:
         """Whether another event of this signer holds (subject, seq): an equivocation."""

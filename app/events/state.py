@@ -21,7 +21,7 @@ import orjson
 from sqlalchemy.orm import Session
 
 from pith_core.canonical import canonical_json_prechecked
-from pith_core.merge import merge
+from pith_core.merge import STATE_LISTS, merge
 from pith_core.state_update import extend_state
 
 from ..core.timeutil import utcnow
@@ -68,6 +68,42 @@ def saved_state_bytes(session: Session, identity: RegistryIdentity, subject: str
     return cached.state.encode("utf-8")
 
 
+def _answers(
+    repo: EventRepository, subject: str, through: int, state: dict[str, Any]
+) -> tuple[Any, Any, Any]:
+    """What `extend_state` asks about the saved state's events, answered from the state itself
+    and indexed look-ups of a few rows (never a scan of the paper's events)."""
+    created: dict[str, str] | None = None
+
+    def created_at_of(event_id: str) -> str:
+        nonlocal created
+        if created is None:  # built on first ask: only when an event sorts among older ones
+            current = state["current"]
+            created = {
+                e["event_id"]: e["created_at"]
+                for name in STATE_LISTS.values()
+                for e in current[name]
+            }
+            if current["record_created"] is not None:
+                record = current["record_created"]
+                created[record["event_id"]] = record["created_at"]
+        if event_id not in created:  # an alias event: no entry of its own
+            row = repo.by_event_id(event_id)
+            assert row is not None
+            created[event_id] = row.created_at
+        return created[event_id]
+
+    def holder_of(slot: tuple[str, int]) -> str | None:
+        return repo.slot_holder(slot[0], subject, slot[1], through)
+
+    def event_of(event_id: str) -> dict[str, Any]:
+        row = repo.by_event_id(event_id)
+        assert row is not None  # in the saved state, so in the log (never deleted)
+        return dict(json.loads(row.body))
+
+    return created_at_of, holder_of, event_of
+
+
 def build(session: Session, identity: RegistryIdentity, subject: str) -> tuple[dict[str, Any], int]:
     """The state of `subject` as of its latest event, and that event's log index: the saved
     state grown by the events after it when it can be, else the full merge."""
@@ -78,16 +114,10 @@ def build(session: Session, identity: RegistryIdentity, subject: str) -> tuple[d
         assert cached is not None
         return dict(orjson.loads(cached.state)), head
     if cached is not None and cached.registry_keys_sha256 == identity.pins_sha256:
-        new = [
-            orjson.loads(b) for b in repo.bodies_between(subject, cached.through_log_index, head)
-        ]
-
-        def event_of(event_id: str) -> dict[str, Any]:
-            row = repo.by_event_id(event_id)
-            assert row is not None  # in the saved state, so in the log (never deleted)
-            return dict(json.loads(row.body))
-
-        grown = extend_state(orjson.loads(cached.state), new, repo.slots_for(subject), event_of)
+        through = cached.through_log_index
+        new = [orjson.loads(b) for b in repo.bodies_between(subject, through, head)]
+        state = orjson.loads(cached.state)
+        grown = extend_state(state, new, *_answers(repo, subject, through, state))
         if grown is not None:
             return grown, head
     events = [orjson.loads(b) for b in repo.bodies_between(subject, 0, head)]
