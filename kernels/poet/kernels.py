@@ -170,6 +170,18 @@ def cnp_tiles(block: int) -> tuple[int, int]:
     return bt, min(32, bt) if not interpreting() else bt
 
 
+def cnp_meta(block: int, lowp: bool, wide: bool = True) -> dict[str, int]:
+    """Launch constants of the Cayley–Neumann kernel. The bf16-operand (GPU) mode at b ≥ 128
+    takes 128×128 output tiles: the fp32 operands are re-read b/BT times from L2 (4× at 64,
+    ≈ 64–128 MB a launch for 32 blocks of 256, which made it L2-bound at ≈ 18 µs a launch), 2×
+    at 128; two stages keep A, B, C, D (16 KB each a stage) well inside shared memory. The fp32
+    (ieee, FMA) mode keeps the 64 tile: a 128×128 FMA accumulator pair would spill."""
+    bt, bk = cnp_tiles(block)
+    if wide and lowp and block >= 128 and not interpreting():
+        return {"BT": 128, "BK": 32, "num_warps": 8, "num_stages": 2}
+    return {"BT": bt, "BK": bk}
+
+
 # --------------------------------------------------------------------------- column permutation
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import triton
 import triton.runtime
+from triton.runtime.errors import OutOfResources
 
 from kernels.poet import kernels as K
 from kernels.poet.reference import TAYLOR4, n_free
@@ -196,6 +197,10 @@ def vec_from_skew(q: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------- Cayley–Neumann
 
 
+# set once the wide Cayley–Neumann tile was refused (shared memory or registers) on this device
+CNP_WIDE_REFUSED: list[bool] = []
+
+
 def _cnp_mm(
     a: torch.Tensor,
     b: torch.Tensor,
@@ -215,11 +220,9 @@ def _cnp_mm(
     out = torch.empty_like(a) if out is None else out
     e = [t for _, t in adds] + [out] * (3 - len(adds))
     se = [s for s, _ in adds] + [0.0] * (3 - len(adds))
-    bt, bk = K.cnp_tiles(block)
-    grid = (nb, triton.cdiv(block, bt), triton.cdiv(block, bt))
-    _launch(
-        K._cnp_mm_kernel,
-        grid,
+    lowp = precision == "bf16" and not interpreting()
+    meta = K.cnp_meta(block, lowp, wide=not CNP_WIDE_REFUSED)
+    args = (
         a,
         b,
         b2[1] if b2 else out,
@@ -236,16 +239,28 @@ def _cnp_mm(
         se[1],
         se[2],
         s_eye,
-        B=block,
-        HAS_B2=b2 is not None,
-        HAS_CD=cd is not None,
-        N_E=len(adds),
-        # bf16 operands take the default (tensor-core) dot; "ieee" is fp32's exact one
-        PREC="ieee" if precision == "ieee" else "tf32",
-        LOWP=precision == "bf16" and not interpreting(),
-        BT=bt,
-        BK=bk,
     )
+    consts = {
+        "B": block,
+        "HAS_B2": b2 is not None,
+        "HAS_CD": cd is not None,
+        "N_E": len(adds),
+        # bf16 operands take the default (tensor-core) dot; "ieee" is fp32's exact one
+        "PREC": "ieee" if precision == "ieee" else "tf32",
+        "LOWP": lowp,
+    }
+
+    def launch(meta: dict[str, int]) -> None:
+        grid = (nb, triton.cdiv(block, meta["BT"]), triton.cdiv(block, meta["BT"]))
+        _launch(K._cnp_mm_kernel, grid, *args, **consts, **meta)
+
+    try:
+        launch(meta)
+    except OutOfResources:  # the wide tile does not fit this device: the 64 tile from now on
+        if "num_warps" not in meta:
+            raise
+        CNP_WIDE_REFUSED.append(True)
+        launch(K.cnp_meta(block, lowp, wide=False))
     return out
 
 
