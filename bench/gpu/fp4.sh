@@ -24,7 +24,7 @@ t0=$(date +%s)
 # (test_fp4_claim.py) runs the CPU smoke profile: not here.
 timeout -s INT -k 10 "${TEST_LIMIT_S:-280}" python3 -m pytest -q -rfE -p no:cacheprovider \
   --durations=15 tests/kernels/test_fp4_quantize.py tests/kernels/test_fp4_dge.py \
-  tests/kernels/test_fp4_linear.py --junitxml="$OUT/tests_junit.xml" 2>&1 | tee "$OUT/gpu_tests.txt"
+  tests/kernels/test_fp4_linear.py tests/kernels/test_fp4_fast_paths.py --junitxml="$OUT/tests_junit.xml" 2>&1 | tee "$OUT/gpu_tests.txt"
 echo "tests rc=$? wall_s=$(( $(date +%s) - t0 ))" | tee -a "$OUT/gpu_tests.txt"
 
 echo "=== bench ==="

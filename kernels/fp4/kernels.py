@@ -28,6 +28,8 @@ CLAMP_PER_ROW = 1  # lo[row], hi[row]
 CLAMP_TENSOR = 2  # lo[0], hi[0]
 
 MAX_BLOCK_N = 8192  # longest row held in one tile; longer rows take two passes
+# bf16 outputs rounded by integer ops under the interpreter (its cast truncates), cvt.rn on GPUs
+ROUND_BY_HAND: tl.constexpr = tl.constexpr(interpreting())
 
 
 def quantize_tile(row_len: int, max_block_n: int = MAX_BLOCK_N) -> tuple[int, int, int]:
@@ -74,18 +76,52 @@ def _e4m3_round(v):
 
 @triton.jit
 def _to_out(v, ptr):
-    """fp32 → the element type of `ptr`; bf16 rounded to nearest even by hand (the interpreter's
-    own fp32 → bf16 cast truncates), so both give the bits torch's cast gives."""
-    if ptr.dtype.element_ty == tl.bfloat16:
-        bits = v.to(tl.int32, bitcast=True)
-        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & -65536  # keep the high 16 bits, rounded
-        v = bits.to(tl.float32, bitcast=True)
-    return v.to(ptr.dtype.element_ty)
+    """fp32 → the element type of `ptr`. Under the interpreter bf16 is rounded to nearest even by
+    hand (its own fp32 → bf16 cast truncates); on the GPU the cast is cvt.rn (the same bits for
+    every non-NaN value, one instruction instead of six integer ops an element)."""
+    if ROUND_BY_HAND:  # noqa: SIM102  (two constexpr tests, kept apart for the jit)
+        if ptr.dtype.element_ty == tl.bfloat16:
+            bits = v.to(tl.int32, bitcast=True)
+            bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & -65536  # keep the high 16 bits, rounded
+            v = bits.to(tl.float32, bitcast=True)
+    return v.to(ptr.dtype.element_ty)  # triton rounds fp32 → bf16/fp16 to nearest even
+
+
+@triton.jit
+def _round_to_grid(s):
+    """The signed E2M1 grid value of scaled values, MS-AMP's ties (a threshold goes to the larger
+    signed neighbour: +0.25→0.5, −0.25→0, −5→−4), saturating at ±6; NaN → 0; zero is +0.
+
+    The grid is uniform with step 0.5 below |s| = 2, 1 below 4 and 2 up to 6, so v = s/step is
+    rounded half up: floor(v) + (v − floor(v) ≥ 0.5). Exact: step is a power of two, and
+    v − floor(v) is exact (Sterbenz) except for v in (−0.5, 0), where it is > 0.5 either way.
+    ~15 ops an element where the threshold ladder (`_magnitude_index`) took ~35."""
+    s = tl.where(s == s, s, 0.0)
+    s = tl.minimum(tl.maximum(s, -6.0), 6.0)
+    a = tl.abs(s)
+    small = a < 2.0
+    mid = a < 4.0
+    inv_step = tl.where(small, 2.0, tl.where(mid, 1.0, 0.5))
+    step = tl.where(small, 0.5, tl.where(mid, 1.0, 2.0))
+    v = s * inv_step
+    f = tl.floor(v)
+    return (f + tl.where(v - f >= 0.5, 1.0, 0.0)) * step  # −1 + 1 = +0: zero is never −0
+
+
+@triton.jit
+def _grid_e4m3_bits(q):
+    """The e4m3 byte of a signed grid value (fp32, exact): fp32's exponent and top mantissa bits
+    rebiased (127 → 7) for non-zero values, the sign bit at 0x80 (int32 ops only)."""
+    bits = q.to(tl.int32, bitcast=True)
+    mag = bits & 0x7FFFFFFF
+    b = tl.where(mag == 0, 0, (mag >> 20) - 0x3C0)
+    return (b | ((bits >> 24) & 0x80)).to(tl.uint8)
 
 
 @triton.jit
 def _magnitude_index(s):
-    """Index 0..7 into {0, .5, 1, 1.5, 2, 3, 4, 6} of scaled values and their sign, MS-AMP's
+    """The released kernel's threshold ladder, kept as the oracle of `_round_to_grid`'s test:
+    index 0..7 into {0, .5, 1, 1.5, 2, 3, 4, 6} of scaled values and their sign, MS-AMP's
     ties (a threshold goes to the larger signed neighbour), saturating; NaN → index 0."""
     neg = s < 0.0
     a = tl.abs(s)
@@ -162,19 +198,20 @@ def _quantize_store(
         s = tl.where(inv_mult[:, None] > 0.0, tl.div_rn(xc, safe), 0.0)
     else:
         s = xc * mult[:, None]
-    idx, neg = _magnitude_index(s)
+    q = _round_to_grid(s)
     cols = c0 + tl.arange(0, BLOCK_N)
     mask = row_ok[:, None] & (cols < row_len)[None, :]
     offs = rows.to(tl.int64)[:, None] * row_len + cols[None, :]
     if OUT_MODE == 0:
-        v = _grid_value(idx)
-        v = tl.where(neg, -v, v) * inv_mult[:, None]
-        v = tl.where(bad[:, None], float("nan"), v)
+        v = tl.where(bad[:, None], float("nan"), q * inv_mult[:, None])
         tl.store(out_ptr + offs, _to_out(v, out_ptr), mask=mask)
     elif OUT_MODE == 1:
-        tl.store(out_ptr + offs, _e4m3_bits(idx, neg), mask=mask)
+        tl.store(out_ptr + offs, _grid_e4m3_bits(q), mask=mask)
     else:
-        code = idx | tl.where(neg, 8, 0)
+        b = _grid_e4m3_bits(q).to(tl.int32)
+        e = b & 0x7F  # 0, 0x30, 0x38, 0x3C, ..., 0x4C → index 0..7
+        idx = tl.where(e == 0x30, 1, tl.maximum((e >> 2) - 12, 0))
+        code = idx | ((b >> 4) & 8)
         even, odd = tl.split(tl.reshape(code, [code.shape[0], BLOCK_N // 2, 2]))
         byte = (even | (odd << 4)).to(tl.uint8)
         half_cols = c0 // 2 + tl.arange(0, BLOCK_N // 2)
@@ -269,7 +306,26 @@ def _fp4_quantize_kernel(
 
 @triton.jit
 def _dge_value(x, inv_k, power, clamp):
-    """f′(x) of the DGE, the released kernel's interval ladder: min(|2u/δ − 1|^(1/k−1)/k, clamp)
+    """f′(x) of the DGE: min(|2u/δ − 1|^(1/k−1)/k, clamp) with u = x − the interval's left edge,
+    δ its width (0.5 on [−2, 2), 1 on [−4, −2) and [2, 4), 2 beyond; x < −4 uses [−6, −4)); x > 6
+    or NaN → 0. The left edge is floor(x/δ)·δ (exact: δ is a power of two), at least −6, the
+    same edge as the released kernel's 13-step ladder (`_dge_value_ladder`) in ~8 ops. x = 6
+    gets edge 6 instead of 4: t = 1 either way. The power runs as exp2(p·log2(t))."""
+    wide = (x < -4.0) | (x >= 4.0)
+    unit = (x < -2.0) | (x >= 2.0)
+    two_over_width = tl.where(wide, 1.0, tl.where(unit, 2.0, 4.0))
+    width = tl.where(wide, 2.0, tl.where(unit, 1.0, 0.5))
+    left = tl.maximum(tl.floor(x * (0.5 * two_over_width)) * width, -6.0)
+    t = tl.abs((x - left) * two_over_width - 1.0)
+    t_pos = tl.where(t > 0.0, t, 1.0)  # t = 0 (an interval's middle): the power is +inf
+    dy = tl.where(t > 0.0, tl.minimum(tl.exp2(power * tl.log2(t_pos)) * inv_k, clamp), clamp)
+    return tl.where(x <= 6.0, dy, 0.0)  # NaN compares false: 0
+
+
+@triton.jit
+def _dge_value_ladder(x, inv_k, power, clamp):
+    """The released kernel's interval ladder of f′ (13 compares), kept as the oracle of
+    `_dge_value`'s test: min(|2u/δ − 1|^(1/k−1)/k, clamp)
     with u = x − left edge; x > 6 or NaN → 0. The power runs as exp2(p·log2(t))."""
     left = tl.where(x < 4.0, 3.0, 4.0)
     left = tl.where(x < 3.0, 2.0, left)
@@ -304,17 +360,30 @@ def _dge_kernel(x_ptr, out_ptr, n, inv_k, power, clamp, BLOCK: tl.constexpr):
 
 def dge_grad_configs() -> list[triton.Config]:
     """Tiles of the fused dW GEMM (three: every dtype/flag variant compiles each); one config
-    under the interpreter. The DGE epilogue is register-hungry: ptxas for sm_90 spills 0.9 KB a
-    thread at 128×128 (8 warps) or 128×64 (4 warps); these three use 231 registers, no spills."""
+    under the interpreter. 128×128 at 8 warps is the tile Triton's sm_90 wgmma path runs best;
+    ptxas (sm_90a, triton 3.6, inputs 16-aligned as the JIT specializes them): 244 registers, no
+    stack, where the ladder epilogue needed 255 and a 176 B stack frame. GROUP_N output-row tiles
+    share X's column band in L2 before the order moves on. Every BLOCK_M divides 64 (the
+    launcher's EVEN_M test)."""
     if interpreting():
-        return [triton.Config({"BLOCK_N": 32, "BLOCK_K": 32, "BLOCK_M": 16}, num_warps=1)]
+        return [
+            triton.Config({"BLOCK_N": 32, "BLOCK_K": 32, "BLOCK_M": 16, "GROUP_N": 2}, num_warps=1)
+        ]
     return [
-        triton.Config({"BLOCK_N": bn, "BLOCK_K": bk, "BLOCK_M": bm}, num_warps=w, num_stages=s)
-        for bn, bk, bm, w, s in ((128, 64, 64, 8, 3), (64, 128, 64, 8, 3), (64, 64, 64, 4, 4))
+        triton.Config(
+            {"BLOCK_N": bn, "BLOCK_K": bk, "BLOCK_M": bm, "GROUP_N": 8},
+            num_warps=w,
+            num_stages=st,
+        )
+        for bn, bk, bm, w, st in (
+            (128, 128, 64, 8, 3),
+            (128, 64, 64, 8, 3),
+            (64, 64, 64, 4, 4),
+        )
     ]
 
 
-@triton.autotune(configs=dge_grad_configs(), key=["N", "K", "M"])
+@triton.autotune(configs=dge_grad_configs(), key=["N", "K", "M", "EVEN_M"])
 @triton.jit
 def _dge_weight_grad_kernel(
     dy_ptr,
@@ -331,45 +400,58 @@ def _dge_weight_grad_kernel(
     SF_PER_COL: tl.constexpr,
     USE_DGE: tl.constexpr,
     DOT_F32: tl.constexpr,
+    EVEN_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
     BLOCK_M: tl.constexpr,
+    GROUP_N: tl.constexpr,
 ):
     """dW[n, k] = Σ_m dY[m, n] X[m, k], times f′(W[n, k]·sf) in the epilogue (USE_DGE).
 
     dY (M, N), X (M, K), W (N, K) contiguous; sf the weight's quantization scale per column k
     (SF_PER_COL, the paper's channel-wise weights) or per row n. 2·M·N·K FLOPs; the epilogue
     reads W (2 B) and writes dW (4 B) once an element instead of a second pass of 10 B.
+    One program an output tile in grouped order (GROUP_N tiles down a column band of X before
+    the next band); operand pointers advance by BLOCK_M rows a step (no per-step 64-bit index
+    tensors) and the reduction-axis mask is dropped when M is a multiple of BLOCK_M (EVEN_M).
     """
-    pid_n = tl.program_id(0)
-    pid_k = tl.program_id(1)
+    pid = tl.program_id(0)
+    tiles_n = tl.cdiv(N, BLOCK_N)
+    tiles_k = tl.cdiv(K, BLOCK_K)
+    per_group = GROUP_N * tiles_k
+    first_n = (pid // per_group) * GROUP_N
+    group_rows = tl.minimum(tiles_n - first_n, GROUP_N)
+    pid_n = first_n + (pid % per_group) % group_rows
+    pid_k = (pid % per_group) // group_rows
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     rk = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
-    rm0 = tl.arange(0, BLOCK_M)
+    rm = tl.arange(0, BLOCK_M)
+    n_ok = rn < N
+    k_ok = rk < K
+    a_ptrs = dy_ptr + rm.to(tl.int64)[None, :] * N + rn[:, None]
+    b_ptrs = x_ptr + rm.to(tl.int64)[:, None] * K + rk[None, :]
     acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
     for m0 in range(0, M, BLOCK_M):
-        rm = m0 + rm0
-        a = tl.load(
-            dy_ptr + rm.to(tl.int64)[None, :] * N + rn[:, None],
-            mask=(rm < M)[None, :] & (rn < N)[:, None],
-            other=0.0,
-        )
-        b = tl.load(
-            x_ptr + rm.to(tl.int64)[:, None] * K + rk[None, :],
-            mask=(rm < M)[:, None] & (rk < K)[None, :],
-            other=0.0,
-        )
+        if EVEN_M:
+            a = tl.load(a_ptrs, mask=n_ok[:, None], other=0.0)
+            b = tl.load(b_ptrs, mask=k_ok[None, :], other=0.0)
+        else:
+            m_ok = (m0 + rm) < M
+            a = tl.load(a_ptrs, mask=m_ok[None, :] & n_ok[:, None], other=0.0)
+            b = tl.load(b_ptrs, mask=m_ok[:, None] & k_ok[None, :], other=0.0)
         if DOT_F32:
             acc += tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")
         else:
             acc += tl.dot(a, b)
-    mask = (rn < N)[:, None] & (rk < K)[None, :]
+        a_ptrs += BLOCK_M * N  # a 32-bit step; the pointers themselves are 64-bit
+        b_ptrs += BLOCK_M * K
+    mask = n_ok[:, None] & k_ok[None, :]
     offs = rn.to(tl.int64)[:, None] * K + rk[None, :]
     if USE_DGE:
         w = tl.load(w_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         if SF_PER_COL:
-            sf = tl.load(sf_ptr + rk, mask=rk < K, other=1.0)[None, :]
+            sf = tl.load(sf_ptr + rk, mask=k_ok, other=1.0)[None, :]
         else:
-            sf = tl.load(sf_ptr + rn, mask=rn < N, other=1.0)[:, None]
+            sf = tl.load(sf_ptr + rn, mask=n_ok, other=1.0)[:, None]
         acc = acc * _dge_value(w * sf, inv_k, power, clamp)
     tl.store(out_ptr + offs, _to_out(acc, out_ptr), mask=mask)

@@ -270,13 +270,13 @@ def dge_weight_grad(
     out = torch.empty((n, kk), dtype=out_dtype, device=dy.device) if into is None else into
     dot_f32 = interpreting() or dy.dtype == torch.float32
 
-    def grid(meta: dict) -> tuple[int, int]:
-        return (triton_cdiv(n, meta["BLOCK_N"]), triton_cdiv(kk, meta["BLOCK_K"]))
+    def grid(meta: dict) -> tuple[int]:
+        return (triton_cdiv(n, meta["BLOCK_N"]) * triton_cdiv(kk, meta["BLOCK_K"]),)
 
     K._dge_weight_grad_kernel[grid](
         dy.contiguous(), x.contiguous(), w.contiguous(), sf.float().contiguous(), out,
         m, n, kk, 1.0 / k, 1.0 / k - 1.0, clamp,
-        SF_PER_COL=per_col, USE_DGE=use_dge, DOT_F32=dot_f32,
+        SF_PER_COL=per_col, USE_DGE=use_dge, DOT_F32=dot_f32, EVEN_M=m % 64 == 0,
     )  # fmt: skip
     return out
 
@@ -287,10 +287,12 @@ def quantile_bounds(
     """(lo, hi) fp32: the (1−α)- and α-quantiles of each row (or of the whole tensor, shape
     (1,)), by torch.quantile's rule (rank q·(n−1) in fp32, linear interpolation between the two
     order statistics around it). Each bound takes one top-k of the ~(1−α)·n values beyond it
-    (a radix select on CUDA): no sort, no host sync, no 2^24-element limit."""
+    (a radix select on CUDA): no sort, no host sync, no 2^24-element limit. The selection runs
+    on the input's own dtype (bf16/fp16 widen to fp32 exactly: the same order statistics without
+    an fp32 copy of the tensor); only the picked values go to fp32 for the interpolation."""
     if not 0.5 < alpha < 1.0:
         raise ValueError("alpha must be in (0.5, 1)")
-    x = rows.float() if per_row else rows.float().reshape(1, -1)
+    x = rows if per_row else rows.reshape(1, -1)
     n = x.shape[1]
     bounds = []
     for q, largest in ((1.0 - alpha, False), (alpha, True)):
@@ -302,7 +304,7 @@ def quantile_bounds(
         pos_below, pos_above = (n - 1 - below, n - 1 - above) if largest else (below, above)
         k = max(pos_below, pos_above) + 1
         top = torch.topk(x, k, dim=1, largest=largest, sorted=True).values
-        bounds.append(torch.lerp(top[:, pos_below], top[:, pos_above], weight))
+        bounds.append(torch.lerp(top[:, pos_below].float(), top[:, pos_above].float(), weight))
     return bounds[0], bounds[1]
 
 
@@ -424,6 +426,21 @@ def _e4m3_to_float(b8: torch.Tensor) -> torch.Tensor:
     return b8.view(torch.float8_e4m3fn).float()
 
 
+def activation_for_dw(
+    x8: torch.Tensor, xs: torch.Tensor, res: torch.Tensor | None, dt: torch.dtype
+) -> torch.Tensor:
+    """X̂ = e4m3 codes × row scale (+ the residual) in dt: what the forward multiplied. A grid
+    value times a power-of-two scale is exact in bf16/fp32, so one fused op (the residual added
+    with one rounding) replaces the fp32 round trip; fp16 keeps it (the scale may leave its
+    range where the product does not)."""
+    if dt == torch.float16:
+        xq = (_e4m3_to_float(x8) * xs[:, None]).to(dt)
+        return xq if res is None else xq + res
+    codes = x8.view(torch.float8_e4m3fn).to(dt)
+    scale = xs[:, None].to(dt)
+    return codes * scale if res is None else torch.addcmul(res, codes, scale)
+
+
 class FP4LinearFunction(torch.autograd.Function):
     """y = Q(clamp(x)) Q(W)ᵀ [+ (x − clamp(x)) Wᵀ] + b, the FP4 GEMM through FP8.
 
@@ -474,9 +491,7 @@ class FP4LinearFunction(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             dx = (dy2 @ w_deq).reshape(ctx.x_shape)
         if ctx.needs_input_grad[1]:
-            xq = (_e4m3_to_float(x8) * xs[:, None]).to(dt)
-            if res is not None:
-                xq = xq + res
+            xq = activation_for_dw(x8, xs, res, dt)
             if cfg.dge:
                 dw = dge_weight_grad(
                     dy2.contiguous(), xq, weight, sf, per_col=cfg.weight_axis == 0,

@@ -53,7 +53,8 @@ for dt, dot_f32, per_col, use_dge in [("bf16", False, True, True), ("bf16", Fals
            "out_ptr": "*" + dt, "M": "i32", "N": "i32", "K": "i32", "inv_k": "fp32",
            "power": "fp32", "clamp": "fp32"}
     cfg = K.dge_grad_configs()[0]  # the largest tile
-    consts = {"SF_PER_COL": per_col, "USE_DGE": use_dge, "DOT_F32": dot_f32, **cfg.kwargs}
+    consts = {"SF_PER_COL": per_col, "USE_DGE": use_dge, "DOT_F32": dot_f32,
+              "EVEN_M": per_col, **cfg.kwargs}
     build(K._dge_weight_grad_kernel.fn, sig, consts, cfg.num_warps)
 print("compiled", len(done))
 """

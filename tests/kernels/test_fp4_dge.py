@@ -63,6 +63,7 @@ def test_dge_kernel_against_reference(n: int) -> None:
 GRAD_SHAPES = [
     pytest.param((37, 45, 29), id="M37-N45-K29"),
     pytest.param((130, 17, 66), id="M130-N17-K66"),
+    pytest.param((128, 300, 40), id="M128-N300-K40"),  # M a multiple of 64: the unmasked loop
     pytest.param((8192, 4096, 4096), id="M8192-N4096-K4096", marks=GPU),
     pytest.param((16384, 1376, 512), id="M16384-N1376-K512", marks=GPU),
 ]
@@ -129,6 +130,14 @@ def test_quantile_bounds_equal_torch_quantile(cols: int, alpha: float) -> None:
     lo, hi = quantile_bounds(x, alpha, per_row=False)
     torch.testing.assert_close(lo[0], torch.quantile(x.flatten(), 1 - alpha), rtol=1e-6, atol=0)
     torch.testing.assert_close(hi[0], torch.quantile(x.flatten(), alpha), rtol=1e-6, atol=0)
+    for low in (torch.bfloat16, torch.float16):  # selected in the low dtype, equal to fp32's
+        xl = x.to(low)
+        lo, hi = quantile_bounds(xl, alpha, per_row=True)
+        assert lo.dtype == hi.dtype == torch.float32
+        torch.testing.assert_close(
+            lo, torch.quantile(xl.float(), 1 - alpha, dim=1), rtol=1e-6, atol=0
+        )
+        torch.testing.assert_close(hi, torch.quantile(xl.float(), alpha, dim=1), rtol=1e-6, atol=0)
 
 
 def test_outlier_clamp_keeps_a_sparse_residual() -> None:
