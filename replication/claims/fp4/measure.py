@@ -8,7 +8,6 @@ the kernel timings through Triton's interpreter) in well under a minute; ``full`
 from __future__ import annotations
 
 import math
-import platform
 import statistics
 import sys
 import time
@@ -21,8 +20,15 @@ import torch
 import torch.nn.functional as F
 
 from kernels.runtime import timing
-from kernels.runtime.device import describe
 from replication.claims import base
+from replication.claims.common import (
+    claim_device,
+    environment_figures,
+    eval_loss,
+    shakespeare_with_figures,
+    train_loop,
+    warmup_cosine,
+)
 
 from .spec import ARMS
 
@@ -91,33 +97,6 @@ def arm_config(arm: str):
     return {"bf16": None, "fp4_direct": FP4_DIRECT, "fp4_full": FP4_FULL}[arm]
 
 
-def warmup_cosine(warmup: int, total: int, floor: float = 0.1) -> Callable[[int], float]:
-    """LR multiplier: linear warm-up over `warmup` steps, then cosine decay to `floor`."""
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return factor
-
-
-def evaluate(model: torch.nn.Module, batches: list[torch.Tensor], device: torch.device) -> float:
-    """Mean next-token loss over fixed eval batches (autocast as in training)."""
-    model.eval()
-    losses = []
-    with (
-        torch.no_grad(),
-        torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"),
-    ):
-        for ids in batches:
-            ids = ids.to(device)
-            losses.append(model(ids, labels=ids).loss.float())
-    model.train()
-    return float(torch.stack(losses).mean())
-
-
 def _train(
     model: torch.nn.Module, prof: Profile, steps: int, corpus: Any, seed: int, device: torch.device
 ) -> tuple[float, float]:
@@ -132,22 +111,10 @@ def _train(
     warmup = max(1, min(prof.warmup_steps, steps // 10))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(warmup, steps))
     batches = train_batches(corpus.train, prof.batch_size, prof.seq_len, seed=1000 + seed)
-    loss = torch.zeros((), device=device)
-    t0 = time.perf_counter()
-    for step in range(steps):
-        if step == min(2, steps - 1):
-            timing.sync(device)
-            t0 = time.perf_counter()
-        ids = next(batches).to(device, non_blocking=True)
-        with torch.autocast(device.type, torch.bfloat16, enabled=cuda):
-            loss = model(ids, labels=ids).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
-        opt.step()
-        sched.step()
-    timing.sync(device)
-    return float(loss.detach()), time.perf_counter() - t0
+    loss, seconds = train_loop(
+        model, opt, sched, batches, steps, device, CLIP_NORM, timed_from=min(2, steps - 1)
+    )
+    return float(loss), seconds
 
 
 def build_arm(arm: str, seed: int, prof: Profile, vocab_size: int, device: torch.device):
@@ -176,12 +143,12 @@ def train_arm(
     evals = eval_batches(corpus.eval, prof.batch_size, prof.seq_len, prof.eval_batches)
     out = {
         "final_train_loss": loss,
-        "eval_loss": evaluate(model, evals, device),
+        "eval_loss": eval_loss(model, evals, device),
         "ms_per_step": seconds * 1e3 / max(1, steps - 2),
     }
     if arm_config(arm) is not None:
         unpatch(model)
-        out["eval_loss_unpatched"] = evaluate(model, evals, device)
+        out["eval_loss_unpatched"] = eval_loss(model, evals, device)
     return out, model
 
 
@@ -382,28 +349,11 @@ def speed_gemms(prof: Profile, device: torch.device, ceilings: Any) -> Figures:
     return out
 
 
-def _environment(device: torch.device) -> dict[str, str]:
-    import transformers
-    import triton
-
-    return {
-        **describe(device),
-        "torch": torch.__version__,
-        "triton": triton.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-    }
-
-
 def measure(profile: str) -> Figures:
     """The FP4 claim's figures at `profile` (``smoke`` or ``full``)."""
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; known: {tuple(PROFILES)}")
+    device = claim_device(profile, PROFILES)
     prof = PROFILES[profile]
-    cuda = torch.cuda.is_available()
-    if profile == "full" and not cuda:
-        raise RuntimeError("the full profile needs a CUDA device")
-    device = torch.device("cuda" if cuda else "cpu")
+    cuda = device.type == "cuda"
     threads = torch.get_num_threads()
     if not cuda:
         torch.set_num_threads(1)  # toy sizes: threads only contend (restored at the end)
@@ -416,7 +366,7 @@ def measure(profile: str) -> Figures:
 def _measure(prof: Profile, device: torch.device) -> Figures:
     cuda = device.type == "cuda"
     started = time.perf_counter()
-    figures: Figures = {f"env_{k}": v for k, v in _environment(device).items()}
+    figures: Figures = environment_figures(device)
     figures.update(
         {
             "setup_model": prof.model_size,
@@ -442,15 +392,10 @@ def _measure(prof: Profile, device: torch.device) -> Figures:
         torch.cuda.empty_cache()
 
     base.phase("data")
-    from replication.data import eval_batches, load_shakespeare
+    from replication.data import eval_batches
 
-    t0 = time.perf_counter()
-    corpus = load_shakespeare()
-    figures["data_train_tokens"] = int(corpus.train.numel())
-    figures["data_eval_tokens"] = int(corpus.eval.numel())
-    figures["data_vocab_size"] = corpus.vocab_size
-    figures["data_corpus_sha256"] = corpus.digest
-    figures["seconds_data"] = time.perf_counter() - t0
+    corpus, data_figures = shakespeare_with_figures()
+    figures.update(data_figures)
 
     steps = prof.steps
     if prof.total_budget_s is not None:

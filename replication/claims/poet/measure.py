@@ -21,8 +21,17 @@ from torch import nn
 
 from kernels.poet import POETAdamW, POETLinear, patch, poet_layers
 from kernels.poet import reference as ref
-from kernels.runtime.device import describe
 from kernels.runtime.timing import median_ms, sync
+from replication.claims.common import (
+    claim_device,
+    environment_figures,
+    eval_loss,
+    large_llama_config,
+    random_llama,
+    shakespeare_with_figures,
+    train_loop,
+    warmup_cosine,
+)
 from replication.claims.poet.spec import SPEED_SHAPES, speed_tag
 
 Figures = dict[str, float | int | str]
@@ -258,26 +267,8 @@ def _peak_gb(fn: Callable[[], None], device: torch.device) -> float:
 def _llama_bf16(device: torch.device, seed: int, shape: dict[str, Any]) -> nn.Module:
     """A Llama of `shape` (LLAMA_8B: Llama-3-8B's), random init, bf16, built on `device`
     directly (no fp32 copy on the host)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(
-        **shape,
-        max_position_embeddings=8192,
-        tie_word_embeddings=False,
-        use_cache=False,
-        bos_token_id=None,
-        eos_token_id=None,
-        pad_token_id=None,
-    )
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(torch.bfloat16)
-    try:
-        torch.manual_seed(seed)
-        with torch.device(device):
-            model = LlamaForCausalLM(config)
-    finally:
-        torch.set_default_dtype(default)
-    return model
+    config = large_llama_config(**shape, max_position_embeddings=8192)
+    return random_llama(config, device, torch.bfloat16, seed)
 
 
 def _train_steps(model: nn.Module, opt: torch.optim.Optimizer, ids: torch.Tensor, n: int) -> None:
@@ -339,18 +330,6 @@ def memory(
     return out
 
 
-def warmup_cosine(warmup: int, total: int, floor: float = 0.1) -> Callable[[int], float]:
-    """LR multiplier: linear warm-up over `warmup` steps, then cosine decay to `floor`."""
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return factor
-
-
 def max_q_norm(model: nn.Module) -> float:
     """The largest ‖Q‖₂ over every block of every POET layer (how far from R = I it got)."""
     best = 0.0
@@ -389,34 +368,20 @@ def train(name: str, p: Profile, corpus: Any, device: torch.device, seed: int = 
     trainable = sum(q.numel() for q in model.parameters() if q.requires_grad)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(p.warmup_steps, p.steps))
     batches = train_batches(corpus.train, p.batch_size, p.seq_len, seed)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     model.train()
-    sync(device)
-    t0 = time.perf_counter()
-    last = torch.zeros((), device=device)
     q_peak = 0.0
-    for step in range(p.steps):
-        x = next(batches).to(device, non_blocking=True)
-        with autocast:
-            loss = model(input_ids=x, labels=x).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), HYPER.clip_norm)
+
+    def before_step(step: int, net: nn.Module = model) -> None:
+        nonlocal q_peak
         if name == "poetx" and p.merge_interval and (step + 1) % p.merge_interval == 0:
-            q_peak = max(q_peak, max_q_norm(model))  # this step merges: ‖Q‖ at its largest
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        last = loss.detach()
-    sync(device)
-    seconds = time.perf_counter() - t0
-    model.eval()
-    losses = []
-    with torch.no_grad(), autocast:
-        for x in eval_batches(corpus.eval, p.batch_size, p.seq_len, p.eval_batches):
-            x = x.to(device)
-            losses.append(model(input_ids=x, labels=x).loss.float())
+            q_peak = max(q_peak, max_q_norm(net))  # this step merges: ‖Q‖ at its largest
+
+    last, seconds = train_loop(
+        model, opt, sched, batches, p.steps, device, HYPER.clip_norm, before_step=before_step
+    )
+    evals = eval_batches(corpus.eval, p.batch_size, p.seq_len, p.eval_batches)
     out: Figures = {
-        f"train_{name}_eval_loss": torch.stack(losses).mean().item(),
+        f"train_{name}_eval_loss": eval_loss(model, evals, device),
         f"train_{name}_train_loss_last": float(last.item()),
         f"train_{name}_seconds": seconds,
         f"train_{name}_trainable_params": trainable,
@@ -431,23 +396,11 @@ def train(name: str, p: Profile, corpus: Any, device: torch.device, seed: int = 
 
 def measure(profile: str) -> Figures:
     """POET-X's figures at `profile` (``smoke`` or ``full``)."""
-    if profile not in PROFILE:
-        raise ValueError(f"unknown profile {profile!r}; known: {tuple(PROFILE)}")
-    p = PROFILE[profile]
     started = time.monotonic()
-    cuda = torch.cuda.is_available()
-    if profile == "full" and not cuda:
-        raise RuntimeError("the full profile needs a CUDA device")
-    device = torch.device("cuda" if cuda else "cpu")
-    figures: Figures = {}
-    for k, v in describe(device).items():
-        figures[f"env_{k}"] = v
-    import transformers
-    import triton
-
-    figures["env_torch"] = torch.__version__
-    figures["env_triton"] = triton.__version__
-    figures["env_transformers"] = transformers.__version__
+    device = claim_device(profile, PROFILE)
+    p = PROFILE[profile]
+    cuda = device.type == "cuda"
+    figures: Figures = environment_figures(device, python=False)
 
     if cuda:
         from kernels.runtime.ceilings import measure_ceilings
@@ -491,15 +444,8 @@ def measure(profile: str) -> Figures:
         figures.update(memory(device))
 
     _phase("data")
-    from replication.data import load_shakespeare
-
-    t0 = time.perf_counter()
-    corpus = load_shakespeare()
-    figures["data_train_tokens"] = int(corpus.train.numel())
-    figures["data_eval_tokens"] = int(corpus.eval.numel())
-    figures["data_vocab_size"] = corpus.vocab_size
-    figures["data_corpus_sha256"] = corpus.digest
-    figures["seconds_data"] = time.perf_counter() - t0
+    corpus, data_figures = shakespeare_with_figures()
+    figures.update(data_figures)
 
     for name in ("adamw", "poetx"):
         _phase(f"train-{name}")
