@@ -8,11 +8,25 @@ import math
 import platform
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from kernels.runtime.device import describe
+
+
+@dataclass(frozen=True)
+class TrainingProfile:
+    """What a profile's training comparison runs (a claim's Profile adds its own fields)."""
+
+    model_size: str  # a named size of ``replication.models``
+    seq_len: int
+    batch_size: int
+    steps: int
+    warmup_steps: int
+    eval_batches: int
+    seeds: tuple[int, ...]
 
 
 def environment_figures(device: torch.device, *, python: bool = True) -> dict[str, str]:

@@ -20,15 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from kernels.runtime import timing
-from replication.claims import base
-from replication.claims.common import (
-    claim_device,
-    environment_figures,
-    eval_loss,
-    shakespeare_with_figures,
-    train_loop,
-    warmup_cosine,
-)
+from replication.claims import base, common
 
 from .spec import ARMS
 
@@ -36,16 +28,9 @@ Figures = dict[str, float | int | str]
 
 
 @dataclass(frozen=True)
-class Profile:
+class Profile(common.TrainingProfile):
     """What one profile runs."""
 
-    model_size: str
-    seq_len: int
-    batch_size: int
-    steps: int
-    warmup_steps: int
-    eval_batches: int
-    seeds: tuple[int, ...]
     lr: float
     quant_shape: tuple[int, int]  # (tokens, features) of the quantizer timings
     gemm_n: int  # the FP8 vs bf16 GEMM's n
@@ -109,9 +94,9 @@ def _train(
         model.parameters(), lr=prof.lr, betas=BETAS, weight_decay=WEIGHT_DECAY, fused=cuda or None
     )
     warmup = max(1, min(prof.warmup_steps, steps // 10))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(warmup, steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, common.warmup_cosine(warmup, steps))
     batches = train_batches(corpus.train, prof.batch_size, prof.seq_len, seed=1000 + seed)
-    loss, seconds = train_loop(
+    loss, seconds = common.train_loop(
         model, opt, sched, batches, steps, device, CLIP_NORM, timed_from=min(2, steps - 1)
     )
     return float(loss), seconds
@@ -143,12 +128,12 @@ def train_arm(
     evals = eval_batches(corpus.eval, prof.batch_size, prof.seq_len, prof.eval_batches)
     out = {
         "final_train_loss": loss,
-        "eval_loss": eval_loss(model, evals, device),
+        "eval_loss": common.eval_loss(model, evals, device),
         "ms_per_step": seconds * 1e3 / max(1, steps - 2),
     }
     if arm_config(arm) is not None:
         unpatch(model)
-        out["eval_loss_unpatched"] = eval_loss(model, evals, device)
+        out["eval_loss_unpatched"] = common.eval_loss(model, evals, device)
     return out, model
 
 
@@ -351,7 +336,7 @@ def speed_gemms(prof: Profile, device: torch.device, ceilings: Any) -> Figures:
 
 def measure(profile: str) -> Figures:
     """The FP4 claim's figures at `profile` (``smoke`` or ``full``)."""
-    device = claim_device(profile, PROFILES)
+    device = common.claim_device(profile, PROFILES)
     prof = PROFILES[profile]
     cuda = device.type == "cuda"
     threads = torch.get_num_threads()
@@ -366,7 +351,7 @@ def measure(profile: str) -> Figures:
 def _measure(prof: Profile, device: torch.device) -> Figures:
     cuda = device.type == "cuda"
     started = time.perf_counter()
-    figures: Figures = environment_figures(device)
+    figures: Figures = common.environment_figures(device)
     figures.update(
         {
             "setup_model": prof.model_size,
@@ -394,7 +379,7 @@ def _measure(prof: Profile, device: torch.device) -> Figures:
     base.phase("data")
     from replication.data import eval_batches
 
-    corpus, data_figures = shakespeare_with_figures()
+    corpus, data_figures = common.shakespeare_with_figures()
     figures.update(data_figures)
 
     steps = prof.steps

@@ -22,16 +22,7 @@ from torch import nn
 from kernels.poet import POETAdamW, POETLinear, patch, poet_layers
 from kernels.poet import reference as ref
 from kernels.runtime.timing import median_ms, sync
-from replication.claims.common import (
-    claim_device,
-    environment_figures,
-    eval_loss,
-    large_llama_config,
-    random_llama,
-    shakespeare_with_figures,
-    train_loop,
-    warmup_cosine,
-)
+from replication.claims import common
 from replication.claims.poet.spec import SPEED_SHAPES, speed_tag
 
 Figures = dict[str, float | int | str]
@@ -267,8 +258,8 @@ def _peak_gb(fn: Callable[[], None], device: torch.device) -> float:
 def _llama_bf16(device: torch.device, seed: int, shape: dict[str, Any]) -> nn.Module:
     """A Llama of `shape` (LLAMA_8B: Llama-3-8B's), random init, bf16, built on `device`
     directly (no fp32 copy on the host)."""
-    config = large_llama_config(**shape, max_position_embeddings=8192)
-    return random_llama(config, device, torch.bfloat16, seed)
+    config = common.large_llama_config(**shape, max_position_embeddings=8192)
+    return common.random_llama(config, device, torch.bfloat16, seed)
 
 
 def _train_steps(model: nn.Module, opt: torch.optim.Optimizer, ids: torch.Tensor, n: int) -> None:
@@ -366,7 +357,7 @@ def train(name: str, p: Profile, corpus: Any, device: torch.device, seed: int = 
             fused=device.type == "cuda" or None,
         )
     trainable = sum(q.numel() for q in model.parameters() if q.requires_grad)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(p.warmup_steps, p.steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, common.warmup_cosine(p.warmup_steps, p.steps))
     batches = train_batches(corpus.train, p.batch_size, p.seq_len, seed)
     model.train()
     q_peak = 0.0
@@ -376,12 +367,12 @@ def train(name: str, p: Profile, corpus: Any, device: torch.device, seed: int = 
         if name == "poetx" and p.merge_interval and (step + 1) % p.merge_interval == 0:
             q_peak = max(q_peak, max_q_norm(net))  # this step merges: ‖Q‖ at its largest
 
-    last, seconds = train_loop(
+    last, seconds = common.train_loop(
         model, opt, sched, batches, p.steps, device, HYPER.clip_norm, before_step=before_step
     )
     evals = eval_batches(corpus.eval, p.batch_size, p.seq_len, p.eval_batches)
     out: Figures = {
-        f"train_{name}_eval_loss": eval_loss(model, evals, device),
+        f"train_{name}_eval_loss": common.eval_loss(model, evals, device),
         f"train_{name}_train_loss_last": float(last.item()),
         f"train_{name}_seconds": seconds,
         f"train_{name}_trainable_params": trainable,
@@ -397,10 +388,10 @@ def train(name: str, p: Profile, corpus: Any, device: torch.device, seed: int = 
 def measure(profile: str) -> Figures:
     """POET-X's figures at `profile` (``smoke`` or ``full``)."""
     started = time.monotonic()
-    device = claim_device(profile, PROFILE)
+    device = common.claim_device(profile, PROFILE)
     p = PROFILE[profile]
     cuda = device.type == "cuda"
-    figures: Figures = environment_figures(device, python=False)
+    figures: Figures = common.environment_figures(device, python=False)
 
     if cuda:
         from kernels.runtime.ceilings import measure_ceilings
@@ -444,7 +435,7 @@ def measure(profile: str) -> Figures:
         figures.update(memory(device))
 
     _phase("data")
-    corpus, data_figures = shakespeare_with_figures()
+    corpus, data_figures = common.shakespeare_with_figures()
     figures.update(data_figures)
 
     for name in ("adamw", "poetx"):
