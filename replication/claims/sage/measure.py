@@ -18,8 +18,12 @@ import torch
 from kernels.runtime import timing
 from replication.claims import base
 from replication.claims.common import (
+    TrainingProfile,
+    claim_device,
     environment_figures,
+    eval_loss,
     shakespeare_with_figures,
+    train_loop,
     warmup_cosine,
 )
 
@@ -35,17 +39,10 @@ from .spec import (
 
 
 @dataclass(frozen=True)
-class Profile:
+class Profile(TrainingProfile):
     """What one profile runs."""
 
     speed_shapes: tuple[tuple[int, int], ...]
-    model_size: str
-    seq_len: int
-    batch_size: int
-    steps: int
-    warmup_steps: int
-    eval_batches: int
-    seeds: tuple[int, ...]
     conclusive: bool
 
 
@@ -328,34 +325,13 @@ def train_and_eval(
         opt, warmup_cosine(profile.warmup_steps, profile.steps)
     )
     batches = train_batches(corpus.train, profile.batch_size, profile.seq_len, seed)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     model.train()
-    timing.sync(device)
-    t0 = time.perf_counter()
-    train_loss = torch.zeros((), device=device)
-    for _ in range(profile.steps):
-        x = next(batches).to(device, non_blocking=True)
-        with autocast:
-            loss = model(input_ids=x, labels=x).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), hyper.clip_norm)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        train_loss = loss.detach()
-    timing.sync(device)
-    train_seconds = time.perf_counter() - t0
-    model.eval()
-    losses = []
-    with torch.no_grad(), autocast:
-        for x in eval_batches(
-            corpus.eval, profile.batch_size, profile.seq_len, profile.eval_batches
-        ):
-            x = x.to(device)
-            losses.append(model(input_ids=x, labels=x).loss.float())
-    eval_loss = torch.stack(losses).mean().item()
+    train_loss, train_seconds = train_loop(
+        model, opt, sched, batches, profile.steps, device, hyper.clip_norm
+    )
+    evals = eval_batches(corpus.eval, profile.batch_size, profile.seq_len, profile.eval_batches)
     return {
-        "eval_loss": eval_loss,
+        "eval_loss": eval_loss(model, evals, device),
         "train_loss_last": float(train_loss.item()),
         "train_seconds": train_seconds,
     }
@@ -363,13 +339,9 @@ def train_and_eval(
 
 def measure(profile: str) -> dict[str, float | int | str]:
     """SAGE's figures at `profile` (``smoke`` or ``full``)."""
-    if profile not in PROFILE_SETTINGS:
-        raise ValueError(f"unknown profile {profile!r}; known: {tuple(PROFILE_SETTINGS)}")
+    device = claim_device(profile, PROFILE_SETTINGS)
     prof = PROFILE_SETTINGS[profile]
-    cuda = torch.cuda.is_available()
-    if prof.conclusive and not cuda:
-        raise RuntimeError(f"the {profile} profile needs a CUDA device")
-    device = torch.device("cuda" if cuda else "cpu")
+    cuda = device.type == "cuda"
     # the quality and state phases train through the kernels on the GPU; on the CPU the
     # interpreter would take minutes a step, so they take the reference path there
     train_kernels = cuda
