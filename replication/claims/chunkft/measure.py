@@ -20,8 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from kernels.runtime.device import describe
-from replication.claims import base
+from replication.claims import base, common
 
 Figures = dict[str, float | int | str]
 GB = 1e9
@@ -216,9 +215,7 @@ def quality(p: Profile, device: torch.device) -> Figures:
 
 
 def llama7b_config():
-    from transformers import LlamaConfig
-
-    return LlamaConfig(
+    return common.large_llama_config(
         vocab_size=32000,
         hidden_size=4096,
         intermediate_size=11008,
@@ -226,27 +223,13 @@ def llama7b_config():
         num_attention_heads=32,
         num_key_value_heads=32,
         max_position_embeddings=1024,
-        tie_word_embeddings=False,
-        use_cache=False,
-        bos_token_id=None,
-        eos_token_id=None,
-        pad_token_id=None,
     )
 
 
 def build_7b(device: torch.device, dtype: torch.dtype, config=None):
     """The Llama-2-7B shape (or `config`), random init, built on the device in `dtype` (no
     download), activation checkpointing on (non-reentrant), in training mode."""
-    from transformers import LlamaForCausalLM
-
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            torch.manual_seed(0)
-            model = LlamaForCausalLM(config or llama7b_config())
-    finally:
-        torch.set_default_dtype(previous)
+    model = common.random_llama(config or llama7b_config(), device, dtype, seed=0)
     wrong = {str(p.dtype) for p in model.parameters() if p.dtype != dtype}
     if wrong:  # a transformers version that builds in its own dtype: cast (costs a copy once)
         _log(f"the 7B model came out in {wrong}; casting to {dtype}")
@@ -405,23 +388,11 @@ def memory_7b(p: Profile, device: torch.device, config=None, seq: int = 1024) ->
 
 def measure(profile: str) -> Figures:
     """ChunkFT's figures at `profile` (``smoke`` or ``full``)."""
-    if profile not in PROFILE:
-        raise ValueError(f"unknown profile {profile!r}; known: {tuple(PROFILE)}")
+    device = common.claim_device(profile, PROFILE)
     p = PROFILE[profile]
     started = time.monotonic()
-    cuda = torch.cuda.is_available()
-    if profile == "full" and not cuda:
-        raise RuntimeError("the full profile needs a CUDA device")
-    device = torch.device("cuda" if cuda else "cpu")
-    figures: Figures = {}
-    for k, v in describe(device).items():
-        figures[f"env_{k}"] = v
-    import transformers
-    import triton
-
-    figures["env_torch"] = torch.__version__
-    figures["env_triton"] = triton.__version__
-    figures["env_transformers"] = transformers.__version__
+    cuda = device.type == "cuda"
+    figures: Figures = common.environment_figures(device, python=False)
     if cuda:
         from kernels.runtime.ceilings import measure_ceilings
 
