@@ -21,7 +21,13 @@ import functools
 import triton
 import triton.language as tl
 
-from kernels.forge.kernels import ADAMW, _apply_rule, _bf16_bits_to_fp32, _fp32_to_bf16_bits
+from kernels.forge.kernels import (
+    ADAMW,
+    _apply_rule,
+    _bf16_bits_to_fp32,
+    _dyt_x_tile,
+    _fp32_to_bf16_bits,
+)
 from kernels.runtime.device import interpreting
 
 
@@ -85,26 +91,26 @@ def _sliced_dw_kernel(
     pid_k = tl.program_id(1)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     rk = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
-    rt = tl.arange(0, BLOCK_T)
     n_ok = rn < N
     k_ok = rk < K
-    a_ptrs = dy_ptr + rn[:, None] * stride_dy_n + rt[None, :] * stride_dy_t
-    b_ptrs = x_ptr + rt[:, None] * stride_x_t + rk[None, :] * stride_x_k
-    acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
-    for t0 in range(0, T, BLOCK_T):
-        t_ok = (t0 + rt) < T
-        a = tl.load(a_ptrs, mask=n_ok[:, None] & t_ok[None, :], other=0.0)
-        b = tl.load(b_ptrs, mask=t_ok[:, None] & k_ok[None, :], other=0.0)
-        if UPCAST:
-            # The interpreter's tl.dot multiplies bf16 bit patterns: upcast (exact) first.
-            a = a.to(tl.float32)
-            b = b.to(tl.float32)
-        if DOT_IEEE:  # noqa: SIM108 (constexpr branch)
-            acc = tl.dot(a, b, acc, input_precision="ieee")
-        else:
-            acc = tl.dot(a, b, acc)
-        a_ptrs += BLOCK_T * stride_dy_t
-        b_ptrs += BLOCK_T * stride_x_t
+    acc = _dyt_x_tile(
+        dy_ptr,
+        x_ptr,
+        rn,
+        rk,
+        n_ok,
+        k_ok,
+        T,
+        stride_dy_n,
+        stride_dy_t,
+        stride_x_t,
+        stride_x_k,
+        BLOCK_N,
+        BLOCK_K,
+        BLOCK_T,
+        UPCAST,
+        DOT_IEEE,
+    )
 
     mask = n_ok[:, None] & k_ok[None, :]
     offs = rn[:, None] * K + rk[None, :]  # the slice-shaped buffers (out, m, v) are contiguous

@@ -421,6 +421,49 @@ def _update_halves(
         )
 
 
+@triton.jit
+def _dyt_x_tile(
+    dy_ptr,
+    x_ptr,
+    rn,
+    rk,
+    n_ok,
+    k_ok,
+    T,
+    stride_dy_n,
+    stride_dy_t,
+    stride_x_t,
+    stride_x_k,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    BLOCK_T: tl.constexpr,
+    UPCAST: tl.constexpr,
+    DOT_IEEE: tl.constexpr,
+):
+    """The [BLOCK_N, BLOCK_K] tile (rows `rn`, columns `rk`) of dYᵀ·X, fp32 accumulation over
+    T in BLOCK_T steps; dy: [T, N], x: [T, K]. FORGE's fused step and ChunkFT's slice kernel
+    both reduce through it (inlined by Triton)."""
+    rt = tl.arange(0, BLOCK_T)
+    a_ptrs = dy_ptr + rn[:, None] * stride_dy_n + rt[None, :] * stride_dy_t
+    b_ptrs = x_ptr + rt[:, None] * stride_x_t + rk[None, :] * stride_x_k
+    acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
+    for t0 in range(0, T, BLOCK_T):
+        t_ok = (t0 + rt) < T
+        a = tl.load(a_ptrs, mask=n_ok[:, None] & t_ok[None, :], other=0.0)
+        b = tl.load(b_ptrs, mask=t_ok[:, None] & k_ok[None, :], other=0.0)
+        if UPCAST:
+            # The interpreter's tl.dot is wrong on bf16: upcast (exact) and multiply in fp32.
+            a = a.to(tl.float32)
+            b = b.to(tl.float32)
+        if DOT_IEEE:  # noqa: SIM108 (constexpr branch)
+            acc = tl.dot(a, b, acc, input_precision="ieee")
+        else:
+            acc = tl.dot(a, b, acc)
+        a_ptrs += BLOCK_T * stride_dy_t
+        b_ptrs += BLOCK_T * stride_x_t
+    return acc
+
+
 @triton.jit(do_not_specialize=["seed_key", "first_step"])
 def _forge_linear_step_kernel(
     dy_ptr,
@@ -490,7 +533,6 @@ def _forge_linear_step_kernel(
 
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     rk = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
-    rt = tl.arange(0, BLOCK_T)
     n_ok = rn < N
     k_ok = rk < K
     tile_mask = n_ok[:, None] & k_ok[None, :]
@@ -500,23 +542,24 @@ def _forge_linear_step_kernel(
         # Issue the epilogue's loads first: their latency hides under the reduction loop.
         w, s1, s2 = _load_tile(w_ptr, s1_ptr, s2_ptr, w_offs, tile_mask, RULE, W_BF16)
 
-    a_ptrs = dy_ptr + rn[:, None] * stride_dy_n + rt[None, :] * stride_dy_t
-    b_ptrs = x_ptr + rt[:, None] * stride_x_t + rk[None, :] * stride_x_k
-    acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
-    for t0 in range(0, T, BLOCK_T):
-        t_ok = (t0 + rt) < T
-        a = tl.load(a_ptrs, mask=n_ok[:, None] & t_ok[None, :], other=0.0)
-        b = tl.load(b_ptrs, mask=t_ok[:, None] & k_ok[None, :], other=0.0)
-        if UPCAST:
-            # The interpreter's tl.dot is wrong on bf16: upcast (exact) and multiply in fp32.
-            a = a.to(tl.float32)
-            b = b.to(tl.float32)
-        if DOT_IEEE:  # noqa: SIM108 (constexpr branch)
-            acc = tl.dot(a, b, acc, input_precision="ieee")
-        else:
-            acc = tl.dot(a, b, acc)
-        a_ptrs += BLOCK_T * stride_dy_t
-        b_ptrs += BLOCK_T * stride_x_t
+    acc = _dyt_x_tile(
+        dy_ptr,
+        x_ptr,
+        rn,
+        rk,
+        n_ok,
+        k_ok,
+        T,
+        stride_dy_n,
+        stride_dy_t,
+        stride_x_t,
+        stride_x_k,
+        BLOCK_N,
+        BLOCK_K,
+        BLOCK_T,
+        UPCAST,
+        DOT_IEEE,
+    )
 
     if PREFETCH:
         _epilogue(
