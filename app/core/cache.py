@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -29,7 +30,8 @@ from .negotiation import variant
 MAX_ENTRIES = 20_000
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 ResponseKey = tuple[str, bytes, str]
-_QUERY_NAMES: dict[int, frozenset[str] | None] = {}
+# Per app object, weakly: an id() key outlives its app and a later app can reuse the id.
+_QUERY_NAMES: weakref.WeakKeyDictionary[Any, frozenset[str] | None] = weakref.WeakKeyDictionary()
 
 
 def _declared_query_names(app: Any) -> frozenset[str] | None:
@@ -45,10 +47,18 @@ def _declared_query_names(app: Any) -> frozenset[str] | None:
         for sub in getattr(dependant, "dependencies", ()):
             walk(sub)
 
-    for route in routes:
-        dependant = getattr(route, "dependant", None)
-        if dependant is not None:
-            walk(dependant)
+    def visit(routes: Any) -> None:
+        for route in routes:
+            dependant = getattr(route, "dependant", None)
+            if dependant is not None:
+                walk(dependant)
+            # an included router (FastAPI >= 0.16x keeps it whole) or a mount
+            inner = getattr(route, "original_router", None) or route
+            sub_routes = getattr(inner, "routes", None)
+            if sub_routes is not None and inner is not app:
+                visit(sub_routes)
+
+    visit(routes)
     return frozenset(names)
 
 
@@ -59,10 +69,12 @@ def normalised_query(scope: Scope) -> bytes:
     if not raw:
         return b""
     app = scope.get("app")
-    key = id(app)
-    if key not in _QUERY_NAMES:
-        _QUERY_NAMES[key] = _declared_query_names(app)
-    names = _QUERY_NAMES[key]
+    try:
+        names = _QUERY_NAMES[app]
+    except KeyError:
+        names = _QUERY_NAMES[app] = _declared_query_names(app)
+    except TypeError:  # no app in the scope, or one that takes no weak reference
+        names = _declared_query_names(app)
     pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
     kept = sorted((k, v) for k, v in pairs if names is None or k in names)
     return urlencode(kept).encode("latin-1") if kept else b""
