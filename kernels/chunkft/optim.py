@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from kernels.forge.rules import StepScalars
+from kernels.runtime.optim import closure_loss
 
 from .chunks import Piece, StreamTensor, chunk_bytes, partition
 from .launch import (
@@ -413,10 +414,7 @@ class ChunkFT(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """AdamW on the active chunk's slices; after `interval` steps, the next chunk."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         k = self.active_chunk
         sc = self._scalars()
         got = 0

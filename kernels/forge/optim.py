@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kernels.runtime.hyper import check_hyper
+from kernels.runtime.optim import closure_loss
 
 from . import reference
 from .launch import LayerLauncher, forge_linear, triton_available
@@ -266,10 +267,7 @@ class ForgeOptimizer(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Step every parameter that has a .grad; the fused weights were stepped in backward."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:

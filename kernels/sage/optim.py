@@ -23,6 +23,7 @@ from torch.optim import Optimizer
 
 from kernels.runtime.device import interpreting
 from kernels.runtime.hyper import check_hyper
+from kernels.runtime.optim import closure_loss
 from kernels.sage.reference import (
     MomentumOrder,
     as_matrix,
@@ -298,10 +299,7 @@ class SAGE(_StateDictFp32Mixin, Optimizer):
 
     @_without_grad
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             sage_group_step(self.state, group, self.use_kernels, _plans_of(self))
         return loss
@@ -325,10 +323,7 @@ class Lion(Optimizer):
 
     @_without_grad
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             lion_group_step(self.state, group, self.use_kernels, _plans_of(self))
         return loss
@@ -357,10 +352,7 @@ class SinkGD(Optimizer):
 
     @_without_grad
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             sinkgd_group_step(group, self.use_kernels)
         return loss
@@ -419,10 +411,7 @@ class _Hybrid(_StateDictFp32Mixin, Optimizer):
 
     @_without_grad
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             rule = group["rule"]
             if rule == "sage":
