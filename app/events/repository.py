@@ -80,6 +80,12 @@ class EventRepository:
         stmt = select(Event).where(Event.subject == subject).order_by(Event.log_index)
         return self.session.scalars(stmt).all()
 
+    def count_between(self, subject: str, after: int, upto: int) -> int:
+        stmt = select(func.count()).where(
+            Event.subject == subject, Event.log_index > after, Event.log_index <= upto
+        )
+        return int(self.session.scalar(stmt) or 0)
+
     def bodies_between(self, subject: str, after: int, upto: int) -> Sequence[str]:
         """Bodies of a subject's events with `after` < log index <= `upto`, in log order."""
         stmt = (

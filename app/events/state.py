@@ -31,6 +31,9 @@ from ..storage.models import StateCache
 from .repository import EventRepository
 
 _STRIPES = tuple(threading.Lock() for _ in range(64))
+# Growing costs a few indexed look-ups per new event; past this many (a batch import), one merge
+# of everything (no signature checked again) is cheaper.
+GROW_MAX = 256
 
 
 def _stripe(subject: str) -> threading.Lock:
@@ -113,7 +116,11 @@ def build(session: Session, identity: RegistryIdentity, subject: str) -> tuple[d
     if _is_current(cached, identity, head):
         assert cached is not None
         return dict(orjson.loads(cached.state)), head
-    if cached is not None and cached.registry_keys_sha256 == identity.pins_sha256:
+    if (
+        cached is not None
+        and cached.registry_keys_sha256 == identity.pins_sha256
+        and repo.count_between(subject, cached.through_log_index, head) <= GROW_MAX
+    ):
         through = cached.through_log_index
         new = [orjson.loads(b) for b in repo.bodies_between(subject, through, head)]
         state = orjson.loads(cached.state)
