@@ -17,7 +17,7 @@ from typing import Any
 from .canonical import canonical_json
 from .errors import PithError
 from .note import Checkpoint, NoteError, Verifier, open_checkpoint
-from .tlog import ProofError, leaf_hash, verify_consistency, verify_inclusion
+from .tlog import EMPTY_ROOT, ProofError, leaf_hash, verify_consistency, verify_inclusion
 
 
 class LogCheckError(PithError):
@@ -103,6 +103,14 @@ def check_consistency(
     new, _ = open_signed_checkpoint(new_raw, origin, registry_keys)
     if new.size < old.size:
         old, new = new, old
+    if old.size == 0:  # every tree extends the empty one (RFC 9162 has no proof for it)
+        if old.root != EMPTY_ROOT:
+            raise LogCheckError("checkpoint 0 does not carry the empty tree's root")
+        return old, new
+    if old.size == new.size:  # the same tree: the roots themselves must agree
+        if old.root != new.root:
+            raise LogCheckError(f"two checkpoints of size {old.size} with different roots")
+        return old, new
     try:
         verify_consistency(
             old.size, new.size, _hashes(list(proof), "the proof"), old.root, new.root

@@ -145,7 +145,7 @@ def witness_once(
     if last is not None:
         proof: list[str] = []
         small, big = sorted((last.size, checkpoint.size))
-        if small < big:
+        if 0 < small < big:  # nothing to prove from the empty tree or between equals
             r = _get(client, f"/log/proof/consistency?from={small}&to={big}")
             proof = r.json()["proof"]
         try:
