@@ -92,7 +92,7 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # '²' is a digit to str.isdigit, not to float()
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -107,8 +107,8 @@ def _suffix(pith_id: str) -> str:
     """The path segment of a record name (a full number's suffix; anything else as given)."""
     text = pith_id.strip()
     if text.startswith("pith:") and text.count(":") == 2:
-        return text.rsplit(":", 1)[1]
-    return quote(text, safe="")
+        text = text.rsplit(":", 1)[1]
+    return quote(text, safe="")  # never a path of its own: "../log/…" stays one segment
 
 
 class PithClient:
@@ -229,12 +229,19 @@ class PithClient:
 
     # -- verification (offline) -----------------------------------------------------------
 
-    def verify(self, pith_id: str, keys: Sequence[bytes] | None = None) -> VerifyReport:
+    def verify(
+        self,
+        pith_id: str,
+        keys: Sequence[bytes] | None = None,
+        *,
+        trust_server_key: bool = False,
+    ) -> VerifyReport:
         """Fetch the bundle and check it offline: hash, number, receipt under one of `keys`,
-        every signed event, the merged state. Default keys: the public registry's and the one
-        this registry publishes (an imported record keeps the public registry's receipt)."""
+        every signed event, the merged state. Default keys: the public registry's only; the key
+        this registry publishes counts only when asked (`trust_server_key`), since a hostile
+        registry would publish the key of its own forgeries."""
         trusted = list(keys) if keys else [public_key_from_hex(PUBLIC_REGISTRY_KEY_HEX)]
-        if not keys:
+        if trust_server_key:
             trusted.append(self.signing_key())
         kind, checks = verify_document(self.bundle(pith_id), trusted)
         rows = [(c.name, c.passed, c.detail) for c in checks]

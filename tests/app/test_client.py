@@ -55,8 +55,10 @@ def test_reads(live: LiveServer) -> None:
 
 def test_verify_is_offline_and_catches_a_wrong_key(live: LiveServer) -> None:
     with _client(live, "10.0.0.2") as pith:
-        report = pith.verify(FORGE)
+        report = pith.verify(FORGE, trust_server_key=True)
         assert report.ok, report.failed
+        # by default only the public registry's key: this registry's own events are not trusted
+        assert not pith.verify(FORGE).ok
         assert report.kind and len(report.checks) >= 4
         stranger = new_key().public_key
         assert not pith.verify(FORGE, keys=[stranger]).ok
@@ -104,3 +106,12 @@ def test_retry_after_forms() -> None:
     assert retry_after_seconds(format_datetime(now + timedelta(seconds=30), usegmt=True), now) == 30
     assert retry_after_seconds(format_datetime(now - timedelta(seconds=30), usegmt=True), now) == 0
     assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None
+
+
+def test_a_record_name_is_one_path_segment_and_retry_after_is_ascii() -> None:
+    from pith_client.client import _suffix, retry_after_seconds
+
+    assert _suffix("pith:2026:../../log/cosignature?") == "..%2F..%2Flog%2Fcosignature%3F"
+    assert _suffix("pith:2026:GWT7BTE6QQH6QFVV76TWP23RSF") == "GWT7BTE6QQH6QFVV76TWP23RSF"
+    assert retry_after_seconds("7") == 7.0
+    assert retry_after_seconds("\u00b2") is None  # a Unicode digit, not a number of seconds
