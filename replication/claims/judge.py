@@ -147,7 +147,13 @@ def judge(
     """
     current = spec.canonical_profile(profile)
     checks = checks_of(spec, profile, figures)
-    decides = conclusive and current in spec.conclusive
+    # a gating check whose figure was never written measured nothing: no verdict rests on it
+    missing = sorted(
+        c.figure for c in spec.checks_for(profile) if c.gating and c.figure not in figures
+    )
+    if missing:
+        notes = " ".join(s for s in (f"not measured: {', '.join(missing)}.", notes) if s)
+    decides = conclusive and current in spec.conclusive and not missing
     return {
         "result_version": RESULT_VERSION,
         "claim_id": spec.claim_id,

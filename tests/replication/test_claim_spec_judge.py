@@ -94,12 +94,19 @@ def test_judge_decides_by_gating_checks_and_profile() -> None:
     )
 
 
-def test_a_missing_figure_fails_its_check() -> None:
+def test_a_missing_figure_fails_its_check_and_leaves_no_verdict() -> None:
     spec = _spec(CheckSpec("fast", "speedup", ">=", 1.25))
     result = judge(spec, "full", {"other": 2.0})
     (check,) = result["checks"]
     assert check["measured"] == "nan" and check["passed"] is False
-    assert result["verdict"] == "not_replicated"
+    # nothing was measured: a signed not_replicated would claim a result the run never had
+    assert result["verdict"] == "inconclusive"
+    assert "not measured: speedup" in result["notes"]
+
+
+def test_a_measured_nan_still_fails_the_claim() -> None:
+    spec = _spec(CheckSpec("loss", "eval_loss", "<=", 5.0))
+    assert judge(spec, "full", {"eval_loss": float("nan")})["verdict"] == "not_replicated"
 
 
 @pytest.mark.parametrize(
