@@ -37,14 +37,12 @@ NO_STORE = "no-store"
 class CacheRule:
     path: re.Pattern[str]
     value: str
-    needs_query: str | None = None  # the rule holds only when this query parameter is given
 
 
 # First match wins. Immutable: what is named by its content or by a fixed log size never changes.
 CACHE_RULES: tuple[CacheRule, ...] = (
     CacheRule(re.compile(r"/log/tile/(?!.*\.p/).+"), IMMUTABLE),  # full tiles (C2SP tlog-tiles)
     CacheRule(re.compile(r"/log/tile/.+"), SHORT),  # partial tiles grow into full ones
-    CacheRule(re.compile(r"/(\.well-known/)?pith/[^/]+/bundle\.json"), IMMUTABLE, "log_size"),
     CacheRule(re.compile(r"/static-offline-docs/.+"), "public, max-age=86400"),
     CacheRule(re.compile(r"/(feed\.atom|sitemap\.xml|robots\.txt)"), SHORT),
     CacheRule(re.compile(r"/pith/[^/]+/badge\.svg"), SHORT),
@@ -55,9 +53,7 @@ CACHE_RULES: tuple[CacheRule, ...] = (
 def cache_control(path: str, query: bytes) -> str:
     """The Cache-Control of a successful GET of `path` (default: cache, but revalidate)."""
     for rule in CACHE_RULES:
-        if rule.path.fullmatch(path) and (
-            rule.needs_query is None or f"{rule.needs_query}=".encode() in query
-        ):
+        if rule.path.fullmatch(path):
             return rule.value
     return REVALIDATE
 
