@@ -26,6 +26,7 @@ from pith_core.events import verify_event
 from pith_core.keys import fingerprint
 from pith_core.logcheck import LogCheckError, check_consistency, split_view_evidence
 from pith_core.merge import merge
+from pith_core.number import pith_number
 from pith_core.verify import verify_document
 
 from .client import LogClientError, SplitView, _get, fetch_checkpoint
@@ -144,6 +145,12 @@ def _verified_record(client: httpx.Client, subject: str, keys: list[bytes]) -> d
     failed = [c for c in checks if not c.passed and c.name in ("receipt", "canonical_sha256")]
     if failed:
         raise LogClientError(f"the bundle of {subject} does not verify: {failed[0].detail}")
+    try:  # a genuine bundle of another paper, served at this one's URL, is not this paper's
+        named = pith_number(bundle["canonical_record"])
+    except (PithError, KeyError, TypeError, ValueError) as e:
+        raise LogClientError(f"the bundle of {subject} holds no canonical record: {e}") from e
+    if named != subject:
+        raise LogClientError(f"the bundle served for {subject} is the record of {named}")
     return {"canonical_record": bundle["canonical_record"], "receipt": bundle["receipt"]}
 
 
