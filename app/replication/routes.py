@@ -256,7 +256,14 @@ async def submit_record(job_id: str, request: Request) -> Response:
         clock = Clock.now(ctx.settings.max_clock_skew_seconds)
         event = check_event(parse_event_body(raw), ctx.identity, clock, "replication")
         with ctx.write() as session:
-            done = service.record(session, ctx.identity, worker, job_id, event)
+            done = service.record(
+                session,
+                ctx.identity,
+                worker,
+                job_id,
+                event,
+                margin_seconds=ctx.settings.trust_predate_margin_seconds,
+            )
             doc = {
                 "event_id": done.stored.event["event_id"],
                 "log_index": done.stored.log_index,

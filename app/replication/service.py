@@ -279,6 +279,7 @@ def record(
     worker: AuthenticatedWorker,
     job_id: str,
     event: dict[str, Any],
+    margin_seconds: int = 86_400,
 ) -> Recorded:
     """Take the signed replication record of a job (verified by `events.service.check_event`):
     it must be signed by the worker holding the job's live lease and be about this job. It is
@@ -334,7 +335,9 @@ def record(
             )
     paper = RecordRepository(session).by_number(job.pith_number)
     assert paper is not None  # jobs reference records, which are never deleted
-    stored, _ = submit_action(session, identity, paper, "replication_record", event)
+    stored, _ = submit_action(
+        session, identity, paper, "replication_record", event, margin_seconds=margin_seconds
+    )
     job.state = "done"
     job.record_event_id = event["event_id"]
     job.lease_id = None
