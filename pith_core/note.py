@@ -98,6 +98,9 @@ class Note:
         return self.text + "\n" + "".join(s.line() for s in self.signatures)
 
 
+MAX_SIGNATURES = 100  # as Go's note package: a log and its witnesses, with room to spare
+
+
 def parse_note(raw: str | bytes) -> Note:
     """Split a signed note into its text and signature lines (nothing verified yet)."""
     if isinstance(raw, bytes):
@@ -110,8 +113,13 @@ def parse_note(raw: str | bytes) -> Note:
     text, sep, sigs = raw.rpartition("\n\n")
     if not sep or not sigs.endswith("\n"):
         raise NoteError("a note is text, a blank line and signature lines, each ending in \\n")
+    lines = sigs[:-1].split("\n")
+    if len(lines) > MAX_SIGNATURES:  # each is an Ed25519 check for whoever opens the note
+        raise NoteError(f"a note carries at most {MAX_SIGNATURES} signature lines")
+    if len(set(lines)) != len(lines):
+        raise NoteError("a note carries each signature line once")
     out: list[Signature] = []
-    for line in sigs[:-1].split("\n"):
+    for line in lines:
         if not line.startswith(_DASH):
             raise NoteError(f"not a signature line: {line!r}")
         name, _, b64 = line[len(_DASH) :].partition(" ")

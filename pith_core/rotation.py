@@ -10,6 +10,7 @@ everything it signed before still does.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,10 +39,15 @@ _FIELDS = {
 }
 
 
+_MICROS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{1,6}Z")
+
+
 def _instant(text: Any) -> str:
     """`YYYY-MM-DDTHH:MM:SSZ` (string order is time order), from that or a receipt's
     microsecond form; ValueError otherwise."""
-    second = text[:19] + "Z" if isinstance(text, str) and len(text) > 20 else text
+    second = text
+    if isinstance(text, str) and _MICROS.fullmatch(text):
+        second = text[:19] + "Z"
     if not is_utc_second(second):
         raise ValueError(f"{text!r} is not a UTC time YYYY-MM-DDTHH:MM:SS[.ffffff]Z")
     return str(second)

@@ -58,3 +58,35 @@ def test_a_real_extension_verifies_and_a_rewritten_one_does_not() -> None:
     rewritten = node_hash(leaf_hash(b"another entry"), LEAVES[1])
     with pytest.raises(LogCheckError, match="does not extend"):
         check_consistency(signed(1, ROOT_1), signed(2, rewritten), [b64(LEAVES[1])], ORIGIN, KEYS)
+
+
+def test_a_note_bounds_and_deduplicates_its_signature_lines() -> None:
+    from pith_core.note import MAX_SIGNATURES, NoteError, parse_note
+
+    raw = signed(2, ROOT_2)
+    text, sig_line = raw.rsplit("\n\n", 1)
+    assert len(parse_note(raw).signatures) == 1
+    with pytest.raises(NoteError, match="once"):
+        parse_note(f"{text}\n\n{sig_line}{sig_line}")
+    many = "".join(f"— w{i} {b64(bytes(8))}\n" for i in range(MAX_SIGNATURES + 1))
+    with pytest.raises(NoteError, match="at most"):
+        parse_note(f"{text}\n\n{many}")
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [
+        ("2026-05-01T00:00:00Z", True),
+        ("2026-05-20T00:00:17.404117Z", True),  # a receipt's microsecond form
+        ("2026-05-01T00:00:00 garbage!", False),
+        ("2026-05-01T00:00:00.1234567Z", False),
+    ],
+)
+def test_rotation_instants_are_utc_seconds_or_a_receipts_microseconds(text: str, ok: bool) -> None:
+    from pith_core.rotation import _instant
+
+    if ok:
+        assert _instant(text) == text[:19] + "Z"
+    else:
+        with pytest.raises(ValueError):
+            _instant(text)
