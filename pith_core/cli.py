@@ -77,11 +77,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.rotations:  # issue 15: the key history from the first --key, signed rotations
         held = _read_json(args.rotations)
         statements = held.get("rotations", []) if isinstance(held, dict) else held
-        windows = key_history(keys[0], statements)
+        try:
+            windows = key_history(keys[0], statements)
+        except (AttributeError, TypeError, ValueError) as e:  # a list of non-objects, say
+            raise UsageError(f"{args.rotations}: not a list of rotation statements: {e}") from e
         keys = list(dict.fromkeys([*keys, *(w.public_key for w in windows)]))
     kind, checks = verify_document(doc, keys)
     if windows is not None:
-        problems = windowed_checks(doc, windows)
+        try:
+            problems = windowed_checks(doc, windows)
+        except (AttributeError, TypeError, ValueError) as e:  # hostile dates or shapes
+            problems = [f"not checkable against the key windows: {e}"]
         detail = "; ".join(problems) or f"all inside their key's window ({len(windows)} keys)"
         checks.append(Check("key rotation windows", not problems, detail))
     ok = all(c.passed for c in checks)

@@ -173,3 +173,11 @@ def test_sign_event_refuses_bad_arguments(tmp_path: Path) -> None:
         stdin="[]",
     )
     assert out.returncode == 2 and "object" in out.stderr
+
+
+def test_verify_with_a_malformed_rotations_file_is_a_usage_error(tmp_path: Path) -> None:
+    rotations = tmp_path / "rotations.json"
+    rotations.write_text("[1, 2]")
+    out = pith("verify", str(SEEDS / RECORD_SEEDS[0]), "--rotations", str(rotations))
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr and "rotation statements" in out.stderr
