@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import func, insert, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from pith_core.tlog import NodeId
@@ -133,14 +134,18 @@ class LogRepository:
     def add_cosignature(
         self, tree_size: int, witness_name: str, root: bytes, line: str, at: datetime
     ) -> None:
-        existing = self.session.get(LogCosignature, (tree_size, witness_name))
-        if existing is None:
-            self.session.add(
-                LogCosignature(
-                    tree_size=tree_size,
-                    witness_name=witness_name,
-                    root_hash=root,
-                    signature_line=line,
-                    received_at=at,
-                )
+        # one row a (size, witness), whoever posts it first: two identical POSTs at once
+        # must not race into an IntegrityError (insert-or-ignore, not get-then-add)
+        dialect = self.session.get_bind().dialect.name
+        upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        self.session.execute(
+            upsert(LogCosignature)
+            .values(
+                tree_size=tree_size,
+                witness_name=witness_name,
+                root_hash=root,
+                signature_line=line,
+                received_at=at,
             )
+            .on_conflict_do_nothing(index_elements=["tree_size", "witness_name"])
+        )
