@@ -29,8 +29,8 @@ FLAGS = [
     "--disable-sync",
     "--hide-scrollbars",
 ]
-FORGE = "GWT7BTE6QQH6QFVV76TWP23RSF"  # seed 000, with two committed replication records
-NO_REPLICATIONS = "6BBITQMBZFXIS5BUMBL2H22W5T"  # seed 003
+FORGE = "GWT7BTE6QQH6QFVV76TWP23RSF"  # seed 000, with its committed replication records
+NO_REPLICATIONS = "6BBITQMBZFXIS5BUMBL2H22W5T"  # seed 003: the server here loads FORGE's only
 
 if CHROMIUM is None:
     if os.environ.get("PITH_REQUIRE_CHROMIUM") == "1":
@@ -41,11 +41,12 @@ if CHROMIUM is None:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     work = tmp_path_factory.mktemp("browser")
-    server = start_server(
-        f"sqlite:///{work / 'pith.db'}",
-        work,
-        PITH_RESULTS_DIR=str(REPO / "replication" / "results"),
-    )
+    # FORGE's committed records only, so another paper's page is one without replications
+    results = work / "results"
+    results.mkdir()
+    for path in (REPO / "replication" / "results").glob("forge*.json"):
+        shutil.copy(path, results / path.name)
+    server = start_server(f"sqlite:///{work / 'pith.db'}", work, PITH_RESULTS_DIR=str(results))
     yield server
     server.stop()
 
