@@ -1,22 +1,25 @@
 """FORGE's figures (see spec.py for the claim and its checks): exactness and the autocast step
-on every profile; on ``full`` (a CUDA GPU) memory, speed, the fused kernel alone and same-run
-ceilings.
+on every profile; on ``full`` (a CUDA GPU) memory, speed (each optimizer eager and captured,
+timed interleaved; T=512 in several processes), the fused kernel alone and same-run ceilings.
 """
 
 from __future__ import annotations
 
 import gc
+import statistics
 import sys
 import time
 from dataclasses import dataclass
 
 import torch
 
-from kernels.runtime.ceilings import measure_ceilings
+from kernels.runtime.ceilings import Ceilings, measure_ceilings
 from replication.claims import base
 from replication.claims.common import environment_figures
+from replication.claims.judge import dec
 
-from .spec import MEMORY_TOKENS, SPEED_TOKENS
+from .spec import KERNEL_TOKENS, MEMORY_TOKENS, SPEED_PROCESSES, SPEED_TOKENS
+from .workload import SpeedRun
 
 
 @dataclass(frozen=True)
@@ -27,15 +30,22 @@ class Profile:
     exact_steps: int
     tokens: tuple[int, ...]  # speed
     memory_tokens: int
-    iters: int
+    iters: int  # timed rounds of the interleaved speed comparison
     warmup: int
+    processes: int  # processes measuring T=512 (this one and processes - 1 spawned)
+    kernel_tokens: tuple[int, ...]
     extras: bool  # bf16-weight figures
 
 
 PROFILE = {
-    "smoke": Profile(48, 3, 24, 5, (), 0, 0, 0, False),
-    "full": Profile(4096, 8, 512, 20, SPEED_TOKENS, MEMORY_TOKENS, 15, 3, True),
+    "smoke": Profile(48, 3, 24, 5, (), 0, 0, 0, 0, (), False),
+    "full": Profile(
+        4096, 8, 512, 20, SPEED_TOKENS, MEMORY_TOKENS, 30, 5, SPEED_PROCESSES, KERNEL_TOKENS, True
+    ),
 }
+SPAWN_TIMEOUT_S = 150.0
+# the arms of the main process: the judged four and, reported, the optimizer-in-backward hook
+MAIN_ARMS = ("forge_eager", "forge_graph", "fused_eager", "fused_graph", "hook_eager")
 
 
 def _log(msg: str) -> None:
@@ -125,26 +135,110 @@ def memory(p: Profile, autocast: torch.dtype | None) -> dict[str, int]:
     return out
 
 
-def speed(
-    p: Profile, t: int, *, autocast: torch.dtype | None, dtype: torch.dtype
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Median GPU ms of backward + step for each method, and the CPU ms to issue it."""
+def speed_figures(run: SpeedRun) -> dict[str, float | int | str]:
+    """One token count's figures: every arm's step (forward + backward + step), eager arms'
+    backward + step, the host's issue time; the ratios between arms; the judged speedup (the
+    faster FORGE arm against the faster torch arm) where all four arms were timed."""
+    t = run.tokens
+    f: dict[str, float | int | str] = {}
+    for arm, tm in run.timings.items():
+        f[f"speed_step_T{t}_{arm}_ms"] = tm.step_ms
+        if tm.backward_step_ms is not None:
+            f[f"speed_backward_step_T{t}_{arm}_ms"] = tm.backward_step_ms
+        f[f"host_issue_step_T{t}_{arm}_ms"] = tm.host_ms
+    for arm, err in run.errors.items():
+        f[f"speed_error_T{t}_{arm}"] = err
+    ms = {arm: tm.step_ms for arm, tm in run.timings.items()}
+    for name, slower, faster in (
+        (f"speedup_eager_vs_eager_T{t}", "fused_eager", "forge_eager"),
+        (f"speedup_graph_vs_graph_T{t}", "fused_graph", "forge_graph"),
+        (f"graph_gain_T{t}_forge", "forge_eager", "forge_graph"),
+        (f"graph_gain_T{t}_fused", "fused_eager", "fused_graph"),
+    ):
+        if slower in ms and faster in ms:
+            f[name] = ms[slower] / ms[faster]
+    forge, fused = run.best_ms("forge"), run.best_ms("fused")
+    if forge is not None:
+        f[f"speed_step_T{t}_forge_best_ms"] = forge
+        if "hook_eager" in ms:
+            f[f"speedup_vs_hook_T{t}"] = ms["hook_eager"] / forge
+    if fused is not None:
+        f[f"speed_step_T{t}_fused_best_ms"] = fused
+    if forge is not None and fused is not None:
+        f[f"speedup_vs_fused_T{t}"] = fused / forge
+    return f
+
+
+def _spaced(values: list[float | None]) -> str:
+    return " ".join("none" if v is None else dec(v, 4) for v in values)
+
+
+def processes_figures(
+    t: int, runs: list[dict], failed: list[str], expected: int
+) -> dict[str, float | int | str]:
+    """The distribution over processes of the judged speedup at `t` (each run as
+    ``SpeedRun.as_json``, this process's first). min, median and max, and
+    ``speedup_vs_fused_T<t>`` (the median), only when every one of `expected` processes
+    measured all four arms: a missing process leaves the gating figure unwritten."""
+    from .workload import ARMS
+
+    speedups = [r.get("speedup_vs_fused") for r in runs]
+    f: dict[str, float | int | str] = {
+        f"speed_processes_T{t}": len(runs),
+        f"speed_processes_T{t}_failed": len(failed),
+        f"speedup_vs_fused_T{t}_per_process": _spaced(speedups),
+    }
+    for arm in ARMS:
+        f[f"speed_step_T{t}_{arm}_ms_per_process"] = _spaced(
+            [r.get("step_ms", {}).get(arm) for r in runs]
+        )
+    measured = [x for x in speedups if x is not None]
+    if len(measured) == expected and not failed:
+        f[f"speedup_vs_fused_T{t}_min"] = min(measured)
+        f[f"speedup_vs_fused_T{t}_median"] = statistics.median(measured)
+        f[f"speedup_vs_fused_T{t}_max"] = max(measured)
+        f[f"speedup_vs_fused_T{t}"] = statistics.median(measured)
+    return f
+
+
+def speed_in_processes(p: Profile, t: int, first: dict) -> dict[str, float | int | str]:
+    """`first` (this process's run at `t`) and ``p.processes - 1`` more, each measured by its
+    own process one after the other (the GPU otherwise idle), summarised."""
+    from . import speed
+    from .workload import ARMS
+
+    runs, failed = [first], []
+    for i in range(1, p.processes):
+        base.phase(f"speed-T{t}-process-{i + 1}-of-{p.processes}")
+        try:
+            run = speed.spawn(
+                tokens=t,
+                width=p.width,
+                depth=p.depth,
+                iters=p.iters,
+                warmup=p.warmup,
+                arms=ARMS,
+                timeout_s=SPAWN_TIMEOUT_S,
+            )
+        except RuntimeError as exc:
+            failed.append(str(exc))
+            _log(f"speed process {i + 1}: {exc}")
+            continue
+        runs.append(run)
+        _log(f"speed T={t} process {i + 1} (pid {run.get('pid')}): {run}")
+    return processes_figures(t, runs, failed, p.processes)
+
+
+def kernel_figures(t: int, width: int, ceilings: Ceilings) -> dict[str, float]:
+    """The fused kernel alone at `t` (``workload.kernel_timings``) and its ratios to the
+    unfused sequence and to cuBLAS's dW GEMM alone."""
     from . import workload
 
-    batches = [(x.to(dtype), y) for x, y in _batches(2, t, p.width, "cuda", seed=t)]
-    gpu_ms, cpu_ms = {}, {}
-    for method in workload.METHODS:
-        with workload.tf32(False):
-            tr = workload.make_trainer(
-                workload.linear_stack(p.width, p.depth, "cuda", dtype, 0), method, autocast=autocast
-            )
-            gpu_ms[method], cpu_ms[method] = workload.time_backward_step(
-                tr, batches, p.iters, p.warmup
-            )
-        del tr
-        gc.collect()
-        torch.cuda.empty_cache()
-    return gpu_ms, cpu_ms
+    kt = workload.kernel_timings(t, width, ceilings=ceilings)
+    out = {f"kernel_T{t}_{k}": v for k, v in kt.items()}
+    out[f"kernel_T{t}_unfused_over_fused"] = kt["unfused_ms"] / kt["fused_ms"]
+    out[f"kernel_T{t}_cublas_dw_over_fused"] = kt["cublas_dw_ms"] / kt["fused_ms"]
+    return out
 
 
 def _log_tuning() -> None:
@@ -211,37 +305,47 @@ def measure(profile: str) -> dict[str, float | int | str]:
             )
             _log(f"memory {label}: {mem}")
 
-        for t in p.tokens:
-            base.phase(f"speed-T{t}")
-            sp, cpu = speed(p, t, autocast=torch.bfloat16, dtype=torch.float32)
-            _log_tuning()
-            for m, ms in sp.items():
-                figures[f"speed_bf16_autocast_T{t}_{m}_ms"] = ms
-                figures[f"host_issue_bf16_autocast_T{t}_{m}_ms"] = cpu[m]
-                figures[f"host_issue_per_layer_bf16_autocast_T{t}_{m}_us"] = cpu[m] * 1e3 / p.depth
-            figures[f"speedup_vs_fused_T{t}"] = sp["fused"] / sp["forge"]
-            figures[f"speedup_vs_hook_T{t}"] = sp["hook"] / sp["forge"]
-            _log(f"speed T={t}: gpu {sp} host {cpu}")
-
-        base.phase("kernel-bandwidth")
         from . import workload
 
         for t in p.tokens:
-            kt = workload.kernel_timings(t, p.width, ceilings=ceilings)
+            base.phase(f"speed-T{t}")
+            run = workload.speed_run(t, p.width, p.depth, MAIN_ARMS, iters=p.iters, warmup=p.warmup)
             _log_tuning()
-            for k, v in kt.items():
-                figures[f"kernel_T{t}_{k}"] = v
-            figures[f"kernel_T{t}_unfused_over_fused"] = kt["unfused_ms"] / kt["fused_ms"]
+            figures.update(speed_figures(run))
+            _log(f"speed T={t}: {run}")
+            if t == SPEED_TOKENS[0] and p.processes > 1:
+                figures.pop(f"speedup_vs_fused_T{t}", None)  # the processes' median replaces it
+                figures.update(speed_in_processes(p, t, run.as_json()))
+
+        base.phase("kernel-alone")
+        for t in p.kernel_tokens:
+            kt = kernel_figures(t, p.width, ceilings)
+            _log_tuning()
+            figures.update(kt)
             _log(f"kernel T={t}: {kt}")
 
         if p.extras:
             base.phase("speed-bf16-weights")
-            sp, _ = speed(p, 512, autocast=None, dtype=torch.bfloat16)
+            run = workload.speed_run(
+                512,
+                p.width,
+                p.depth,
+                ("forge_eager", "fused_eager"),
+                iters=p.iters,
+                warmup=p.warmup,
+                autocast=None,
+                dtype=torch.bfloat16,
+            )
             _log_tuning()
-            for m, ms in sp.items():
-                figures[f"speed_bf16_weights_T512_{m}_ms"] = ms
-            figures["speedup_vs_fused_bf16_weights_T512"] = sp["fused"] / sp["forge"]
-            _log(f"speed bf16 weights: {sp}")
+            for arm, tm in run.timings.items():
+                figures[f"speed_bf16_weights_T512_{arm}_ms"] = tm.step_ms
+            for arm, err in run.errors.items():
+                figures[f"speed_error_bf16_weights_T512_{arm}"] = err
+            if len(run.timings) == 2:
+                figures["speedup_vs_fused_bf16_weights_T512"] = (
+                    run.timings["fused_eager"].step_ms / run.timings["forge_eager"].step_ms
+                )
+            _log(f"speed bf16 weights: {run}")
 
     figures["wall_s"] = time.monotonic() - started
     return figures

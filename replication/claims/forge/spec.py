@@ -4,30 +4,44 @@ The paper: folding AdamW into backward, one dW tile at a time in registers, is e
 precision, "more than halves the memory of an optimizer step" and is ~1.5x faster at the small
 batches of fine-tuning. Measured on a stack of 8 × Linear(4096, 4096) (no bias, so every
 parameter is a fused weight), AdamW (lr 1e-4, wd 0.01), against torch's fused AdamW with
-materialised gradients and against PyTorch's optimizer-in-backward hook, in one process:
+materialised gradients and against PyTorch's optimizer-in-backward hook:
 
 1. Exactness: fp32 weights, TF32 off, 20 steps at T=512; ForgeAdamW against
    torch.optim.AdamW(foreach=False): weights within 1e-5 relative, losses within 1e-3.
 2. Memory: the step's peak allocation (forward + backward + update) above what lived before the
    forward, at T=512, in fp32 and under bf16 autocast: at least 50% below fused AdamW's and
    below the hook's.
-3. Speed: backward + step, median of CUDA-event timings, at T ∈ {512, 2048, 8192}, bf16 autocast
-   on every side (bf16 GEMM operands, fp32 accumulation, fp32 master weights and AdamW states).
-   Target: ≥ 1.25x fused AdamW at T=512 (1.5x, the paper's, reported). Also reported: the fused
-   kernel alone on one layer (fraction of the copy_ bandwidth measured in the same run, time
-   against cuBLAS dW + cast + fused AdamW), the host's time to issue each backward + step, and
-   bf16 weights with stochastic rounding at T=512.
+3. Speed: one training step (forward + backward + optimizer step), bf16 autocast on every side
+   (bf16 GEMM operands, fp32 accumulation, fp32 master weights and AdamW states), at
+   T ∈ {512, 2048, 8192}. Each optimizer runs two ways: eager, and captured with its forward
+   and backward in one CUDA graph that is replayed (`kernels.runtime.graphs.capture_step`,
+   both optimizers built with `capturable=True`), so the host cannot pace it. The four arms
+   are timed interleaved (A B C D, A B C D, ...), each step from an idle GPU, medians of CUDA
+   events. The judged speedup is FORGE's faster arm against torch fused AdamW's faster arm.
+   T=512 is measured in 5 separate processes (the claim's own and 4 it spawns one after the
+   other): the gating figure is the minimum over them, ≥ 1.25x (the median against the paper's
+   1.5x, reported); T=2048 and T=8192 (this process) must be ≥ 1.0x.
+4. Reported, not judged: the fused kernel alone on one layer at T=512 and T=8192 — its fraction
+   of the `copy_` bandwidth (bytes it must move over its time) and of the bf16 GEMM rate
+   (2·T·N·K over its time), both ceilings measured in the same run; its time against cuBLAS's
+   dW GEMM alone (issue 10's 0.85x goal at T=8192) and against cuBLAS dW + cast + fused AdamW;
+   eager backward + step alone, the host's time to issue each step, the hook, and bf16 weights
+   with stochastic rounding at T=512.
 
 ``smoke`` runs the exactness and autocast checks at toy sizes on the CPU (the kernel through
 Triton's interpreter); with no GPU to measure memory or speed its verdict is "inconclusive".
+Records before issue 10 judged backward + step of the eager arms in one process (the
+``speedup_vs_fused_adamw_T512`` check); they keep their names.
 """
 
 from __future__ import annotations
 
 from replication.claims.spec import FULL, CheckSpec, ClaimSpec
 
-SPEED_TOKENS = (512, 2048, 8192)
+SPEED_TOKENS = (512, 2048, 8192)  # the first is measured in SPEED_PROCESSES processes
+SPEED_PROCESSES = 5
 MEMORY_TOKENS = 512
+KERNEL_TOKENS = (512, 8192)
 _GPU = (FULL,)
 
 
@@ -47,34 +61,58 @@ def _memory_checks() -> list[CheckSpec]:
 
 
 def _speed_checks() -> list[CheckSpec]:
-    out = []
-    for t in SPEED_TOKENS:
-        figure = f"speedup_vs_fused_T{t}"
-        if t == 512:
-            out.append(CheckSpec("speedup_vs_fused_adamw_T512", figure, ">=", 1.25, profiles=_GPU))
-            out.append(
-                CheckSpec("speedup_vs_fused_adamw_T512_paper_goal", figure, ">=", 1.5, False, _GPU)
+    first, *rest = SPEED_TOKENS
+    stem = f"speedup_vs_fused_T{first}"
+    out = [
+        CheckSpec(
+            f"speedup_vs_fused_adamw_T{first}_min_of_{SPEED_PROCESSES}_processes",
+            f"{stem}_min",
+            ">=",
+            1.25,
+            profiles=_GPU,
+            description="the slowest of the processes' judged speedups",
+        ),
+        CheckSpec(
+            f"speedup_vs_fused_adamw_T{first}_median_paper_goal",
+            f"{stem}_median",
+            ">=",
+            1.5,
+            False,
+            _GPU,
+        ),
+    ]
+    for t in rest:
+        out.append(
+            CheckSpec(
+                f"speedup_vs_fused_adamw_T{t}", f"speedup_vs_fused_T{t}", ">=", 1.0, profiles=_GPU
             )
-        else:
-            out.append(CheckSpec(f"speedup_vs_fused_adamw_T{t}", figure, ">=", 1.0, False, _GPU))
+        )
     return out
 
 
 def _kernel_checks() -> list[CheckSpec]:
-    out = []
-    for t in SPEED_TOKENS:
-        if t == 512:
-            out.append(
-                CheckSpec(
-                    "kernel_T512_frac_of_copy",
-                    "kernel_T512_fused_frac_of_copy",
-                    ">=",
-                    0.85,
-                    False,
-                    _GPU,
-                    "bytes the fused kernel must move over its time, against copy_ in the run",
-                )
-            )
+    small, large = KERNEL_TOKENS[0], KERNEL_TOKENS[-1]
+    out = [
+        CheckSpec(
+            f"kernel_T{small}_frac_of_copy",
+            f"kernel_T{small}_fused_frac_of_copy",
+            ">=",
+            0.85,
+            False,
+            _GPU,
+            "bytes the fused kernel must move over its time, against copy_ in the run",
+        ),
+        CheckSpec(
+            f"kernel_T{large}_time_vs_cublas_dw",
+            f"kernel_T{large}_cublas_dw_over_fused",
+            ">=",
+            0.85,
+            False,
+            _GPU,
+            "cuBLAS's dW GEMM alone over the fused kernel's time (dW GEMM + update)",
+        ),
+    ]
+    for t in KERNEL_TOKENS:
         figure = f"kernel_T{t}_unfused_over_fused"
         out.append(
             CheckSpec(f"kernel_T{t}_unfused_over_fused_time", figure, ">=", 0.9, False, _GPU)
@@ -90,8 +128,10 @@ SPEC = ClaimSpec(
         "FORGE's fused AdamW (update applied to each weight-gradient tile in registers, no "
         "gradient tensor) matches torch AdamW within 1e-5 relative in fp32 over 20 steps; on 8 x "
         "Linear(4096, 4096) at T=512 its step's peak memory is at least 50% below torch fused "
-        "AdamW's and below the optimizer-in-backward hook's, and backward+step is at least 1.25x "
-        "faster than torch fused AdamW (bf16 autocast, fp32 weights and states on every side)."
+        "AdamW's and below the optimizer-in-backward hook's; a training step is at least 1.25x "
+        "faster than torch fused AdamW's at T=512 in each of 5 processes and no slower at T=2048 "
+        "and T=8192, each side eager or captured in a CUDA graph, whichever is faster (bf16 "
+        "autocast, fp32 weights and states on every side)."
     ),
     scale=(
         "8 x Linear(4096, 4096) without bias, T in {512, 2048, 8192} tokens a step, one GPU; "
@@ -117,14 +157,21 @@ SPEC = ClaimSpec(
     ),
     notes=(
         "Speed and memory on every side use the same model, batch and AdamW; speed is bf16 "
-        "autocast (bf16 GEMM operands, fp32 weights and AdamW states), timed from the start of "
-        "backward to the end of the optimizer step (CUDA events, median). 'bf16_weights' "
-        "figures compare FORGE with bf16 weights, fp32 states and stochastic rounding against "
-        "torch fused AdamW on bf16 parameters (bf16 states): reported, not judged. The stack's "
-        "linears have no bias, so every parameter is fused. 'host_issue' figures are the host's "
-        "ms to issue backward + step: where one is close to its GPU figure, that method's step "
-        "is paced by the host (Python autograd and launches), not by the GPU. Fractions of "
-        "bandwidth are against copy_ measured in the same run (ceiling_ figures)."
+        "autocast (bf16 GEMM operands, fp32 weights and AdamW states). 'speed_step' figures time "
+        "a whole training step (forward + backward + optimizer step) from an idle GPU (CUDA "
+        "events, median), for each optimizer eager ('_eager') and replayed from one CUDA graph "
+        "of the whole step ('_graph', optimizers built with capturable=True; the replay is given "
+        "the captured batch, as the eager arms' batch already lies on the GPU); the arms run "
+        "interleaved. The judged speedup takes the faster arm of each side; at T=512 it is "
+        "measured in 5 processes (speedup_vs_fused_T512 is their median, _per_process lists "
+        "them, this process's first). 'speed_backward_step' figures are the eager arms' "
+        "backward + step alone (what records before issue 10 judged). 'host_issue' figures are "
+        "the host's ms to issue a step: close to the step's own figure, the step is paced by "
+        "the host. 'bf16_weights' figures compare FORGE with bf16 weights, fp32 states and "
+        "stochastic rounding against torch fused AdamW on bf16 parameters, eager: reported, not "
+        "judged. The stack's linears have no bias, so every parameter is fused. Fractions of "
+        "bandwidth and of the GEMM rate are against copy_ and a bf16 GEMM measured in the same "
+        "run (ceiling_ figures)."
     ),
     legacy_profiles={"h100": FULL},
 )

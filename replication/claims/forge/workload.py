@@ -1,18 +1,27 @@
 """FORGE's measured workload, shared by the claim and the benchmarks: the 8 × Linear stack,
-the three ways to run AdamW on it, and the timings the claim reports (over the runtime's one
-timing harness and same-run ceilings).
+the ways to run AdamW on it, and the timings the claim reports (over the runtime's timing
+harness and same-run ceilings).
 
 - "forge": `ForgeAdamW`, the update fused into the weight-gradient GEMM (no dW tensor);
 - "fused": `torch.optim.AdamW(fused=True)` after a backward that materialises every gradient;
 - "hook": PyTorch's optimizer-in-backward recipe, a fused AdamW per parameter run from
   `register_post_accumulate_grad_hook`, freeing each gradient as soon as it is used.
+
+FORGE and fused AdamW also run as one captured CUDA graph per training step (forward, backward
+and step replayed: `kernels.runtime.graphs.capture_step`, both optimizers built with
+`capturable=True`), so neither is paced by the host; the arms are timed interleaved
+(`time_interleaved`) so drift in clocks or host load hits every arm alike.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+import gc
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,13 +33,28 @@ from kernels.runtime import timing
 from kernels.runtime.ceilings import Ceilings, measure_ceilings
 
 METHODS = ("forge", "fused", "hook")
+# The arms of the judged speed comparison: each optimizer eager and captured in a CUDA graph.
+ARMS = ("forge_eager", "forge_graph", "fused_eager", "fused_graph")
 ADAMW = {"lr": 1e-4, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01}
 
 
-def linear_stack(width: int, depth: int, device: str, dtype: torch.dtype, seed: int) -> nn.Module:
-    """`depth` × Linear(width, width) without bias: every parameter is a fusable weight."""
+def linear_stack(
+    width: int,
+    depth: int,
+    device: str,
+    dtype: torch.dtype,
+    seed: int,
+    *,
+    init_on_device: bool = False,
+) -> nn.Module:
+    """`depth` × Linear(width, width) without bias: every parameter is a fusable weight.
+
+    Initialised on the CPU and moved (the weights the exactness and memory figures have always
+    used), or with `init_on_device` drawn on `device` directly (seconds faster at 4096²: the
+    speed arms, whose timings do not depend on the values)."""
     torch.manual_seed(seed)
-    layers = [nn.Linear(width, width, bias=False) for _ in range(depth)]
+    where = device if init_on_device else "cpu"
+    layers = [nn.Linear(width, width, bias=False, device=where) for _ in range(depth)]
     return nn.Sequential(*layers).to(device=device, dtype=dtype)
 
 
@@ -138,6 +162,246 @@ def tf32(enabled: bool) -> Iterator[None]:
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32 = old
+
+
+@dataclass
+class Arm:
+    """One way to run a training step, as `time_interleaved` times it: eager arms issue
+    `forward()` then `rest(loss)` (so backward + step is timed apart too); a captured arm has no
+    `forward` and `rest` replays the whole step."""
+
+    name: str
+    forward: Callable[[], torch.Tensor] | None
+    rest: Callable[[Any], None]
+    keep: object = None  # optimizer, trainer or captured graph, kept alive with the arm
+
+
+@dataclass
+class ArmTiming:
+    """Medians over the timed rounds: the whole step's device ms, eager arms' backward + step
+    ms (None for a replay), and the host's ms to issue the step."""
+
+    step_ms: float
+    backward_step_ms: float | None
+    host_ms: float
+    samples: int
+
+
+def eager_arm(name: str, trainer: Trainer, x: torch.Tensor, target: torch.Tensor) -> Arm:
+    """`trainer`'s step as it is written (forward, backward, optimizer step, no sync)."""
+
+    def rest(loss: torch.Tensor) -> None:
+        loss.backward()
+        trainer.step()
+
+    return Arm(name, lambda: trainer.forward_loss(x, target), rest, trainer)
+
+
+def graph_loss_fn(autocast: torch.dtype | None) -> Callable[..., torch.Tensor]:
+    """`loss_fn(model, x, target)` for capture: the trainer's forward and loss, autocast's
+    weight cache off (torch's graph recipe: cached casts must not outlive a capture)."""
+
+    def loss_fn(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        ctx = (
+            torch.autocast(x.device.type, dtype=autocast, cache_enabled=False)
+            if autocast is not None
+            else contextlib.nullcontext()
+        )
+        with ctx:
+            out = model(x)
+        return stack_loss(out, target)
+
+    return loss_fn
+
+
+def capturable_optimizer(model: nn.Module, method: str) -> torch.optim.Optimizer:
+    """The optimizer of `method` built to be captured: counters and lr on the device."""
+    if method == "forge":
+        return ForgeAdamW(model, **ADAMW, capturable=True)
+    if method == "fused":
+        return torch.optim.AdamW(model.parameters(), **ADAMW, fused=True, capturable=True)
+    raise ValueError(f"no captured arm for method {method!r}")
+
+
+def graph_arm(
+    name: str,
+    model: nn.Module,
+    method: str,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    autocast: torch.dtype | None,
+) -> Arm:
+    """Forward, backward and `method`'s step captured once (``capture_step``), then replayed.
+
+    The replay is given the captured inputs themselves: like the eager arms, whose batch already
+    lies on the device, it copies no batch (a copy of a tensor onto itself is skipped)."""
+    from kernels.runtime.graphs import capture_step
+
+    opt = capturable_optimizer(model, method)
+    step = capture_step(model, opt, graph_loss_fn(autocast), (x, target), warmup=3)
+    static = getattr(step, "static_inputs", None) or (x, target)
+    return Arm(name, None, lambda _loss: step(*static), (opt, step))
+
+
+def make_arm(
+    name: str,
+    width: int,
+    depth: int,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    autocast: torch.dtype | None = torch.bfloat16,
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+) -> Arm:
+    """Arm `name` (``<method>_eager`` or ``<method>_graph``) on a fresh stack."""
+    method, _, how = name.rpartition("_")
+    if method not in METHODS or how not in ("eager", "graph"):
+        raise ValueError(f"unknown arm {name!r}: <forge|fused|hook>_<eager|graph>")
+    model = linear_stack(width, depth, str(x.device), dtype, seed, init_on_device=True)
+    if how == "graph":
+        return graph_arm(name, model, method, x, target, autocast)
+    return eager_arm(name, make_trainer(model, method, autocast=autocast), x, target)
+
+
+def time_interleaved(
+    arms: Sequence[Arm], *, iters: int, warmup: int, device: torch.device
+) -> dict[str, ArmTiming]:
+    """Each arm's medians over `iters` rounds after `warmup`, the arms run in turn in every
+    round (A B C D, A B C D, ...) so drift in clocks or host load hits them alike.
+
+    Every timed step starts on an idle device (synchronised before): its time is what one step
+    costs from issue to finish, bubbles included where the host issues slower than the device
+    runs. CUDA events on a GPU; wall clock on the CPU (smoke sizes, the interpreter)."""
+    cuda = device.type == "cuda"
+    samples: dict[str, list[tuple[float, float | None, float]]] = {a.name: [] for a in arms}
+    pending: list[tuple[str, list[torch.cuda.Event], float]] = []
+    for i in range(warmup + iters):
+        for arm in arms:
+            timing.sync(device)
+            events = [torch.cuda.Event(enable_timing=True) for _ in range(3)] if cuda else []
+            t0 = time.perf_counter()
+            if cuda:
+                events[0].record()
+            loss = None
+            t_mid = t0
+            if arm.forward is not None:
+                loss = arm.forward()
+                t_mid = time.perf_counter()
+                if cuda:
+                    events[1].record()
+            arm.rest(loss)
+            issue_ms = (time.perf_counter() - t0) * 1e3
+            if cuda:
+                events[2].record()
+            else:
+                timing.sync(device)
+            t_end = time.perf_counter()
+            del loss
+            if i < warmup:
+                continue
+            if cuda:  # events read once the last round is done
+                pending.append(
+                    (arm.name, events if arm.forward is not None else events[::2], issue_ms)
+                )
+            else:
+                split = (t_end - t_mid) * 1e3 if arm.forward is not None else None
+                samples[arm.name].append(((t_end - t0) * 1e3, split, issue_ms))
+    timing.sync(device)
+    for name, events, issue_ms in pending:
+        start, *mid, end = events
+        split = mid[0].elapsed_time(end) if mid else None
+        samples[name].append((start.elapsed_time(end), split, issue_ms))
+    out = {}
+    for arm in arms:
+        rows = samples[arm.name]
+        steps = [r[0] for r in rows]
+        splits = [r[1] for r in rows if r[1] is not None]
+        out[arm.name] = ArmTiming(
+            statistics.median(steps),
+            statistics.median(splits) if splits else None,
+            statistics.median(r[2] for r in rows),
+            len(rows),
+        )
+    return out
+
+
+@dataclass
+class SpeedRun:
+    """One token count's interleaved comparison: each arm's timing, and the arms that could
+    not be built (name -> the error), which are left out of the timing."""
+
+    tokens: int
+    timings: dict[str, ArmTiming]
+    errors: dict[str, str]
+
+    def best_ms(self, method: str) -> float | None:
+        """The faster of `method`'s eager and captured step (None when neither was timed, or
+        one of the two failed: the faster of two is then not known)."""
+        names = [f"{method}_eager", f"{method}_graph"]
+        if any(n in self.errors or n not in self.timings for n in names):
+            return None
+        return min(self.timings[n].step_ms for n in names)
+
+    def speedup_vs_fused(self) -> float | None:
+        """FORGE's faster step against torch fused AdamW's faster (the judged speedup)."""
+        forge, fused = self.best_ms("forge"), self.best_ms("fused")
+        return None if forge is None or fused is None else fused / forge
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "tokens": self.tokens,
+            "step_ms": {k: v.step_ms for k, v in self.timings.items()},
+            "backward_step_ms": {
+                k: v.backward_step_ms
+                for k, v in self.timings.items()
+                if v.backward_step_ms is not None
+            },
+            "host_issue_ms": {k: v.host_ms for k, v in self.timings.items()},
+            "samples": {k: v.samples for k, v in self.timings.items()},
+            "errors": self.errors,
+            "speedup_vs_fused": self.speedup_vs_fused(),
+        }
+
+
+def speed_run(
+    tokens: int,
+    width: int,
+    depth: int,
+    arms: Sequence[str] = ARMS,
+    *,
+    iters: int,
+    warmup: int,
+    device: str = "cuda",
+    autocast: torch.dtype | None = torch.bfloat16,
+    dtype: torch.dtype = torch.float32,
+) -> SpeedRun:
+    """The named arms on the same batch of `tokens` tokens, each on its own stack (same seed),
+    timed interleaved; the stacks and graphs are freed before returning. An arm that cannot be
+    built (e.g. capture on a machine without CUDA) is reported in `errors`, not raised."""
+    g = torch.Generator(device=device).manual_seed(tokens)
+    x = torch.randn(tokens, width, device=device, generator=g).to(dtype)
+    target = torch.randn(tokens, width, device=device, generator=g)
+    built: list[Arm] = []
+    errors: dict[str, str] = {}
+    with tf32(False):
+        for name in arms:
+            try:
+                built.append(
+                    make_arm(name, width, depth, x, target, autocast=autocast, dtype=dtype)
+                )
+            except Exception as exc:  # reported as the arm's error; the others still run
+                errors[name] = f"{type(exc).__name__}: {exc}"[:500]
+        timings = (
+            time_interleaved(built, iters=iters, warmup=warmup, device=torch.device(device))
+            if built
+            else {}
+        )
+    built.clear()
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return SpeedRun(tokens, timings, errors)
 
 
 def fused_kernel_bytes(t: int, n: int, k: int, in_bytes: int, w_bytes: int = 4) -> int:
