@@ -34,9 +34,16 @@ jobs; submitting an event needs only a valid signature. A worker's calls on `/ap
 signed with its registered Ed25519 key (`X-Pith-*` headers, see `pith_core.request_auth`)."""
 
 
-def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    database: Database | None = None,
+    log_append: bool = True,
+) -> FastAPI:
     """The service. `database` overrides the one `settings.database_url` names (tests bind one
-    to a connection whose transaction they roll back)."""
+    to a connection whose transaction they roll back). `log_append=False` is bench/log.py's
+    alone: events stored without log leaves, to measure ingest without the log (no setting
+    reaches it: a production registry always logs)."""
     settings = settings or Settings()
     db = database or Database(settings.database_url)
     identity = load_identity(settings)
@@ -58,6 +65,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         cache=ReadCache(
             log_head, settings.read_cache_seconds, max_bytes=settings.read_cache_max_bytes
         ),
+        log_append=log_append,
     )
     problems.install(app)
     if settings.read_cache_seconds > 0 and settings.cached_reads_before_routing:

@@ -116,11 +116,6 @@ class Settings(BaseSettings):
         description="C2SP verifier keys (name+hash+base64, type 0x04) of the witnesses whose "
         "cosignatures this registry accepts",
     )
-    log_append: bool = Field(
-        default=True,
-        description="bench/log.py only: false stores events without their log leaves, to "
-        "measure ingest without the log (the log is then incomplete: never in production)",
-    )
     key_rotations: list[Path] = Field(
         default=[],
         description="files of signed key rotation statements (`pith key rotate`), oldest first: "

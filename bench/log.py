@@ -1,12 +1,12 @@
 """Benchmark of the transparency log's cost (issue 15), in one run on this machine.
 
 Ingest: the same signed events posted through `POST /api/events` (batches, a few concurrent
-clients) to two `pith serve` processes on two fresh PostgreSQL databases, one appending every
-event to the log (the default) and one with `PITH_LOG_APPEND=false` (events stored without
-leaves: a bench-only mode); the batches are split into rounds that alternate between the two, so
-other load on the machine spreads over both. Reported: events/s each and their ratio (target
->= 0.85), and the CPU seconds per event the service and PostgreSQL spent (a figure other load
-does not move).
+clients) to two servers on two fresh PostgreSQL databases, one appending every event to the log
+(`pith serve`) and one from `create_app(log_append=False)` (events stored without leaves: a
+bench-only app factory parameter, no setting reaches it); the batches are split into rounds that
+alternate between the two, so other load on the machine spreads over both. Reported: events/s
+each and their ratio (target >= 0.85), and the CPU seconds per event the service and PostgreSQL
+spent (a figure other load does not move).
 
 Reads: `GET /log/checkpoint` and a full tile (`/log/tile/0/000`) from the service with the log,
 against a bare FastAPI/uvicorn route returning the same bytes from memory, at 32 connections
@@ -27,6 +27,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -70,6 +71,19 @@ async def tile() -> Response:
     return Response(TILE, media_type="application/octet-stream")
 """
 READ_PATHS = {"checkpoint": "/log/checkpoint", "tile": "/log/tile/0/000"}
+# The log-less server: the same registry, its database prepared as `pith serve` prepares it.
+WITHOUT_LOG_APP = """
+from app.main import create_app
+
+
+def app():
+    return create_app(log_append=False)
+"""
+PREPARE = (
+    "from app.cli import load_results, seed_if_empty; from app.settings import Settings; "
+    "from app.storage.migrate import upgrade_database; s = Settings(); "
+    "upgrade_database(s.database_url); seed_if_empty(s); load_results(s)"
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,8 +136,15 @@ def main(argv: list[str] | None = None) -> int:
         urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
         with process(serve, tmp / "with.log", env=env("with", db_with), cwd=tmp) as svc:
             wait_ready(f"{urls['with']}/healthz", svc, tmp / "with.log")
-            without_env = env("without", db_without, PITH_LOG_APPEND="false")
-            with process(serve, tmp / "without.log", env=without_env, cwd=tmp) as bare_log:
+            without_env = env("without", db_without)
+            (tmp / "without_log.py").write_text(WITHOUT_LOG_APP)
+            subprocess.run([sys.executable, "-c", PREPARE], env=without_env, cwd=tmp, check=True)
+            without_cmd = [
+                sys.executable, "-m", "uvicorn", "without_log:app", "--factory",
+                "--app-dir", str(tmp), "--host", "127.0.0.1", "--port", str(ports["without"]),
+                "--workers", str(args.workers), "--no-access-log", "--log-level", "warning",
+            ]  # fmt: skip
+            with process(without_cmd, tmp / "without.log", env=without_env, cwd=tmp) as bare_log:
                 wait_ready(f"{urls['without']}/healthz", bare_log, tmp / "without.log")
                 bodies = make_batches(args.events, args.batch)
                 procs = {"with": svc, "without": bare_log}

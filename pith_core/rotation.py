@@ -1,11 +1,13 @@
 """Registry key rotation: a statement signed by the old key naming the new key and when it takes
 over, and the key history (each key with its validity window) a chain of them gives.
 
-What a window means: a receipt or event dated before the key's `valid_until` (and at or after
-its `valid_from`) verifies under it; a checkpoint of a tree no larger than its
-`checkpoints_through` does. A rotation that revokes the old key (`revoked_since`, for a key
-believed compromised) ends its window there instead, so its later signatures do not verify while
-everything it signed before still does.
+What a window means is judged by log position, never by a date the signer wrote (a stolen key
+backdates at will): the old key's events are the leaves below the tree size its last checkpoint
+covers (`checkpoints_through`), the new key's those from there on, and a checkpoint verifies
+under the key whose range holds its tree size. A rotation that revokes a key believed compromised
+names the last tree size known good as `checkpoints_through`, so everything the key signed later
+is void while what it signed before still stands. Dates (`takes_over_at`, `revoked_since`) judge
+only what has no log position: a receipt of a record the log does not hold.
 """
 
 from __future__ import annotations
@@ -137,6 +139,17 @@ class KeyWindow:
             return False
         return self.valid_until is None or moment < _instant(self.valid_until)
 
+    @property
+    def retired(self) -> bool:
+        return self.checkpoints_through is not None
+
+    def covers_leaf(self, index: int) -> bool:
+        """Whether an event at log position `index` (its leaf index) is this key's: the leaves
+        below the tree size the rotation hands over at are the old key's, the rest the new's."""
+        if index < self.checkpoints_after:
+            return False
+        return self.checkpoints_through is None or index < self.checkpoints_through
+
     def covers_tree_size(self, size: int) -> bool:
         """A checkpoint of `size` leaves: the new key takes over at the size the rotation names
         (it may re-sign that tree), the old key signs nothing larger."""
@@ -153,6 +166,8 @@ class KeyWindow:
             "valid_until": self.valid_until,
             "checkpoints": {"after_tree_size": self.checkpoints_after,
                             "through_tree_size": self.checkpoints_through},
+            "events": {"from_leaf_index": self.checkpoints_after,
+                       "below_leaf_index": self.checkpoints_through},
             "revoked": self.revoked,
         }  # fmt: skip
 
@@ -219,27 +234,65 @@ def valid_for_checkpoint(windows: Sequence[KeyWindow], public_key: bytes, size: 
     return w is not None and w.covers_tree_size(size)
 
 
+def _positions(log: Any) -> dict[str, int]:
+    """event id → leaf index, from a bundle's or events.json's `log` object (its inclusion
+    proofs are checked by `verify_document`: a position that is not proven fails there)."""
+    entries = log.get("entries") if isinstance(log, Mapping) else None
+    if not isinstance(entries, Mapping):
+        return {}
+    return {
+        str(eid): entry["leaf_index"]
+        for eid, entry in entries.items()
+        if isinstance(entry, Mapping) and type(entry.get("leaf_index")) is int
+    }
+
+
 def windowed_checks(doc: Mapping[str, Any], windows: Sequence[KeyWindow]) -> list[str]:
     """What in a record, bundle or state a key signed outside its window (empty: all holds):
-    the receipt (by `signed_at`), the registry keys' events (by `created_at`) and a bundle's
-    log checkpoint (by tree size)."""
+    the registry keys' events by their log position (an event of a retired key without one is
+    not judged by the date it claims: it fails), a bundle's log checkpoint by its tree size, and
+    the receipt by its log position (the leaf of the registry's first event about the record,
+    signed with the receipt in one transaction) or, for a record the log does not hold, its
+    `signed_at`."""
     from .logcheck import checkpoint_signer
 
     problems: list[str] = []
     by_fp = {fingerprint(w.public_key): w for w in windows}
+    log = doc.get("log")
+    positions = _positions(log)
+    events = [e for e in doc.get("events") or () if isinstance(e, Mapping)]
+    for event in events:
+        signer = event.get("signer")
+        w = by_fp.get(signer.get("public_key_fingerprint") if isinstance(signer, Mapping) else None)
+        if w is None:
+            continue
+        at = positions.get(str(event.get("event_id")))
+        if at is None and w.retired:
+            problems.append(
+                f"event {event.get('event_id')} of retired key {w.key_id} has no log position "
+                "to judge it by (its created_at proves nothing)"
+            )
+        elif at is not None and not w.covers_leaf(at):
+            problems.append(
+                f"event {event.get('event_id')} is at log position {at}, outside key "
+                f"{w.key_id}'s window"
+            )
     receipt = doc.get("receipt")
     if isinstance(receipt, Mapping):
         w = by_fp.get(str(receipt.get("public_key_fingerprint")))
-        if w is not None and not w.covers_time(str(receipt.get("signed_at"))):
-            problems.append(f"the receipt is dated outside the window of key {w.key_id}")
-    for event in doc.get("events") or ():
-        fp = event.get("signer", {}).get("public_key_fingerprint")
-        w = by_fp.get(fp)
-        if w is not None and not w.covers_time(str(event.get("created_at"))):
+        mine = [
+            positions[str(e.get("event_id"))]
+            for e in events
+            if str(e.get("event_id")) in positions
+            and isinstance(e.get("signer"), Mapping)
+            and e["signer"].get("public_key_fingerprint") == receipt.get("public_key_fingerprint")
+        ]
+        if w is not None and mine and not w.covers_leaf(min(mine)):
             problems.append(
-                f"event {event.get('event_id')} is dated outside key {w.key_id}'s window"
+                f"the receipt was logged at position {min(mine)}, outside key {w.key_id}'s window"
             )
-    log = doc.get("log")
+        elif w is not None and not mine and not w.covers_time(str(receipt.get("signed_at"))):
+            problems.append(f"the receipt is dated outside the window of key {w.key_id}")
     if isinstance(log, Mapping) and isinstance(log.get("checkpoint"), str):
         signer = checkpoint_signer(log["checkpoint"], str(log.get("origin")), windows)
         if signer is None:

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, any_, bindparam, func, insert, select
+from sqlalchemy import String, any_, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
@@ -17,20 +17,6 @@ from ..storage.models import Event, SignerKey, StateCache
 # changes-feed reader that saw index n never later finds a smaller one committed behind it.
 # (SQLite's BEGIN IMMEDIATE is that lock already.)
 LOG_LOCK_KEY = 0x70697468  # "pith"
-COPY_THRESHOLD = 16
-_COPY_COLUMNS = (
-    "event_id",
-    "subject",
-    "signer_fingerprint",
-    "seq",
-    "prev",
-    "target",
-    "event_type",
-    "created_at",
-    "received_at",
-    "body",
-)
-_COPY_EVENTS = f"COPY events ({', '.join(_COPY_COLUMNS)}) FROM STDIN"
 
 
 def _displayable(text: str, limit: int) -> str:
@@ -172,32 +158,6 @@ class EventRepository:
         dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         stmt = dialect_insert(SignerKey).on_conflict_do_nothing(index_elements=["fingerprint"])
         self.session.execute(stmt, list(rows.values()))
-
-    def append(self, rows: list[dict[str, Any]]) -> list[int]:
-        """Append events (dicts of the Event columns) and return their log indices, in order.
-
-        Many rows go to PostgreSQL by COPY (an order of magnitude cheaper than a multi-row
-        INSERT); their indices are then read back by event id."""
-        if not rows:
-            return []
-        if self.dialect != "postgresql" or len(rows) < COPY_THRESHOLD:
-            result = self.session.execute(
-                insert(Event).returning(Event.log_index, sort_by_parameter_order=True), rows
-            )
-            return [int(i) for i in result.scalars()]
-        self.session.flush()
-        driver = self.session.connection().connection.driver_connection
-        assert driver is not None
-        with driver.cursor() as cur, cur.copy(_COPY_EVENTS) as copy:
-            for row in rows:
-                copy.write_row([row[c] for c in _COPY_COLUMNS])
-        ids = [row["event_id"] for row in rows]
-        index: dict[str, int] = {}
-        for start in range(0, len(ids), 1000):
-            chunk = ids[start : start + 1000]
-            stmt = select(Event.event_id, Event.log_index).where(self._ids_in(chunk))
-            index.update((str(e), int(i)) for e, i in self.session.execute(stmt))
-        return [index[i] for i in ids]
 
     def cached_state(self, subject: str) -> StateCache | None:
         return self.session.get(StateCache, subject)

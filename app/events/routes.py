@@ -135,11 +135,9 @@ def _ingest(ctx: AppContext, raw: bytes) -> Response:
         )
     with ctx.write() as session:
         stored: list[StoredEvent] = ingest_batch(
-            session, events, ctx.settings.trust_predate_margin_seconds
+            session, events, ctx.settings.trust_predate_margin_seconds, ctx.identity
         )
-        proofs = log_proofs(
-            session, log_signer_of(ctx), [s.log_index for s in stored], with_proofs=False
-        )
+        proofs = log_proofs(session, log_signer_of(ctx), [s.log_index for s in stored])
     created = sum(1 for s in stored if s.created)
     return _json(
         {

@@ -24,7 +24,7 @@ from pith_core.timefmt import format_utc_second
 
 from ..core.problems import Problem
 from ..core.timeutil import utcnow
-from ..log.service import append_events as append_to_log
+from ..log.service import append as append_to_log
 from ..records.repository import RecordRepository
 from ..registry.service import RegistryIdentity
 from ..storage.models import Record
@@ -176,11 +176,14 @@ def store_events(
     session: Session,
     events: Sequence[dict[str, Any]],
     known_subjects: set[str] | Mapping[str, str],
+    *,
+    retired: Mapping[str, Any] | None = None,
 ) -> list[StoredEvent]:
     """Append the verified `events` not yet in the log (all about subjects in `known_subjects`),
     in the order given; duplicates come back with the log's copy. Caller holds the log lock.
     When `known_subjects` maps each subject to the earliest date allowed (`earliest_dates`), a
-    new event dated before it is refused."""
+    new event dated before it is refused; with `retired` (`RegistryIdentity.retired_windows`),
+    one of a retired registry key outside its window (by log position) is."""
     repo = EventRepository(session)
     now = utcnow()
     existing = repo.existing_ids(e["event_id"] for e in events)
@@ -200,9 +203,8 @@ def store_events(
             fresh.setdefault(event["event_id"], event)
     repo.add_signers((e["signer"] for e in fresh.values()), now)
     rows = [_row(e, now) for e in fresh.values()]
-    indices = dict(zip(fresh, repo.append(rows), strict=True))
-    # The transparency log (app/log): each new event is its next leaf, in this transaction.
-    append_to_log(session, sorted(zip(indices.values(), (r["body"] for r in rows), strict=True)))
+    # app/log stores them and makes each its next leaf, in this transaction (both or neither)
+    indices = dict(zip(fresh, append_to_log(session, rows, retired=retired), strict=True))
     out: list[StoredEvent] = []
     for event in events:
         eid = event["event_id"]
@@ -288,21 +290,25 @@ def submit_action(
     repo.lock_log()
     submitted_at = json.loads(record.canonical_record)["metadata"]["submitted_at"]
     earliest = earliest_dates({record.pith_number: submitted_at}, margin_seconds)
-    stored = store_events(session, [event], earliest)[0]
+    stored = store_events(session, [event], earliest, retired=identity.retired_windows)[0]
     kept = stored.event
     signer = kept["signer"]["public_key_fingerprint"]
     return stored, repo.slot_taken(signer, record.pith_number, kept["seq"], kept["event_id"])
 
 
 def ingest_batch(
-    session: Session, events: Sequence[dict[str, Any]], margin_seconds: int = 86_400
+    session: Session,
+    events: Sequence[dict[str, Any]],
+    margin_seconds: int = 86_400,
+    identity: RegistryIdentity | None = None,
 ) -> list[StoredEvent]:
     """Append a batch of verified events, all or nothing; states recompute when next read."""
     repo = EventRepository(session)
     repo.lock_log()
     subjects = {e["subject_pith_number"] for e in events}
     known = RecordRepository(session).submitted_at_of(subjects)
-    return store_events(session, events, earliest_dates(known, margin_seconds))
+    retired = identity.retired_windows if identity is not None else None
+    return store_events(session, events, earliest_dates(known, margin_seconds), retired=retired)
 
 
 def events_document(record: Record, events: Sequence[dict[str, Any]]) -> dict[str, Any]:

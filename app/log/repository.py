@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, insert, select, tuple_
+from sqlalchemy import String, any_, bindparam, func, insert, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from pith_core.tlog import NodeId
@@ -16,6 +18,19 @@ from .models import LogCosignature, LogLeaf, LogNode
 
 _CHUNK = 500
 COPY_THRESHOLD = 16
+_EVENT_COLUMNS = (
+    "event_id",
+    "subject",
+    "signer_fingerprint",
+    "seq",
+    "prev",
+    "target",
+    "event_type",
+    "created_at",
+    "received_at",
+    "body",
+)
+_COPY_EVENTS = f"COPY events ({', '.join(_EVENT_COLUMNS)}) FROM STDIN"
 _COPY_LEAVES = "COPY tlog_leaves (leaf_index, event_log_index) FROM STDIN"
 _COPY_NODES = "COPY tlog_nodes (level, idx, hash) FROM STDIN"
 
@@ -28,6 +43,39 @@ class LogRepository:
         """The number of leaves (the highest leaf index + 1: one index probe, not a count)."""
         top = self.session.scalar(select(func.max(LogLeaf.leaf_index)))
         return 0 if top is None else int(top) + 1
+
+    def _driver(self) -> Any:
+        self.session.flush()
+        driver = self.session.connection().connection.driver_connection
+        assert driver is not None
+        return driver
+
+    def _postgresql(self) -> bool:
+        return self.session.get_bind().dialect.name == "postgresql"
+
+    def insert_events(self, rows: list[dict[str, Any]]) -> list[int]:
+        """Insert event rows (dicts of the Event columns); their log indices, in order. The only
+        insert into `events` (app/log owns appends). Many rows go to PostgreSQL by COPY (an order
+        of magnitude cheaper than a multi-row INSERT); their indices are then read back by id."""
+        if not rows:
+            return []
+        if not self._postgresql() or len(rows) < COPY_THRESHOLD:
+            result = self.session.execute(
+                insert(Event).returning(Event.log_index, sort_by_parameter_order=True), rows
+            )
+            return [int(i) for i in result.scalars()]
+        with self._driver().cursor() as cur, cur.copy(_COPY_EVENTS) as copy:
+            for row in rows:
+                copy.write_row([row[c] for c in _EVENT_COLUMNS])
+        ids = [row["event_id"] for row in rows]
+        index: dict[str, int] = {}
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start : start + 1000]
+            # one array parameter: a fresh database keeps the index plan (see EventRepository)
+            wanted = Event.event_id == any_(bindparam("ids", chunk, type_=ARRAY(String)))
+            stmt = select(Event.event_id, Event.log_index).where(wanted)
+            index.update((str(e), int(i)) for e, i in self.session.execute(stmt))
+        return [index[i] for i in ids]
 
     def nodes(self, ids: Iterable[NodeId]) -> dict[NodeId, bytes]:
         wanted = sorted(set(ids))
@@ -54,11 +102,8 @@ class LogRepository:
     ) -> None:
         """Insert leaves (leaf_index, event log_index) and new complete nodes (level, idx, hash).
         Many rows go to PostgreSQL by COPY, as events do (several times cheaper than INSERT)."""
-        if self.session.get_bind().dialect.name == "postgresql" and len(leaves) >= COPY_THRESHOLD:
-            self.session.flush()
-            driver = self.session.connection().connection.driver_connection
-            assert driver is not None
-            with driver.cursor() as cur:
+        if self._postgresql() and len(leaves) >= COPY_THRESHOLD:
+            with self._driver().cursor() as cur:
                 with cur.copy(_COPY_LEAVES) as copy:
                     for row in leaves:
                         copy.write_row(row)

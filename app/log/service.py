@@ -17,6 +17,7 @@ from nacl.signing import SigningKey
 from sqlalchemy.orm import Session
 
 from pith_core import note, tiles, tlog
+from pith_core.rotation import KeyWindow
 
 from ..core.problems import Problem
 from ..core.timeutil import utcnow
@@ -60,13 +61,47 @@ def b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
-def append_events(session: Session, items: Sequence[tuple[int, str]]) -> list[int]:
-    """Make the stored events `items` ((log_index, canonical JSON), in log-index order) the next
-    leaves; return their leaf indices. O(log n) a leaf: reads the tree's frontier, writes the
-    new complete nodes. Same transaction as the event rows, under the log lock the caller holds."""
-    if not items or session.info.get("pith.log_append") is False:
+LOG_APPEND = "pith.log_append"  # session.info: False in bench/log.py's log-less server only
+
+
+def append(
+    session: Session,
+    rows: list[dict[str, Any]],
+    *,
+    retired: Mapping[str, KeyWindow] | None = None,
+) -> list[int]:
+    """Store verified events (dicts of the Event columns, `body` their canonical JSON) and make
+    them the log's next leaves, in one transaction (both or neither); their log indices. The
+    one way events enter the store. `retired` (fingerprint → window, RegistryIdentity's
+    `retired_windows`): an event of a retired registry key whose leaf would fall outside its
+    key's window is refused, whatever date it claims. Caller holds the log lock."""
+    if not rows:
         return []
-    entries = [body.encode("utf-8") for _, body in items]
+    entries = [row["body"].encode("utf-8") for row in rows]
+    _check_entry_sizes(entries)
+    EventRepository(session).lock_log()  # held already by every caller; re-entrant: a guard
+    repo = LogRepository(session)
+    appending = session.info.get(LOG_APPEND) is not False
+    size = repo.size() if appending or retired else 0
+    if retired:
+        for k, row in enumerate(rows):
+            window = retired.get(row["signer_fingerprint"])
+            if window is not None and not window.covers_leaf(size + k):
+                raise Problem(
+                    422,
+                    "key_retired",
+                    f"event {row['event_id']} is signed by registry key {window.key_id}, "
+                    f"retired at log position {window.checkpoints_through}: it would be leaf "
+                    f"{size + k} (a key's window is judged by log position, not created_at)",
+                    field="signer",
+                )
+    indices = repo.insert_events(rows)
+    if appending:
+        _append_leaves(session, repo, size, sorted(zip(indices, entries, strict=True)))
+    return indices
+
+
+def _check_entry_sizes(entries: Sequence[bytes]) -> None:
     for entry in entries:
         if len(entry) > tiles.MAX_ENTRY_SIZE:
             raise Problem(
@@ -76,9 +111,15 @@ def append_events(session: Session, items: Sequence[tuple[int, str]]) -> list[in
                 f"{tiles.MAX_ENTRY_SIZE} (C2SP tlog-tiles entry bundles)",
                 field="payload",
             )
-    EventRepository(session).lock_log()  # held already by every caller; re-entrant: a guard
-    repo = LogRepository(session)
-    size = repo.size()
+
+
+def _append_leaves(
+    session: Session, repo: LogRepository, size: int, items: Sequence[tuple[int, bytes]]
+) -> list[int]:
+    """Make the stored events `items` ((log_index, entry), in log-index order) the next leaves
+    from `size`; their leaf indices. O(log n) a leaf: reads the tree's frontier, writes the new
+    complete nodes. Same transaction as the event rows, under the log lock."""
+    entries = [entry for _, entry in items]
     ids = tlog.frontier(size)
     known = repo.nodes(ids)
     nodes, front = tlog.append_leaves(size, [known[i] for i in ids], map(tlog.leaf_hash, entries))

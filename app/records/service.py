@@ -183,7 +183,7 @@ def import_candidates(
     stored = [store_record(session, identity, c, origin="imported") for c in candidates]
     events = [e for c in candidates for e in c.events]  # a bundle's events (issue 15)
     if events:
-        ingest_batch(session, events)
+        ingest_batch(session, events, identity=identity)
     return stored
 
 

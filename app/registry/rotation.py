@@ -10,25 +10,30 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pith_core.keys import KeyPair
 from pith_core.rotation import KeyWindow, key_history
 
 from ..settings import Settings
 from .service import RegistryIdentity
 
 
-def key_windows(settings: Settings, identity: RegistryIdentity) -> list[KeyWindow]:
+def windows_for(settings: Settings, key: KeyPair) -> list[KeyWindow]:
     """Every key of this registry, oldest first, with its window (one window when no rotation).
-    ValueError when the statements do not end at the key in PITH_KEY_FILE."""
+    ValueError when the statements do not end at `key` (the key in PITH_KEY_FILE)."""
     statements = settings.rotation_statements
     if not statements:
-        return [KeyWindow(identity.key.public_key, identity.key.key_id, None, None, 0, None)]
+        return [KeyWindow(key.public_key, key.key_id, None, None, 0, None)]
     windows = key_history(bytes.fromhex(statements[0]["old_public_key_hex"]), statements)
-    if windows[-1].public_key != identity.key.public_key:
+    if windows[-1].public_key != key.public_key:
         raise ValueError(
             "PITH_KEY_ROTATIONS end at key "
             f"{windows[-1].public_key.hex()[:16]}…, not at the key of PITH_KEY_FILE"
         )
     return windows
+
+
+def key_windows(settings: Settings, identity: RegistryIdentity) -> list[KeyWindow]:
+    return list(identity.key_windows) or windows_for(settings, identity.key)
 
 
 def key_history_document(settings: Settings, identity: RegistryIdentity) -> dict[str, Any]:

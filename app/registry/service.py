@@ -15,6 +15,7 @@ from pith_core.events import signer_info
 from pith_core.keyfile import load_or_create_key
 from pith_core.keys import KeyPair, b64encode, fingerprint
 from pith_core.merge import MERGE_VERSION
+from pith_core.rotation import KeyWindow
 from pith_core.timefmt import format_utc_second
 
 from ..core.problems import Problem
@@ -28,12 +29,16 @@ class RegistryIdentity:
     key: KeyPair
     signer_id: str
     trusted_keys: tuple[bytes, ...]
+    key_windows: tuple[KeyWindow, ...] = ()  # this registry's keys by log position (rotations)
     signer: dict[str, str] = field(init=False)
     pinned_keys: tuple[bytes, ...] = field(init=False)
     pinned_fingerprints: frozenset[str] = field(init=False)
     pins_sha256: str = field(init=False)
+    retired_windows: dict[str, KeyWindow] = field(init=False)
 
     def __post_init__(self) -> None:
+        retired = {fingerprint(w.public_key): w for w in self.key_windows if w.retired}
+        object.__setattr__(self, "retired_windows", retired)
         info = signer_info(self.key, signer_id=self.signer_id, signer_type=SIGNER_TYPE)
         pinned = tuple(dict.fromkeys((self.key.public_key, *self.trusted_keys)))
         object.__setattr__(self, "signer", info)
@@ -53,8 +58,13 @@ def load_identity(settings: Settings) -> RegistryIdentity:
     if not path.parent.exists():
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = load_or_create_key(path, settings.key_id)
+    from .rotation import windows_for  # rotation reads this module's RegistryIdentity
+
     return RegistryIdentity(
-        key=key, signer_id=registry_name(settings, key), trusted_keys=settings.trusted_keys
+        key=key,
+        signer_id=registry_name(settings, key),
+        trusted_keys=settings.trusted_keys,
+        key_windows=tuple(windows_for(settings, key)),
     )
 
 

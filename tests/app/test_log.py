@@ -321,6 +321,15 @@ def test_key_rotation_keeps_old_signatures_and_refuses_the_old_keys_later_ones(
         (tmp_path / "keys.json").write_text(json.dumps(doc))
         _submit(client, subject, 1, None, new_key())
         grown = client.get(f"/pith/{suffix}/bundle.json").json()
+        # the old key after its window, its event dated before the takeover (backdated): the
+        # position it would take in the log decides, on both ways in; nothing is stored
+        size = client.get("/log").json()["tree_size"]
+        backdated = signed_event(identity.key, subject, created_at="2026-11-23T05:00:00Z")
+        assert backdated["created_at"] < statement["takes_over_at"]
+        r = client.post(f"/pith/{suffix}/action/replication_record", json=backdated)
+        assert_problem(r, 422, "key_retired")
+        assert_problem(client.post("/api/events", json=[backdated]), 422, "key_retired")
+        assert client.get("/log").json()["tree_size"] == size
     assert after["log"]["checkpoint"] != before["log"]["checkpoint"]  # now signed by the new key
     old_hex = identity.key.public_key.hex()
     base = ["verify", "--key", old_hex, "--key", PUBLIC_KEY.hex()]

@@ -111,13 +111,43 @@ def test_windowed_checks_of_a_document() -> None:
             {"event_id": "b", "created_at": "2026-07-02T00:00:00Z",
              "signer": {"public_key_fingerprint": fingerprint(_pub(k2))}},
         ],
-        "log": {"origin": origin, "checkpoint": old_cp},
+        "log": {"origin": origin, "checkpoint": old_cp,
+                "entries": {"a": {"leaf_index": 1}, "b": {"leaf_index": 3}}},
     }  # fmt: skip
     assert rotation.windowed_checks(doc, windows) == []
-    late_event = {**doc["events"][0], "event_id": "c", "created_at": "2026-06-02T00:00:00Z"}
-    problems = rotation.windowed_checks({**doc, "events": [late_event]}, windows)
-    assert problems and "c" in problems[0]
-    late = rotation.windowed_checks(
-        {**doc, "log": {"origin": origin, "checkpoint": late_cp}}, windows
+    # the old key's event at the takeover position, backdated to before the takeover time:
+    # its position decides, not the date its signer wrote
+    backdated = {**doc["events"][0], "event_id": "c", "created_at": "2026-01-01T00:00:00Z"}
+    entries = {**doc["log"]["entries"], "c": {"leaf_index": 3}}
+    problems = rotation.windowed_checks(
+        {**doc, "events": [backdated], "log": {**doc["log"], "entries": entries}}, windows
     )
+    assert problems[0] == "event c is at log position 3, outside key k1's window"
+    # without a position the old key's event is not judged by its date: it fails
+    bare = rotation.windowed_checks({**doc, "events": [backdated], "log": None}, windows)
+    assert bare and "no log position" in bare[0]
+    # the new key's event below the takeover position is not the new key's either
+    early = {**doc["log"], "entries": {**doc["log"]["entries"], "b": {"leaf_index": 2}}}
+    assert "outside key k2's window" in rotation.windowed_checks({**doc, "log": early}, windows)[0]
+    # the receipt: by the position of the record's first event of its key
+    logged_late = {**doc["log"], "entries": {"a": {"leaf_index": 5}, "b": {"leaf_index": 6}}}
+    receipt_late = rotation.windowed_checks({**doc, "log": logged_late}, windows)
+    assert "the receipt was logged at position 5, outside key k1's window" in receipt_late
+    late = rotation.windowed_checks({**doc, "log": {**doc["log"], "checkpoint": late_cp}}, windows)
     assert late == ["the log checkpoint is signed by no key valid for its tree size"]
+
+
+def test_a_window_by_log_position() -> None:
+    k1, k2, k3 = _keys(3)
+    r1 = rotation.sign_rotation(
+        k1, "k1", _pub(k2), "k2", takes_over_at="2026-06-01T00:00:00Z", checkpoints_through=10
+    )
+    r2 = rotation.sign_rotation(
+        k2, "k2", _pub(k3), "k3", takes_over_at="2026-09-01T00:00:00Z", checkpoints_through=25
+    )
+    w1, w2, w3 = rotation.key_history(_pub(k1), [r1, r2])
+    assert [w1.covers_leaf(i) for i in (0, 9, 10)] == [True, True, False]
+    assert [w2.covers_leaf(i) for i in (9, 10, 24, 25)] == [False, True, True, False]
+    assert w3.covers_leaf(25) and w3.covers_leaf(10**12) and not w3.covers_leaf(24)
+    assert w1.retired and w2.retired and not w3.retired
+    assert w2.document()["events"] == {"from_leaf_index": 10, "below_leaf_index": 25}
