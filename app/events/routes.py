@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Message, Receive, Scope, Send
 
-from ..core.context import AppContext, context_of
+from ..core.cache import response_key
+from ..core.context import AppContext, Rendered, RenderedResponse, context_of
+from ..core.http import IMMUTABLE
 from ..core.openapi import CREATED_RESPONSE, JSON_RESPONSE
 from ..core.problems import Problem
 from ..log.routes import signer_of as log_signer_of
 from ..log.service import event_log_object
 from ..log.service import proofs_for_events as log_proofs
 from ..records.service import resolve
-from . import views
+from . import listing, views
 from .schemas import BATCH_BODY, EVENT_BODY
 from .service import (
     ACTION_TARGETS,
@@ -205,34 +210,132 @@ async def state(pith_id: str, request: Request) -> Response:
     return await _serve(request, views.state_json(context_of(request), pith_id))
 
 
+class FixedResponse(RenderedResponse):
+    """A rendering pinned to one tree size: it never changes, so caches may keep it."""
+
+    def __init__(self, rendered: Rendered, cache_control: bytes) -> None:
+        super().__init__(rendered)
+        self.cache_control = cache_control
+        self.raw_headers.append((b"cache-control", cache_control))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def with_cache_control(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [*message.get("headers", ()), (b"cache-control", self.cache_control)]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.rendered.send(scope, with_cache_control)
+
+
+PageBody = Callable[[AppContext, Session, str, listing.PageRequest], bytes]
+
+
+async def _serve_page(
+    request: Request, pith_id: str, asked: listing.PageRequest, body: PageBody
+) -> Response:
+    """A page of a record's events: the current list through the read cache like any read; a
+    page pinned to a tree size (`log_size`, or a cursor) with immutable Cache-Control when
+    `pith_id` can name no other record later, else revalidated."""
+    ctx = context_of(request)
+
+    def build(session: Session) -> tuple[bytes, str]:
+        return body(ctx, session, pith_id, asked), listing.JSON
+
+    if not asked.fixed:
+        return await ctx.serve(request, build)
+    path, query, representation = response_key(request.scope)
+    # its own cache key: an entry the middleware answered would lose this Cache-Control
+    key = (f"fixed:{path}", query, representation)
+    rendered = ctx.cache.get(key) or await run_in_threadpool(ctx.render, key, build)
+    if not listing.names_one_record_forever(pith_id):
+        return RenderedResponse(rendered)
+    return FixedResponse(rendered, IMMUTABLE.encode())
+
+
+LogSize = Annotated[
+    int | None,
+    Query(
+        ge=0,
+        le=2**62,
+        description="the tree size of the log to answer at (events with leaf index < log_size); "
+        "the answer never changes, and is served with immutable Cache-Control",
+    ),
+]
+After = Annotated[
+    str | None,
+    Query(max_length=96, description="the `next` cursor of the previous page"),
+]
+PageLimit = Annotated[
+    int,
+    Query(
+        ge=1,
+        le=listing.MAX_PAGE_EVENTS,
+        description="at most this many events a page (a page also stops at "
+        "PITH_MAX_LISTING_BYTES); more than 1000 is a 422",
+    ),
+]
+PAGED = (
+    " A record with more events than one page holds (1000, or PITH_MAX_LISTING_BYTES of them) "
+    "is answered a page at a time: the answer then has `next` (the cursor of the next page, "
+    "passed as `after`; null on the last) and `events_total`. With `log_size=N`, the answer is "
+    "the list as the log stood at tree size N, the same bytes forever (400 when N is beyond "
+    "the log)."
+)
+
+
 @router.get(
     "/pith/{pith_id}/bundle.json",
     summary="Canonical record and every signed event",
+    description="The canonical record, its receipt, the signed events, the state hash and "
+    "each event's log inclusion proof." + PAGED,
     responses=JSON_RESPONSE,
     response_class=Response,
 )
-async def bundle(pith_id: str, request: Request) -> Response:
-    return await _serve(request, views.bundle_json(context_of(request), pith_id))
+async def bundle(
+    pith_id: str,
+    request: Request,
+    log_size: LogSize = None,
+    after: After = None,
+    limit: PageLimit = listing.MAX_PAGE_EVENTS,
+) -> Response:
+    asked = listing.page_request(log_size, after, limit)
+    return await _serve_page(request, pith_id, asked, listing.bundle_body)
 
 
 @router.get(
     "/.well-known/pith/{pith_id}/bundle.json",
     summary="The bundle, at its well-known URL",
+    description="The same document as /pith/{pith_id}/bundle.json." + PAGED,
     responses=JSON_RESPONSE,
     response_class=Response,
 )
-async def well_known_bundle(pith_id: str, request: Request) -> Response:
-    return await bundle(pith_id, request)
+async def well_known_bundle(
+    pith_id: str,
+    request: Request,
+    log_size: LogSize = None,
+    after: After = None,
+    limit: PageLimit = listing.MAX_PAGE_EVENTS,
+) -> Response:
+    return await bundle(pith_id, request, log_size, after, limit)
 
 
 @router.get(
     "/api/pith-number/{pith_id}/events.json",
     summary="Every signed event about a record",
+    description="The signed events in log order, with each one's log inclusion proof." + PAGED,
     responses=JSON_RESPONSE,
     response_class=Response,
 )
-async def events(pith_id: str, request: Request) -> Response:
-    return await _serve(request, views.events_json(context_of(request), pith_id))
+async def events(
+    pith_id: str,
+    request: Request,
+    log_size: LogSize = None,
+    after: After = None,
+    limit: PageLimit = listing.MAX_PAGE_EVENTS,
+) -> Response:
+    asked = listing.page_request(log_size, after, limit)
+    return await _serve_page(request, pith_id, asked, listing.events_body)
 
 
 @router.get(
