@@ -1,0 +1,734 @@
+"""FORGE's fused step for large token counts on Hopper: a persistent, TMA-fed dW GEMM whose
+epilogue is the optimizer step (issue 10, part 3).
+
+The GEMM is dW = dYᵀ·X with dy [T, N] and x [T, K] row-major: both operands are "transposed"
+for a standard GEMM, the reduction runs over their rows. Tensor descriptors load [BLOCK_T,
+BLOCK_N] tiles of dy and [BLOCK_T, BLOCK_K] tiles of x into shared memory (TMA on sm_90, zero
+fill past every edge, so T, N and K need not be multiples of a tile), and `tl.dot(a.T, b)`
+hands the transposed A straight from shared memory to the tensor cores (wgmma reads an
+M-major bf16 A). One program per SM (or two: `OCCUPANCY`) walks the output tiles in grouped
+order; the [BLOCK_N, BLOCK_K] fp32 accumulator then goes, in `EPI_SPLIT` column slices (so W
+and its fp32 states fit in registers beside it), through the epilogue helpers of
+`kernels.forge.kernels` — the update math lives there only. dW is never written.
+
+What one launch must move and compute (N·K weights, T tokens; b = 2 for bf16/fp16 operands):
+- operands: T·(N + K)·b bytes once (4096², T=8192: 134 MB); every further read of an operand
+  tile should hit L2 (grouped order keeps GROUP_N row-tiles on one column band of x);
+- epilogue, per weight: W read + write (8 B fp32, 4 B bf16), each fp32 state read + write (8 B):
+  24 B fp32 AdamW (403 MB at 4096²), 20 B bf16-weight AdamW, 16 B Lion/SGD fp32; +2 B when the
+  pre-update W is written in bf16 for dX (WRITE_OLD);
+- FLOPs: 2·T·N·K for the GEMM (275 GFLOP at T=8192, 4096²) and ~10-15 per weight for the rule.
+At T=8192, 4096², fp32 AdamW the GEMM is ~0.38 ms at cuBLAS's ~720 TFLOP/s and the epilogue
+traffic ~0.1 ms at ~4 TB/s: the two overlap only across programs, which is why the sweep has
+two programs a SM (one in its epilogue while the other multiplies) beside the larger tiles.
+
+Feature detection is at import and per config: tensor descriptors (`tl.make_tensor_descriptor`
+in-kernel, which needs `triton.set_allocator`, or the host-side
+`triton.tools.tensor_descriptor.TensorDescriptor`), and `tl.range(..., flatten=,
+warp_specialize=)`; a config whose feature this Triton lacks is left out of `configs()`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import triton
+import triton.language as tl
+
+from .kernels import INTERPRET, _column_halves, _update_halves, _update_tile
+from .rules import Rule, StepScalars
+
+try:  # host-side descriptors (triton >= 3.3)
+    from triton.tools.tensor_descriptor import TensorDescriptor
+except ImportError:  # pragma: no cover - older triton
+    TensorDescriptor = None
+
+HAS_DEVICE_DESC = hasattr(tl, "make_tensor_descriptor") and hasattr(triton, "set_allocator")
+HAS_HOST_DESC = TensorDescriptor is not None
+_RANGE_KWARGS = set(inspect.signature(tl.range.__init__).parameters)
+HAS_LOOP_HINTS = {"flatten", "warp_specialize"} <= _RANGE_KWARGS
+
+# Tokens from which the dispatcher prefers this kernel (set from the H200 sweep of
+# bench/kernels/forge_hopper.py; the tuner still times it against the classic kernel).
+MIN_TOKENS = 2048
+OPERAND_DTYPES = (torch.bfloat16, torch.float16)
+_TMA_ALIGN_BYTES = 16  # base address and every stride but the last: multiples of 16 bytes
+
+
+@triton.jit
+def _tile_coords(tile, num_pid_n, num_pid_k, GROUP_N: tl.constexpr):
+    """Grouped order: GROUP_N row-tiles share each column band of x while it sits in L2."""
+    pids_in_group = GROUP_N * num_pid_k
+    group = tile // pids_in_group
+    first_n = group * GROUP_N
+    group_size = min(num_pid_n - first_n, GROUP_N)
+    pid_n = first_n + (tile % pids_in_group) % group_size
+    pid_k = (tile % pids_in_group) // group_size
+    return pid_n, pid_k
+
+
+@triton.jit
+def _update_slices(
+    w_ptr,
+    s1_ptr,
+    s2_ptr,
+    wold_ptr,
+    acc,
+    rn,
+    k0,
+    N,
+    K,
+    lr,
+    decay,
+    weight_decay,
+    beta1,
+    beta2,
+    eps,
+    step_size,
+    bc2_sqrt,
+    dampening,
+    first_step,
+    seed_key,
+    RULE: tl.constexpr,
+    NESTEROV: tl.constexpr,
+    W_BF16: tl.constexpr,
+    STOCHASTIC: tl.constexpr,
+    WRITE_OLD: tl.constexpr,
+    ROWS: tl.constexpr,
+    COLS: tl.constexpr,
+    EPI_SPLIT: tl.constexpr,
+):
+    """Step the [ROWS, COLS] gradient tile `acc` (columns k0 ..) in EPI_SPLIT column slices
+    (1, 2, 4 or 8), one after the other, through `kernels._update_tile`/`_update_halves`."""
+    if EPI_SPLIT == 1:
+        _update_tile(
+            w_ptr,
+            s1_ptr,
+            s2_ptr,
+            wold_ptr,
+            acc,
+            rn,
+            k0 + tl.arange(0, COLS),
+            N,
+            K,
+            lr,
+            decay,
+            weight_decay,
+            beta1,
+            beta2,
+            eps,
+            step_size,
+            bc2_sqrt,
+            dampening,
+            first_step,
+            seed_key,
+            RULE,
+            NESTEROV,
+            W_BF16,
+            STOCHASTIC,
+            WRITE_OLD,
+        )
+    elif EPI_SPLIT == 2:
+        _update_halves(
+            w_ptr,
+            s1_ptr,
+            s2_ptr,
+            wold_ptr,
+            acc,
+            rn,
+            k0,
+            N,
+            K,
+            lr,
+            decay,
+            weight_decay,
+            beta1,
+            beta2,
+            eps,
+            step_size,
+            bc2_sqrt,
+            dampening,
+            first_step,
+            seed_key,
+            RULE,
+            NESTEROV,
+            W_BF16,
+            STOCHASTIC,
+            WRITE_OLD,
+            ROWS,
+            COLS,
+        )
+    elif EPI_SPLIT == 4:
+        for i in tl.static_range(2):
+            _update_halves(
+                w_ptr,
+                s1_ptr,
+                s2_ptr,
+                wold_ptr,
+                _column_halves(acc, ROWS, COLS)[i],
+                rn,
+                k0 + i * (COLS // 2),
+                N,
+                K,
+                lr,
+                decay,
+                weight_decay,
+                beta1,
+                beta2,
+                eps,
+                step_size,
+                bc2_sqrt,
+                dampening,
+                first_step,
+                seed_key,
+                RULE,
+                NESTEROV,
+                W_BF16,
+                STOCHASTIC,
+                WRITE_OLD,
+                ROWS,
+                COLS // 2,
+            )
+    else:  # 8 slices: halves of halves, each stepped in its two halves
+        for i in tl.static_range(2):
+            half = _column_halves(acc, ROWS, COLS)[i]
+            for j in tl.static_range(2):
+                _update_halves(
+                    w_ptr,
+                    s1_ptr,
+                    s2_ptr,
+                    wold_ptr,
+                    _column_halves(half, ROWS, COLS // 2)[j],
+                    rn,
+                    k0 + i * (COLS // 2) + j * (COLS // 4),
+                    N,
+                    K,
+                    lr,
+                    decay,
+                    weight_decay,
+                    beta1,
+                    beta2,
+                    eps,
+                    step_size,
+                    bc2_sqrt,
+                    dampening,
+                    first_step,
+                    seed_key,
+                    RULE,
+                    NESTEROV,
+                    W_BF16,
+                    STOCHASTIC,
+                    WRITE_OLD,
+                    ROWS,
+                    COLS // 4,
+                )
+
+
+@triton.jit
+def _step_tile(
+    tile,
+    dy_desc,
+    x_desc,
+    w_ptr,
+    s1_ptr,
+    s2_ptr,
+    wold_ptr,
+    T,
+    N,
+    K,
+    lr,
+    decay,
+    weight_decay,
+    beta1,
+    beta2,
+    eps,
+    step_size,
+    bc2_sqrt,
+    dampening,
+    first_step,
+    seed_key,
+    RULE: tl.constexpr,
+    NESTEROV: tl.constexpr,
+    W_BF16: tl.constexpr,
+    STOCHASTIC: tl.constexpr,
+    UPCAST: tl.constexpr,
+    WRITE_OLD: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    BLOCK_T: tl.constexpr,
+    GROUP_N: tl.constexpr,
+    EPI_SPLIT: tl.constexpr,
+):
+    """One output tile: reduce dYᵀ·X over T from TMA-loaded tiles, then step W under it."""
+    pid_n, pid_k = _tile_coords(tile, tl.cdiv(N, BLOCK_N), tl.cdiv(K, BLOCK_K), GROUP_N)
+    n0 = pid_n * BLOCK_N
+    k0 = pid_k * BLOCK_K
+    acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
+    for t0 in range(0, T, BLOCK_T):
+        a = dy_desc.load([t0, n0])  # [BLOCK_T, BLOCK_N], zero past T and N
+        b = x_desc.load([t0, k0])  # [BLOCK_T, BLOCK_K], zero past T and K
+        if UPCAST:
+            # The interpreter's tl.dot is wrong on bf16: upcast (exact) and multiply in fp32.
+            a = a.to(tl.float32)
+            b = b.to(tl.float32)
+        acc = tl.dot(a.T, b, acc)
+    _update_slices(
+        w_ptr,
+        s1_ptr,
+        s2_ptr,
+        wold_ptr,
+        acc,
+        n0 + tl.arange(0, BLOCK_N),
+        k0,
+        N,
+        K,
+        lr,
+        decay,
+        weight_decay,
+        beta1,
+        beta2,
+        eps,
+        step_size,
+        bc2_sqrt,
+        dampening,
+        first_step,
+        seed_key,
+        RULE,
+        NESTEROV,
+        W_BF16,
+        STOCHASTIC,
+        WRITE_OLD,
+        BLOCK_N,
+        BLOCK_K,
+        EPI_SPLIT,
+    )
+
+
+@triton.jit(do_not_specialize=["seed_key", "first_step"])
+def _forge_hopper_kernel(
+    dy,
+    x,
+    w_ptr,
+    s1_ptr,
+    s2_ptr,
+    wold_ptr,
+    T,
+    N,
+    K,
+    stride_dy_t,
+    stride_x_t,
+    num_programs,
+    lr,
+    decay,
+    weight_decay,
+    beta1,
+    beta2,
+    eps,
+    step_size,
+    bc2_sqrt,
+    dampening,
+    first_step,
+    seed_key,
+    RULE: tl.constexpr,
+    NESTEROV: tl.constexpr,
+    W_BF16: tl.constexpr,
+    STOCHASTIC: tl.constexpr,
+    UPCAST: tl.constexpr,
+    WRITE_OLD: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    BLOCK_T: tl.constexpr,
+    GROUP_N: tl.constexpr,
+    EPI_SPLIT: tl.constexpr,
+    HOST_DESC: tl.constexpr,
+    LOOP_HINTS: tl.constexpr,
+    FLATTEN: tl.constexpr,
+    WARP_SPEC: tl.constexpr,
+):
+    """W[N, K] (and its fp32 states) <- rule(W, dYᵀ·X), persistent over [BLOCK_N, BLOCK_K] tiles.
+
+    dy: [T, N], x: [T, K], bf16 or fp16 with unit column stride — host-side tensor descriptors
+    when HOST_DESC, else plain pointers made into descriptors here (row strides `stride_dy_t`,
+    `stride_x_t`). W, states, `wold_ptr` and the scalars as in `_forge_linear_step_kernel`.
+    Program p steps tiles p, p + num_programs, ... in grouped order. LOOP_HINTS passes FLATTEN
+    and WARP_SPEC to the tile loop (Tritons without those `tl.range` arguments leave it off).
+    """
+    if HOST_DESC:
+        dy_desc = dy
+        x_desc = x
+    else:
+        dy_desc = tl.make_tensor_descriptor(
+            dy, shape=[T, N], strides=[stride_dy_t, 1], block_shape=[BLOCK_T, BLOCK_N]
+        )
+        x_desc = tl.make_tensor_descriptor(
+            x, shape=[T, K], strides=[stride_x_t, 1], block_shape=[BLOCK_T, BLOCK_K]
+        )
+    num_tiles = tl.cdiv(N, BLOCK_N) * tl.cdiv(K, BLOCK_K)
+    # tl.range's hints are keywords an older Triton rejects even when False: two loops.
+    if LOOP_HINTS:
+        for tile in tl.range(
+            tl.program_id(0), num_tiles, num_programs, flatten=FLATTEN, warp_specialize=WARP_SPEC
+        ):
+            _step_tile(
+                tile,
+                dy_desc,
+                x_desc,
+                w_ptr,
+                s1_ptr,
+                s2_ptr,
+                wold_ptr,
+                T,
+                N,
+                K,
+                lr,
+                decay,
+                weight_decay,
+                beta1,
+                beta2,
+                eps,
+                step_size,
+                bc2_sqrt,
+                dampening,
+                first_step,
+                seed_key,
+                RULE,
+                NESTEROV,
+                W_BF16,
+                STOCHASTIC,
+                UPCAST,
+                WRITE_OLD,
+                BLOCK_N,
+                BLOCK_K,
+                BLOCK_T,
+                GROUP_N,
+                EPI_SPLIT,
+            )
+    else:
+        for tile in tl.range(tl.program_id(0), num_tiles, num_programs):
+            _step_tile(
+                tile,
+                dy_desc,
+                x_desc,
+                w_ptr,
+                s1_ptr,
+                s2_ptr,
+                wold_ptr,
+                T,
+                N,
+                K,
+                lr,
+                decay,
+                weight_decay,
+                beta1,
+                beta2,
+                eps,
+                step_size,
+                bc2_sqrt,
+                dampening,
+                first_step,
+                seed_key,
+                RULE,
+                NESTEROV,
+                W_BF16,
+                STOCHASTIC,
+                UPCAST,
+                WRITE_OLD,
+                BLOCK_N,
+                BLOCK_K,
+                BLOCK_T,
+                GROUP_N,
+                EPI_SPLIT,
+            )
+
+
+def make_config(
+    bn: int,
+    bk: int,
+    bt: int,
+    warps: int,
+    stages: int,
+    split: int,
+    group: int = 8,
+    occupancy: int = 1,
+    host_desc: bool = False,
+    flatten: bool = False,
+    warp_spec: bool = False,
+) -> triton.Config:
+    """One config: [bn, bk] output tile, bt tokens a step, `occupancy` programs a SM.
+
+    Carries the keys `launch.config_name` reads (PREFETCH is always off here) and HOPPER, which
+    tells the dispatcher which kernel a tuned config belongs to.
+    """
+    return triton.Config(
+        {
+            "BLOCK_N": bn,
+            "BLOCK_K": bk,
+            "BLOCK_T": bt,
+            "GROUP_N": group,
+            "PREFETCH": False,
+            "EPI_SPLIT": split,
+            "HOPPER": True,
+            "OCCUPANCY": occupancy,
+            "HOST_DESC": host_desc,
+            "FLATTEN": flatten,
+            "WARP_SPEC": warp_spec,
+        },
+        num_warps=warps,
+        num_stages=stages,
+    )
+
+
+def is_hopper_config(cfg: triton.Config) -> bool:
+    """Whether a (tuned) config is one of this module's."""
+    return bool(cfg.kwargs.get("HOPPER", False))
+
+
+def config_name(cfg: triton.Config) -> str:
+    """A config's name in tables and the tuner's log (unique within `configs()`)."""
+    k = cfg.kwargs
+    flags = [
+        name
+        for name, on in (
+            ("hostdesc", k["HOST_DESC"]),
+            ("flatten", k["FLATTEN"]),
+            ("ws", k["WARP_SPEC"]),
+        )
+        if on
+    ]
+    return (
+        f"tma {k['BLOCK_N']}x{k['BLOCK_K']}x{k['BLOCK_T']} w{cfg.num_warps} s{cfg.num_stages}"
+        f" split{k['EPI_SPLIT']} group{k['GROUP_N']} occ{k['OCCUPANCY']}"
+        + "".join(f" {f}" for f in flags)
+    )
+
+
+# (BLOCK_N, BLOCK_K, BLOCK_T, warps, stages, split, group, occupancy, host_desc, flatten, ws).
+# Shared memory a stage: (BLOCK_N + BLOCK_K)·BLOCK_T·2 B (48 KiB at 128+256, 64); the H200 gives
+# a block up to 227 KiB. Registers: the fp32 accumulator (BLOCK_N·BLOCK_K / (32·warps) a thread)
+# plus one slice's W, m, v and offsets (4·that / EPI_SPLIT) must stay under 255 (under 128 at
+# two programs of 8 warps a SM), or the epilogue spills.
+SWEEP_SHAPES: list[tuple[int, int, int, int, int, int, int, int, bool, bool, bool]] = [
+    (128, 256, 64, 8, 3, 8, 8, 1, False, False, False),
+    (128, 256, 64, 8, 4, 8, 8, 1, False, False, False),
+    (128, 256, 64, 8, 3, 8, 8, 1, False, True, False),
+    (128, 256, 64, 8, 3, 4, 8, 1, False, False, False),
+    (256, 128, 64, 8, 3, 8, 8, 1, False, False, False),
+    (256, 128, 64, 8, 4, 8, 8, 1, False, True, False),
+    (128, 128, 64, 4, 3, 4, 8, 2, False, False, False),
+    (128, 128, 64, 4, 3, 4, 8, 2, False, True, False),
+    (128, 128, 64, 8, 3, 4, 8, 2, False, False, False),
+    (128, 128, 64, 8, 4, 2, 8, 1, False, True, False),
+    (128, 128, 128, 8, 3, 4, 8, 1, False, False, False),
+    (128, 256, 64, 8, 3, 8, 8, 1, True, False, False),
+    (128, 128, 64, 4, 3, 4, 8, 2, True, False, False),
+    (128, 256, 64, 8, 3, 8, 8, 1, False, False, True),
+    (128, 128, 64, 8, 3, 4, 8, 1, False, False, True),
+]
+
+# The dispatcher's candidates (timed by launch's tuner against the classic kernel's): the
+# sweep's best few, refilled from bench/kernels/forge_hopper.py on the H200.
+TUNE_SHAPES = SWEEP_SHAPES[:4] + SWEEP_SHAPES[6:8]
+
+
+def _supported(cfg: triton.Config) -> bool:
+    """The Triton here has what the config asks for."""
+    k = cfg.kwargs
+    if k["HOST_DESC"] and not HAS_HOST_DESC:
+        return False
+    if not k["HOST_DESC"] and not HAS_DEVICE_DESC:
+        return False
+    return HAS_LOOP_HINTS or not (k["FLATTEN"] or k["WARP_SPEC"])
+
+
+def sweep_configs() -> list[triton.Config]:
+    """Every config the benchmark sweeps (those this Triton supports); one small one under the
+    CPU interpreter."""
+    if INTERPRET:
+        return [default_config()]
+    return [c for c in (make_config(*s) for s in SWEEP_SHAPES) if _supported(c)]
+
+
+def configs() -> list[triton.Config]:
+    """The candidates the dispatcher's tuner times (a subset of the sweep)."""
+    if INTERPRET:
+        return [default_config()]
+    return [c for c in (make_config(*s) for s in TUNE_SHAPES) if _supported(c)]
+
+
+@functools.cache
+def default_config() -> triton.Config:
+    """The config used without tuning; an interpreter-sized tile under the interpreter."""
+    if INTERPRET:
+        return make_config(32, 32, 16, 4, 1, 2, 2, 1)
+    return make_config(*SWEEP_SHAPES[0])
+
+
+@functools.cache
+def _sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def _num_programs(N: int, K: int, cfg: triton.Config, device: torch.device) -> int:
+    k = cfg.kwargs
+    tiles = -(-N // k["BLOCK_N"]) * -(-K // k["BLOCK_K"])
+    if device.type != "cuda":
+        return min(tiles, 4)  # the interpreter: a few programs, each stepping several tiles
+    return max(1, min(tiles, k["OCCUPANCY"] * _sm_count(device.index or 0)))
+
+
+def hopper_eligible(T: int, N: int, K: int, dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether the dispatcher should run this kernel: CUDA sm_90+, bf16/fp16 operands, at least
+    MIN_TOKENS tokens, and rows of dy and x whose byte length TMA takes (multiples of 16 B).
+    `operands_fit` checks the tensors themselves (strides, alignment)."""
+    if INTERPRET or device.type != "cuda" or not (HAS_DEVICE_DESC or HAS_HOST_DESC):
+        return False
+    if dtype not in OPERAND_DTYPES or T < MIN_TOKENS:
+        return False
+    per_row = _TMA_ALIGN_BYTES // torch.finfo(dtype).bits * 8
+    if N % per_row or K % per_row or N * K >= 2**31:
+        return False
+    return torch.cuda.get_device_capability(device) >= (9, 0)
+
+
+def operands_fit(dy: torch.Tensor, x: torch.Tensor) -> bool:
+    """dy and x can back a tensor descriptor: unit column stride, 16-byte aligned base and row
+    stride."""
+    for t in (dy, x):
+        if t.dim() != 2 or t.stride(1) != 1 or t.dtype not in OPERAND_DTYPES:
+            return False
+        if (t.stride(0) * t.element_size()) % _TMA_ALIGN_BYTES:
+            return False
+        if t.data_ptr() % _TMA_ALIGN_BYTES:
+            return False
+    return True
+
+
+def _scratch(size: int, alignment: int, stream: int | None) -> torch.Tensor:
+    """Global memory for the in-kernel descriptors (128 B each, per program)."""
+    return torch.empty(size, dtype=torch.int8, device="cuda")
+
+
+def _ensure_allocator() -> None:
+    """In-kernel descriptors need `triton.set_allocator`. Its setting is a context variable,
+    per thread, and autograd runs backward (where FORGE steps) on a thread of its own: set it
+    here, on the launching thread, unless someone already set one."""
+    try:
+        from triton.runtime._allocation import NullAllocator, _allocator
+
+        if not isinstance(_allocator.get(), NullAllocator):
+            return
+    except ImportError:  # pragma: no cover - another layout: set it every time
+        pass
+    triton.set_allocator(_scratch)
+
+
+def launch(
+    dy: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    states: Sequence[torch.Tensor],
+    rule: Rule,
+    sc: StepScalars,
+    stochastic: bool,
+    seed_key: int,
+    ieee: bool,
+    w_old_out: torch.Tensor | None,
+    config: triton.Config,
+) -> Any:
+    """Launch the Hopper kernel; the arguments of `launch._launch` (inputs checked by the
+    caller, `launch.check_inputs`). `ieee` must be False: this kernel takes bf16/fp16 operands
+    only. Returns None (no direct-launch handle: at the token counts it serves, the JIT's
+    per-call host cost hides under the kernel)."""
+    if ieee:
+        raise ValueError("the Hopper kernel multiplies bf16/fp16 operands, not fp32 (ieee)")
+    if not operands_fit(dy, x):
+        raise ValueError(
+            "dy and x must be bf16/fp16 with unit column stride, 16-byte aligned rows and base"
+        )
+    T, N = dy.shape
+    K = x.shape[1]
+    k = config.kwargs
+    w_bf16 = weight.dtype == torch.bfloat16
+    w_arg = weight.view(torch.int16) if w_bf16 else weight
+    s1 = states[0]
+    s2 = states[1] if len(states) > 1 else s1
+    wold = w_old_out.view(torch.int16) if w_old_out is not None else w_arg
+    if k["HOST_DESC"]:
+        dy_arg = TensorDescriptor.from_tensor(dy, [k["BLOCK_T"], k["BLOCK_N"]])
+        x_arg = TensorDescriptor.from_tensor(x, [k["BLOCK_T"], k["BLOCK_K"]])
+    else:
+        dy_arg, x_arg = dy, x
+        if dy.device.type == "cuda":
+            _ensure_allocator()
+    programs = _num_programs(N, K, config, dy.device)
+    _forge_hopper_kernel[(programs, 1, 1)](
+        dy_arg,
+        x_arg,
+        w_arg,
+        s1,
+        s2,
+        wold,
+        T,
+        N,
+        K,
+        dy.stride(0),
+        x.stride(0),
+        programs,
+        *sc.kernel_args(),
+        seed_key,
+        RULE=int(rule),
+        NESTEROV=bool(sc.nesterov),
+        W_BF16=w_bf16,
+        STOCHASTIC=bool(stochastic),
+        UPCAST=INTERPRET,
+        WRITE_OLD=w_old_out is not None,
+        BLOCK_N=k["BLOCK_N"],
+        BLOCK_K=k["BLOCK_K"],
+        BLOCK_T=k["BLOCK_T"],
+        GROUP_N=k["GROUP_N"],
+        EPI_SPLIT=k["EPI_SPLIT"],
+        HOST_DESC=k["HOST_DESC"],
+        LOOP_HINTS=HAS_LOOP_HINTS and (k["FLATTEN"] or k["WARP_SPEC"]),
+        FLATTEN=k["FLATTEN"],
+        WARP_SPEC=k["WARP_SPEC"],
+        num_warps=config.num_warps,
+        num_stages=config.num_stages,
+    )
+    return None
+
+
+def forge_linear_step_hopper_(
+    dy: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    states: Sequence[torch.Tensor],
+    rule: Rule,
+    sc: StepScalars,
+    *,
+    stochastic: bool = True,
+    seed_key: int = 0,
+    w_old_out: torch.Tensor | None = None,
+    config: triton.Config | None = None,
+) -> None:
+    """`launch.forge_linear_step_` through this kernel (checked inputs; `config` or the
+    default): what the tests and the benchmark call."""
+    from .launch import check_inputs
+
+    check_inputs(dy, x, weight, states, rule, w_old_out)
+    launch(
+        dy,
+        x,
+        weight,
+        states,
+        rule,
+        sc,
+        stochastic,
+        seed_key,
+        False,
+        w_old_out,
+        config or default_config(),
+    )

@@ -1,0 +1,266 @@
+"""FORGE's Hopper kernel (persistent, tensor descriptors) against the plain-PyTorch reference.
+
+Tensor descriptors run in Triton's CPU interpreter, so CI checks the kernel's logic (tile walk,
+zero fill past every edge, column-split epilogue, host- and device-side descriptors) at small
+shapes; the GPU cases (`-m gpu`, sm_90+) run the tuned configs at real sizes.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kernels.forge import Rule, StepScalars, hopper, reference
+from kernels.forge.hopper import forge_linear_step_hopper_, make_config
+from kernels.forge.kernels import INTERPRET
+from kernels.runtime.testing import bf16_ulps_apart, guarded, rel_err, seed_for
+
+DEVICES = [
+    pytest.param("cpu", id="interpreter"),
+    pytest.param("cuda", id="gpu", marks=pytest.mark.gpu),
+]
+# (T, N, K): rows of dy and x a multiple of 16 bytes (TMA), none a multiple of the tile; on the
+# interpreter (32x32 tiles, 4 programs) 9 and 6 tiles, so programs step several tiles each.
+SHAPES = {
+    "cpu": [(45, 72, 88), (13, 40, 168)],
+    "cuda": [(1000, 1544, 3000), (8192, 4096, 4096)],
+}
+
+
+def need(device: str) -> None:
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            pytest.skip("needs a CUDA device")
+        if torch.cuda.get_device_capability() < (9, 0):
+            pytest.skip("tensor descriptors (TMA) need sm_90 or newer")
+    if device == "cpu" and not INTERPRET:
+        pytest.skip("CPU cases run the kernel through Triton's interpreter (TRITON_INTERPRET=1)")
+
+
+def scalars(rule: Rule, step: int, *, nesterov: bool = False) -> StepScalars:
+    if rule is Rule.ADAMW:
+        return StepScalars.adamw(step=step, lr=3e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
+    if rule is Rule.LION:
+        return StepScalars.lion(lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
+    return StepScalars.sgd_momentum(
+        step=step,
+        lr=1e-2,
+        momentum=0.9,
+        dampening=0.0 if nesterov else 0.1,
+        weight_decay=0.05,
+        nesterov=nesterov,
+    )
+
+
+def assert_update_close(got: torch.Tensor, want: torch.Tensor, max_step: float) -> None:
+    """Within 1e-5 norm-wise and element-wise, but for a few elements whose gradient is within
+    summation-order rounding of zero, where a sign-based rule (Adam's first steps, Lion) may go
+    the other way: those stay under `max_step`."""
+    assert rel_err(got, want) <= 1e-5
+    diff = (got - want).abs()
+    off = diff > 1e-5 + 1e-5 * want.abs()
+    assert off.sum().item() <= 3 + 1e-4 * want.numel(), off.sum().item()
+    assert diff.max().item() <= max_step
+
+
+RULES = [
+    pytest.param(Rule.ADAMW, False, id="adamw"),
+    pytest.param(Rule.LION, False, id="lion"),
+    pytest.param(Rule.SGD_MOMENTUM, False, id="sgd"),
+    pytest.param(Rule.SGD_MOMENTUM, True, id="sgd-nesterov"),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("in_dtype", [torch.bfloat16, torch.float16], ids=["bf16in", "fp16in"])
+@pytest.mark.parametrize(("rule", "nesterov"), RULES)
+def test_fp32_weights_match_reference(
+    device: str, in_dtype: torch.dtype, rule: Rule, nesterov: bool
+) -> None:
+    """fp32 W and states after 3 steps through the Hopper kernel equal the reference's."""
+    need(device)
+    g = torch.Generator().manual_seed(seed_for(f"hopper-{device}-{in_dtype}-{rule}-{nesterov}"))
+    for T, N, K in SHAPES[device]:
+        w0 = torch.randn(N, K, generator=g)
+        w_k, check_w = guarded(w0.to(device))
+        states_k, checks = [], [check_w]
+        for _ in range(rule.n_states):
+            s, c = guarded(torch.zeros(N, K, device=device))
+            states_k.append(s)
+            checks.append(c)
+        w_r = w0.clone().to(device)
+        states_r = [torch.zeros(N, K, device=device) for _ in range(rule.n_states)]
+        for step in (1, 2, 3):
+            dy = torch.randn(T, N, generator=g).to(device, in_dtype)
+            x = torch.randn(T, K, generator=g).to(device, in_dtype)
+            sc = scalars(rule, step, nesterov=nesterov)
+            forge_linear_step_hopper_(dy, x, w_k, states_k, rule, sc)
+            reference.forge_linear_step_reference(dy, x, w_r, states_r, rule, sc)
+        for c in checks:
+            c()
+        assert torch.isfinite(w_k).all()
+        assert_update_close(w_k, w_r, max_step=2 * 3 * max(sc.lr, sc.step_size))
+        for s_k, s_r in zip(states_k, states_r, strict=True):
+            assert rel_err(s_k, s_r) <= 1e-5
+        # Every tile was stepped (a tile the persistent walk skipped would keep w0).
+        assert (w_k != w0.to(device)).float().mean().item() > 0.99
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("stochastic", [False, True], ids=["nearest", "stochastic"])
+def test_bf16_weights_match_reference(device: str, stochastic: bool) -> None:
+    """bf16 W (updated in fp32, rounded in the epilogue) equals the reference's rounding: 1 ulp
+    apart on a few elements where the GEMM's summation order crosses a rounding boundary."""
+    need(device)
+    g = torch.Generator().manual_seed(seed_for(f"hopper-bf16w-{device}-{stochastic}"))
+    for T, N, K in SHAPES[device]:
+        w0 = torch.randn(N, K, generator=g).to(device, torch.bfloat16)
+        w_k, check = guarded(w0)
+        w_r = w0.clone()
+        st_k = [torch.zeros(N, K, device=device) for _ in range(2)]
+        st_r = [torch.zeros(N, K, device=device) for _ in range(2)]
+        for step in (1, 2):
+            dy = torch.randn(T, N, generator=g).to(device, torch.bfloat16)
+            x = torch.randn(T, K, generator=g).to(device, torch.bfloat16)
+            sc = scalars(Rule.ADAMW, step)
+            key = reference.sr_seed_key(7, 3, step)
+            forge_linear_step_hopper_(
+                dy, x, w_k, st_k, Rule.ADAMW, sc, stochastic=stochastic, seed_key=key
+            )
+            reference.forge_linear_step_reference(
+                dy, x, w_r, st_r, Rule.ADAMW, sc, stochastic=stochastic, seed_key=key
+            )
+        check()
+        ulps = bf16_ulps_apart(w_k, w_r)
+        assert (ulps > 0).float().mean().item() < 1e-3
+        assert (ulps > 1).sum().item() <= 3 + 1e-5 * ulps.numel()
+        assert (w_k != w0).float().mean().item() > 0.5
+        for s_k, s_r in zip(st_k, st_r, strict=True):
+            assert rel_err(s_k, s_r) <= 1e-5
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_old_weight_copy_is_written_everywhere(device: str) -> None:
+    """With w_old_out (poisoned with NaN first) every element receives the pre-update W in
+    bf16, rounded to nearest."""
+    need(device)
+    g = torch.Generator().manual_seed(seed_for(f"hopper-wold-{device}"))
+    T, N, K = SHAPES[device][0]
+    w0 = torch.randn(N, K, generator=g).to(device)
+    w = w0.clone()
+    st = [torch.zeros(N, K, device=device) for _ in range(2)]
+    old, check = guarded(torch.full((N, K), float("nan"), device=device).bfloat16())
+    dy = torch.randn(T, N, generator=g).to(device, torch.bfloat16)
+    x = torch.randn(T, K, generator=g).to(device, torch.bfloat16)
+    sc = scalars(Rule.ADAMW, 1)
+    forge_linear_step_hopper_(dy, x, w, st, Rule.ADAMW, sc, w_old_out=old)
+    check()
+    assert torch.equal(old.view(torch.int16), w0.bfloat16().view(torch.int16))
+    w_r, st_r = w0.clone(), [torch.zeros(N, K, device=device) for _ in range(2)]
+    reference.forge_linear_step_reference(dy, x, w_r, st_r, Rule.ADAMW, sc)
+    assert_update_close(w, w_r, max_step=2 * sc.step_size)
+
+
+# Interpreter-sized variants of what the GPU sweep times: each column split, host-side
+# descriptors, one program walking every tile, BLOCK_T past T.
+VARIANTS = [
+    pytest.param(make_config(32, 32, 16, 4, 1, 1, 1), id="split1-rowmajor"),
+    pytest.param(make_config(32, 64, 16, 4, 1, 4, 2), id="split4"),
+    pytest.param(make_config(16, 64, 32, 4, 1, 8, 8), id="split8"),
+    pytest.param(make_config(32, 32, 16, 4, 1, 2, 2, host_desc=True), id="host-desc"),
+    pytest.param(make_config(32, 32, 64, 4, 1, 2, 3, flatten=True), id="flatten-bt64"),
+]
+
+
+@pytest.mark.skipif(not INTERPRET, reason="the GPU runs the tuned configs")
+@pytest.mark.parametrize("config", VARIANTS)
+def test_variants_match_reference(config) -> None:
+    """Every epilogue split, both descriptor kinds and both tile loops compute the same step."""
+    if config.kwargs["HOST_DESC"] and not hopper.HAS_HOST_DESC:
+        pytest.skip("this Triton has no host-side tensor descriptors")
+    g = torch.Generator().manual_seed(seed_for(f"hopper-variant-{hopper.config_name(config)}"))
+    T, N, K = 45, 40, 200
+    w0 = torch.randn(N, K, generator=g)
+    w_k, check = guarded(w0)
+    st_k = [torch.rand(N, K, generator=g) for _ in range(2)]
+    w_r, st_r = w0.clone(), [s.clone() for s in st_k]
+    old = torch.full((N, K), float("nan")).bfloat16()
+    dy = torch.randn(T, N, generator=g).bfloat16()
+    x = torch.randn(T, K, generator=g).bfloat16()
+    sc = scalars(Rule.ADAMW, 4)
+    forge_linear_step_hopper_(dy, x, w_k, st_k, Rule.ADAMW, sc, w_old_out=old, config=config)
+    reference.forge_linear_step_reference(dy, x, w_r, st_r, Rule.ADAMW, sc)
+    check()
+    assert_update_close(w_k, w_r, max_step=2 * sc.step_size)
+    assert rel_err(st_k[0], st_r[0]) <= 1e-5
+    assert rel_err(st_k[1], st_r[1]) <= 1e-5
+    assert torch.equal(old.view(torch.int16), w0.bfloat16().view(torch.int16))
+
+
+def test_operands_that_tma_cannot_take_are_refused() -> None:
+    """Rows whose byte length is not a multiple of 16, a column stride, fp32 operands or a
+    misaligned base: `operands_fit` says no and the launcher raises instead of launching."""
+    good = torch.zeros(16, 24, dtype=torch.bfloat16)
+    assert hopper.operands_fit(good, good)
+    odd_rows = torch.zeros(16, 20, dtype=torch.bfloat16)  # 40-byte rows
+    strided = torch.zeros(24, 16, dtype=torch.bfloat16).t()
+    fp32 = torch.zeros(16, 24)
+    misaligned = torch.zeros(16 * 24 + 1, dtype=torch.bfloat16)[1:].view(16, 24)
+    for bad in (odd_rows, strided, fp32, misaligned):
+        assert not hopper.operands_fit(bad, good)
+        assert not hopper.operands_fit(good, bad)
+    w = torch.zeros(20, 24)
+    st = [torch.zeros(20, 24), torch.zeros(20, 24)]
+    sc = scalars(Rule.ADAMW, 1)
+    cfg = hopper.default_config()
+    with pytest.raises(ValueError, match="16-byte"):
+        hopper.launch(odd_rows, good, w, st, Rule.ADAMW, sc, False, 0, False, None, cfg)
+    with pytest.raises(ValueError, match="not fp32"):
+        hopper.launch(good[:, :20], good, w, st, Rule.ADAMW, sc, False, 0, True, None, cfg)
+    assert torch.count_nonzero(w) == 0
+
+
+def test_not_eligible_off_hopper_or_for_fp32() -> None:
+    """The dispatcher never picks the kernel for fp32 operands, CPU tensors, ragged rows or
+    too few tokens."""
+    cpu = torch.device("cpu")
+    assert not hopper.hopper_eligible(8192, 4096, 4096, torch.bfloat16, cpu)
+    if torch.cuda.is_available() and not INTERPRET:
+        cuda = torch.device("cuda")
+        big = hopper.MIN_TOKENS
+        assert not hopper.hopper_eligible(big, 4096, 4096, torch.float32, cuda)
+        assert not hopper.hopper_eligible(big, 4100 - 2, 4096, torch.bfloat16, cuda)
+        assert not hopper.hopper_eligible(big - 1, 4096, 4096, torch.bfloat16, cuda)
+        sm90 = torch.cuda.get_device_capability() >= (9, 0)
+        assert hopper.hopper_eligible(big, 4096, 4096, torch.bfloat16, cuda) == sm90
+
+
+def test_configs_are_distinct_and_supported() -> None:
+    """The sweep's configs have distinct names (the tables key on them) and each fits a block's
+    shared memory on an H200 (227 KiB) at its stage count."""
+    shapes = hopper.SWEEP_SHAPES
+    names = [hopper.config_name(make_config(*s)) for s in shapes]
+    assert len(set(names)) == len(names)
+    for bn, bk, bt, _warps, stages, split, *_ in shapes:
+        assert stages * (bn + bk) * bt * 2 <= 227 * 1024
+        assert (split in (1, 2, 4, 8) and bk % (2 * split) == 0) or split == 1
+
+
+@pytest.mark.gpu
+def test_every_dispatch_config_matches_reference() -> None:
+    """Each config the dispatcher's tuner may pick computes the reference's step (GPU, ragged)."""
+    need("cuda")
+    g = torch.Generator().manual_seed(seed_for("hopper-configs"))
+    T, N, K = 1000, 1544, 3000
+    dy = torch.randn(T, N, generator=g).to("cuda", torch.bfloat16)
+    x = torch.randn(T, K, generator=g).to("cuda", torch.bfloat16)
+    w0 = torch.randn(N, K, generator=g).cuda()
+    sc = scalars(Rule.ADAMW, 2)
+    w_r, st_r = w0.clone(), [torch.full((N, K), 0.01, device="cuda") for _ in range(2)]
+    reference.forge_linear_step_reference(dy, x, w_r, st_r, Rule.ADAMW, sc)
+    for cfg in hopper.configs():
+        w = w0.clone()
+        st = [torch.full((N, K), 0.01, device="cuda") for _ in range(2)]
+        forge_linear_step_hopper_(dy, x, w, st, Rule.ADAMW, sc, config=cfg)
+        assert_update_close(w, w_r, max_step=2 * sc.step_size)
+        assert rel_err(st[1], st_r[1]) <= 1e-5, hopper.config_name(cfg)
