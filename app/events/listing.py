@@ -20,9 +20,8 @@ import orjson
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from pith_core.errors import PithNumberError
 from pith_core.merge import merge
-from pith_core.number import parse_pith_id, short_pith_number
+from pith_core.number import short_pith_number
 
 from ..core.context import AppContext
 from ..core.problems import Problem
@@ -40,7 +39,6 @@ JSON = "application/json"
 MAX_PAGE_EVENTS = 1000
 _CHUNK = 200
 _CURSOR_PREFIX = "page:"
-SUFFIX_LENGTH = 26
 
 
 @dataclass(frozen=True)
@@ -252,16 +250,6 @@ def bundle_body(ctx: AppContext, session: Session, pith_id: str, asked: PageRequ
     doc = bundle_document(record, page.events, state)
     doc["log"] = log_document(ctx, session, page)
     return _dumps(_paging(doc, asked, page))
-
-
-def names_one_record_forever(pith_id: str) -> bool:
-    """Whether `pith_id` is a full number or a whole suffix: names that can never come to mean
-    another record (a prefix can become ambiguous, an arXiv id can gain a version)."""
-    try:
-        pid = parse_pith_id(pith_id)
-    except PithNumberError:
-        return False
-    return pid.is_full or len(pid.prefix) == SUFFIX_LENGTH
 
 
 def _dumps(doc: object) -> bytes:

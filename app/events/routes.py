@@ -10,11 +10,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
-from starlette.types import Message, Receive, Scope, Send
 
-from ..core.cache import response_key
-from ..core.context import AppContext, Rendered, RenderedResponse, context_of
-from ..core.http import IMMUTABLE
+from ..core.context import AppContext, context_of
+from ..core.fixed import serve_fixed
 from ..core.openapi import CREATED_RESPONSE, JSON_RESPONSE
 from ..core.problems import Problem
 from ..log.routes import signer_of as log_signer_of
@@ -210,24 +208,6 @@ async def state(pith_id: str, request: Request) -> Response:
     return await _serve(request, views.state_json(context_of(request), pith_id))
 
 
-class FixedResponse(RenderedResponse):
-    """A rendering pinned to one tree size: it never changes, so caches may keep it."""
-
-    def __init__(self, rendered: Rendered, cache_control: bytes) -> None:
-        super().__init__(rendered)
-        self.cache_control = cache_control
-        self.raw_headers.append((b"cache-control", cache_control))
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def with_cache_control(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [*message.get("headers", ()), (b"cache-control", self.cache_control)]
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.rendered.send(scope, with_cache_control)
-
-
 PageBody = Callable[[AppContext, Session, str, listing.PageRequest], bytes]
 
 
@@ -244,13 +224,7 @@ async def _serve_page(
 
     if not asked.fixed:
         return await ctx.serve(request, build)
-    path, query, representation = response_key(request.scope)
-    # its own cache key: an entry the middleware answered would lose this Cache-Control
-    key = (f"fixed:{path}", query, representation)
-    rendered = ctx.cache.get(key) or await run_in_threadpool(ctx.render, key, build)
-    if not listing.names_one_record_forever(pith_id):
-        return RenderedResponse(rendered)
-    return FixedResponse(rendered, IMMUTABLE.encode())
+    return await serve_fixed(request, pith_id, build)
 
 
 LogSize = Annotated[

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
 
+from pith_core.canonical import canonical_json
 from pith_core.errors import PithError
 from pith_core.keys import PUBLIC_REGISTRY_KEY_HEX, public_key_from_hex
 from pith_core.number import short_pith_number
 
 from ..core.context import context_of
+from ..core.fixed import serve_fixed
 from ..core.openapi import CREATED_RESPONSE, JSON_RESPONSE
 from ..core.problems import Problem
 from ..registry.dependencies import require_admin
@@ -34,6 +38,24 @@ router = APIRouter(tags=["records"])
 async def record_json(pith_id: str, request: Request) -> Response:
     ctx = context_of(request)
     return await ctx.serve(request, views.record_json(ctx, pith_id))
+
+
+@router.get(
+    "/pith/{pith_id}/canonical.json",
+    summary="The canonical record alone: its bytes hash to the record's canonical SHA-256",
+    description="Purely content-addressed (the Pith number is derived from its hash), so it never "
+    "changes: served with immutable Cache-Control when named by full number or 26-character "
+    "suffix. The record JSON (/pith/{pith_id}.json) adds the receipt, events and statuses, "
+    "which change: it is revalidated by its ETag.",
+    responses=JSON_RESPONSE,
+    response_class=Response,
+)
+async def canonical_record(pith_id: str, request: Request) -> Response:
+    def build(session: Session) -> tuple[bytes, str]:
+        record = resolve(session, pith_id)
+        return canonical_json(json.loads(record.canonical_record)), "application/json"
+
+    return await serve_fixed(request, pith_id, build)
 
 
 @router.get(

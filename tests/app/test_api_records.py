@@ -292,3 +292,22 @@ def test_admin_import_endpoint(client: TestClient) -> None:
     )
     assert "receipt" in body["detail"]
     assert_problem(client.post("/api/import", json={"documents": docs}), 401)
+
+
+def test_the_canonical_record_has_an_immutable_url_of_its_own(seeded: TestClient) -> None:
+    r = seeded.get(f"/pith/{FORGE}/canonical.json")
+    assert r.status_code == 200, r.text
+    # its bytes are what the Pith number names: anyone's sha256sum recomputes the hash
+    assert hashlib.sha256(r.content).hexdigest() == seed_hash("000")
+    assert r.headers["cache-control"] == "public, max-age=31536000, immutable"
+    full = seeded.get(f"/pith/{seed_number('000')}/canonical.json")
+    assert full.content == r.content and "immutable" in full.headers["cache-control"]
+    again = seeded.get(
+        f"/pith/{FORGE}/canonical.json", headers={"if-none-match": r.headers["etag"]}
+    )
+    assert again.status_code == 304 and "immutable" in again.headers["cache-control"]
+    # a prefix may come to name two records; the record JSON carries statuses that change
+    prefix = seeded.get(f"/pith/{FORGE[:10]}/canonical.json")
+    assert prefix.content == r.content and prefix.headers["cache-control"] == "public, no-cache"
+    assert seeded.get(f"/pith/{FORGE}.json").headers["cache-control"] == "public, no-cache"
+    assert_problem(seeded.get("/pith/AAAAAAAAAAAAAAAAAAAAAAAAAA/canonical.json"), 404)

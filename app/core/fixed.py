@@ -1,0 +1,68 @@
+"""Serving what can never change (a record's canonical JSON, events or a bundle at a fixed log
+size) with immutable Cache-Control, through the read cache under a key of its own.
+
+`CacheControlMiddleware` gives every answer without its own Cache-Control the revalidating
+default, and `CachedReadMiddleware` answers a cache hit before the route runs; so a fixed answer
+is cached under a key the middleware never looks up, and the route adds the header itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
+
+from pith_core.errors import PithNumberError
+from pith_core.number import parse_pith_id
+
+from .cache import response_key
+from .context import Rendered, RenderedResponse, context_of
+from .http import IMMUTABLE
+
+SUFFIX_LENGTH = 26
+
+
+class FixedResponse(RenderedResponse):
+    """A cached rendering sent with its own Cache-Control (on 200 and 304 alike)."""
+
+    def __init__(self, rendered: Rendered, cache_control: str = IMMUTABLE) -> None:
+        super().__init__(rendered)
+        self.cache_control = cache_control.encode()
+        self.raw_headers.append((b"cache-control", self.cache_control))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def with_cache_control(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [*message.get("headers", ()), (b"cache-control", self.cache_control)]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.rendered.send(scope, with_cache_control)
+
+
+def names_one_record_forever(pith_id: str) -> bool:
+    """Whether `pith_id` is a full number or a whole suffix: names that can never come to mean
+    another record (a prefix can become ambiguous, an arXiv id can gain a version)."""
+    try:
+        pid = parse_pith_id(pith_id)
+    except PithNumberError:
+        return False
+    return pid.is_full or len(pid.prefix) == SUFFIX_LENGTH
+
+
+async def serve_fixed(
+    request: Request, pith_id: str, build: Callable[[Session], tuple[bytes, str]]
+) -> Response:
+    """The rendering of a document that never changes once it exists: immutable when `pith_id`
+    names its record for good, else revalidated by its ETag like any read."""
+    ctx = context_of(request)
+    path, query, representation = response_key(request.scope)
+    key = (f"fixed:{path}", query, representation)
+    rendered = ctx.cache.get(key) or await run_in_threadpool(ctx.render, key, build)
+    if not names_one_record_forever(pith_id):
+        return RenderedResponse(rendered)
+    return FixedResponse(rendered)
