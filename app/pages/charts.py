@@ -1,5 +1,9 @@
 """Charts of a replication record's key figures, rendered as SVG on the server with pygal (no
-JavaScript): speedup by size, memory side by side, eval loss by arm.
+JavaScript): speedup by size, memory side by side, eval loss by arm and, where a record signed
+one, the eval loss curve of each arm.
+
+A curve is signed as flat figures like the rest (a replication payload's figures are decimal
+strings under names): `quality_<arm>_<mean|seedN>_eval_loss_step<S>`, one per evaluated step.
 
 Figures are whatever a worker signed (decimal strings under free names), so charts are found by
 the names' patterns (FORGE's and SAGE's claims name them so; a new claim that follows them gets
@@ -20,6 +24,7 @@ from pygal.style import Style
 MAX_SERIES = 8
 SCRIPT = re.compile(r"<script\b[^>]*>.*?</script>|<script\b[^>]*/>", re.DOTALL)
 MAX_POINTS = 16
+MAX_CURVE_POINTS = 48  # a longer curve is drawn through evenly spaced steps, ends kept
 STYLE = Style(
     background="transparent",
     plot_background="#fbfbfc",
@@ -109,6 +114,15 @@ def _eval_loss(m: re.Match[str], v: float, charts: dict[str, Series]) -> None:
     chart.put(_words(m["arm"]), run, v)
 
 
+def _loss_curve(m: re.Match[str], v: float, charts: dict[str, Series]) -> None:
+    chart = charts.setdefault(
+        "curve",
+        Series("Eval loss curve by arm (nats by step, lower is better)", "eval loss", "curve"),
+    )
+    run = "" if m["run"] == "mean" else f" (seed {m['run'].removeprefix('seed')})"
+    chart.put(m["step"], f"{_words(m['arm'])}{run}", v)
+
+
 RULES: tuple[Rule, ...] = (
     ("speedup", re.compile(r"speedup_vs_(?P<baseline>[a-z]+)_(?P<size>T\d+)"), _speedup),
     (
@@ -128,6 +142,13 @@ RULES: tuple[Rule, ...] = (
         "loss",
         re.compile(r"quality_(?P<arm>[a-z0-9_]+?)_(?P<run>mean|seed\d+)_eval_loss"),
         _eval_loss,
+    ),
+    (
+        "curve",
+        re.compile(
+            r"quality_(?P<arm>[a-z0-9_]+?)_(?P<run>mean|seed\d+)_eval_loss_step(?P<step>\d+)"
+        ),
+        _loss_curve,
     ),
 )
 
@@ -149,16 +170,26 @@ def collect(figures: Mapping[str, Any]) -> list[Series]:
     return [c for _, c in found if len(c.values) >= 1]
 
 
+def _evenly(xs: list[str], most: int) -> list[str]:
+    """At most `most` of `xs`, evenly spaced, the first and the last kept."""
+    if len(xs) <= most:
+        return xs
+    picks = sorted({round(i * (len(xs) - 1) / (most - 1)) for i in range(most)})
+    return [xs[i] for i in picks]
+
+
 def render(chart: Series, chart_id: str) -> str:
     """One chart as an inline <svg> (no script, no external resource)."""
-    xs = sorted(chart.values, key=_size_key)[:MAX_POINTS]
+    curve = chart.kind == "curve"
+    ordered = sorted(chart.values, key=_size_key)
+    xs = _evenly(ordered, MAX_CURVE_POINTS) if curve else ordered[:MAX_POINTS]
     names: list[str] = []
     for x in xs:
         for name in chart.values[x]:
             if name not in names:
                 names.append(name)
     names = names[:MAX_SERIES]
-    cls = pygal.Line if chart.kind == "line" and len(xs) > 1 else pygal.Bar
+    cls = pygal.Line if chart.kind in ("line", "curve") and len(xs) > 1 else pygal.Bar
     graph = cls(
         style=STYLE,
         js=[],
@@ -173,7 +204,10 @@ def render(chart: Series, chart_id: str) -> str:
         print_values=chart.kind == "bar",
         value_formatter=lambda v: f"{v:.3g}",
         show_y_guides=True,
-        dots_size=4,
+        dots_size=2 if curve else 4,
+        x_title="step" if curve else None,
+        x_labels_major_count=8 if curve else None,
+        show_minor_x_labels=not curve,
         stroke_style={"width": 2.5},
         truncate_label=-1,
         include_x_axis=chart.kind == "bar",

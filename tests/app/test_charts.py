@@ -73,3 +73,31 @@ def test_groups_newest_first_newest_of_a_claim_open() -> None:
         ("forge", False),
     ]
     assert replication_charts([{"event_id": "x", "payload": {"verdict": "error"}}]) == []
+
+
+def test_an_eval_loss_curve_is_a_line_per_arm_over_steps() -> None:
+    figures = {
+        f"quality_{arm}_seed0_eval_loss_step{step}": str(base - step / 1000)
+        for arm, base in (("bf16", 5.0), ("fp4_full", 5.2))
+        for step in (0, 100, 200, 300)
+    }
+    figures["quality_bf16_mean_eval_loss_step300"] = "4.69"
+    (curve,) = collect(figures)
+    assert curve.title.startswith("Eval loss curve by arm")
+    assert curve.values["300"] == {"bf16 (seed 0)": 4.7, "fp4 full (seed 0)": 4.9, "bf16": 4.69}
+    assert set(curve.values) == {"0", "100", "200", "300"}
+    (chart,) = record_charts({"event_id": "sha256:" + "cd" * 32, "payload": {"figures": figures}})
+    root = ET.fromstring(chart["svg"])
+    lines = [e for e in root.iter() if e.tag.endswith("path") and "line" in e.get("class", "")]
+    assert len(lines) >= 2  # one polyline per arm with two or more points
+    assert "fp4 full (seed 0)" in chart["svg"] and ">step<" in chart["svg"]
+
+
+def test_a_long_curve_is_drawn_through_evenly_spaced_steps_ends_kept() -> None:
+    figures = {f"quality_sage_mean_eval_loss_step{s}": str(6 - s / 10_000) for s in range(500)}
+    (curve,) = collect(figures)
+    assert len(curve.values) == 500
+    svg = record_charts({"event_id": "e", "payload": {"figures": figures}})[0]["svg"]
+    dots = [e for e in ET.fromstring(svg).iter() if e.tag.endswith("circle")]
+    assert 2 <= len(dots) <= 48
+    assert ">0<" in svg and ">499<" in svg  # first and last step labelled
