@@ -118,20 +118,22 @@ def parse_note(raw: str | bytes) -> Note:
         raise NoteError(f"a note carries at most {MAX_SIGNATURES} signature lines")
     if len(set(lines)) != len(lines):
         raise NoteError("a note carries each signature line once")
-    out: list[Signature] = []
-    for line in lines:
-        if not line.startswith(_DASH):
-            raise NoteError(f"not a signature line: {line!r}")
-        name, _, b64 = line[len(_DASH) :].partition(" ")
-        _check_name(name)
-        try:
-            blob = base64.b64decode(b64, validate=True)
-        except (binascii.Error, ValueError) as e:
-            raise NoteError(f"signature of {name} is not base64") from e
-        if len(blob) < 5:
-            raise NoteError(f"signature of {name} is too short")
-        out.append(Signature(name, blob[:4], blob[4:]))
-    return Note(text + "\n", tuple(out))
+    return Note(text + "\n", tuple(parse_signature_line(line) for line in lines))
+
+
+def parse_signature_line(line: str) -> Signature:
+    """One signature line (`— name base64(key hash || signature)`, without its newline)."""
+    if not line.startswith(_DASH):
+        raise NoteError(f"not a signature line: {line!r}")
+    name, _, b64 = line[len(_DASH) :].partition(" ")
+    _check_name(name)
+    try:
+        blob = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise NoteError(f"signature of {name} is not base64") from e
+    if len(blob) < 5:
+        raise NoteError(f"signature of {name} is too short")
+    return Signature(name, blob[:4], blob[4:])
 
 
 def sign_note(text: str, name: str, key: SigningKey) -> Signature:

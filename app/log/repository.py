@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -157,22 +157,25 @@ class LogRepository:
         )
         return [(int(i), str(b)) for i, b in self.session.execute(stmt)]
 
-    def cosignatures(self, tree_size: int) -> Sequence[LogCosignature]:
-        stmt = (
-            select(LogCosignature)
-            .where(LogCosignature.tree_size == tree_size)
-            .order_by(LogCosignature.witness_name)
-        )
-        return self.session.scalars(stmt).all()
+    def cosignatures(
+        self, tree_size: int, names: Collection[str] | None = None
+    ) -> Sequence[LogCosignature]:
+        """The cosignatures of the checkpoint of `tree_size` (of the witnesses `names` only)."""
+        stmt = select(LogCosignature).where(LogCosignature.tree_size == tree_size)
+        if names is not None:
+            stmt = stmt.where(LogCosignature.witness_name.in_(sorted(names)))
+        return self.session.scalars(stmt.order_by(LogCosignature.witness_name)).all()
 
-    def witnessed_sizes(self, quorum: int) -> list[int]:
-        """Tree sizes with at least `quorum` cosignatures, largest first."""
+    def witnessed_sizes(self, quorum: int, names: Collection[str], limit: int = 16) -> list[int]:
+        """Tree sizes with at least `quorum` cosignatures by witnesses named `names`, largest
+        first (the caller checks each line's key: a name may have changed keys)."""
         stmt = (
             select(LogCosignature.tree_size)
+            .where(LogCosignature.witness_name.in_(sorted(names)))
             .group_by(LogCosignature.tree_size)
             .having(func.count() >= quorum)
             .order_by(LogCosignature.tree_size.desc())
-            .limit(1)
+            .limit(limit)
         )
         return [int(s) for s in self.session.scalars(stmt)]
 

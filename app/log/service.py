@@ -24,6 +24,7 @@ from ..core.timeutil import utcnow
 from ..events.repository import EventRepository
 from ..registry.service import RegistryIdentity
 from ..settings import Settings
+from .models import LogCosignature
 from .repository import LogRepository
 
 _TREE = "pith.log_tree"  # session.info: (size, root) after this transaction's appends
@@ -155,30 +156,57 @@ def current_checkpoint(session: Session, signer: LogSigner) -> tuple[int, bytes,
     return size, root, checkpoint_note(signer, size, root)
 
 
-def with_cosignatures(session: Session, text: str, size: int) -> str:
-    """The signed checkpoint `text` with the stored witness cosignature lines appended."""
-    lines = [c.signature_line for c in LogRepository(session).cosignatures(size)]
+def configured_cosignatures(session: Session, signer: LogSigner, size: int) -> list[LogCosignature]:
+    """The stored cosignatures of the checkpoint of `size` by witnesses configured now (name
+    and key): a witness taken off the list, or re-keyed, no longer counts nor shows."""
+    keys = {(w.name, w.key_hash) for w in signer.witnesses}
+    rows = LogRepository(session).cosignatures(size, {name for name, _ in keys})
+    out = []
+    for row in rows:
+        try:
+            sig = note.parse_signature_line(row.signature_line)
+        except note.NoteError:
+            continue
+        if (sig.name, sig.key_hash) in keys:
+            out.append(row)
+    return out
+
+
+def with_cosignatures(session: Session, signer: LogSigner, text: str, size: int) -> str:
+    """The signed checkpoint `text` with the configured witnesses' cosignature lines."""
+    lines = [c.signature_line for c in configured_cosignatures(session, signer, size)]
     return text + "".join(line + "\n" for line in lines)
+
+
+def witnessed_size(session: Session, signer: LogSigner) -> int | None:
+    """The largest tree size a quorum of the configured witnesses cosigned; None before one."""
+    if signer.quorum <= 0 or not signer.witnesses:
+        return None
+    names = {w.name for w in signer.witnesses}
+    for size in LogRepository(session).witnessed_sizes(signer.quorum, names):
+        if len(configured_cosignatures(session, signer, size)) >= signer.quorum:
+            return size
+    return None
 
 
 def published_checkpoint(session: Session, signer: LogSigner) -> str:
     """What `/log/checkpoint` serves: the latest checkpoint, or with a witness quorum set, the
-    latest one that quorum cosigned (with their cosignatures); 404 before there is one."""
+    latest one that quorum of the configured witnesses cosigned (with their cosignatures); 404
+    before there is one."""
     repo = LogRepository(session)
     if signer.quorum <= 0:
         size, _, text = current_checkpoint(session, signer)
-        return with_cosignatures(session, text, size)
-    sizes = repo.witnessed_sizes(signer.quorum)
-    if not sizes:
+        return with_cosignatures(session, signer, text, size)
+    size = witnessed_size(session, signer)
+    if size is None:
         raise Problem(
             404,
             "no_witnessed_checkpoint",
             f"no checkpoint has {signer.quorum} witness cosignatures yet; "
             "the latest unwitnessed one is at /log/checkpoint/unwitnessed",
         )
-    size = sizes[0]
     text = checkpoint_note(signer, size, root_at(repo, size))
-    return with_cosignatures(session, text, size)
+    return with_cosignatures(session, signer, text, size)
 
 
 def inclusion_proofs(
@@ -321,7 +349,7 @@ def add_cosignature(session: Session, signer: LogSigner, body: str) -> dict[str,
         raise Problem(
             403, "unknown_witness", "no valid cosignature of a witness this log is configured with"
         )
-    have = len(repo.cosignatures(checkpoint.size))
+    have = len(configured_cosignatures(session, signer, checkpoint.size))
     return {
         "tree_size": checkpoint.size,
         "accepted": kept,

@@ -253,6 +253,23 @@ def test_witness_cosignatures_publish_a_checkpoint_once_the_quorum_signed(
             fake, (note.cosign(fake, names[0], witnesses[0], 1_700_000_000),)
         ).serialize()
         assert_problem(client.post("/log/cosignature", content=forged), 409, "not_this_tree")
+    # w0 taken off the list: its stored cosignature neither counts toward the quorum nor shows
+    dropped = settings.model_copy(update={"log_witnesses": vkeys[1:], "log_witness_quorum": 2})
+    with make_client(dropped, database) as client:
+        assert_problem(client.get("/log/checkpoint"), 404, "no_witnessed_checkpoint")
+    one = settings.model_copy(update={"log_witnesses": vkeys[1:], "log_witness_quorum": 1})
+    with make_client(one, database) as client:
+        shown = note.parse_note(client.get("/log/checkpoint").text).signatures
+        assert [s.name for s in shown] == [client.get("/log").json()["origin"], names[1]]
+    # w1 re-keyed under its name: the line its old key signed is not the new key's
+    rekeyed = note.verifier_key(
+        names[1], bytes(SigningKey.generate().verify_key), note.SIG_COSIGNATURE_V1
+    )
+    moved = settings.model_copy(
+        update={"log_witnesses": [vkeys[0], rekeyed], "log_witness_quorum": 2}
+    )
+    with make_client(moved, database) as client:
+        assert_problem(client.get("/log/checkpoint"), 404, "no_witnessed_checkpoint")
 
 
 def test_the_key_document_and_mirror_manifest_name_the_log(seeded: TestClient) -> None:
