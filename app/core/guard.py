@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .problems import Problem, problem_response
-from .ratelimit import SharedBuckets
+from .ratelimit import LimiterUnavailable, SharedBuckets
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_CLIENTS = 50_000
@@ -150,7 +150,17 @@ class GuardMiddleware:
             return
         send = self._secured(scope, send)
         is_read = scope["method"] in READ_METHODS
-        wait = await self._wait(is_read, self._client(scope))
+        try:
+            wait = await self._wait(is_read, self._client(scope))
+        except LimiterUnavailable:
+            busy = Problem(
+                503,
+                "busy",
+                "the write limiter's database is unavailable; nothing was stored, retry shortly",
+                headers={"Retry-After": "1"},
+            )
+            await problem_response(busy, scope.get("path"))(scope, receive, send)
+            return
         if wait > 0:
             retry = max(1, math.ceil(wait))
             problem = Problem(

@@ -14,11 +14,17 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..storage.engine import Database
 from ..storage.models import RateBucket
 
 PRUNE_EVERY = 500  # about one take in this many also deletes long-idle buckets
+
+
+class LimiterUnavailable(Exception):
+    """The database that keeps the buckets failed (down, locked, out of connections): the
+    write cannot be admitted now, and is answered 503 with Retry-After, not a bare 500."""
 
 
 class SharedBuckets:
@@ -32,8 +38,14 @@ class SharedBuckets:
         self.clock = clock
 
     def take(self, client: str) -> float:
-        """0 when the request may go on; otherwise the seconds until it may. (Blocking: call
-        from a worker thread.)"""
+        """0 when the request may go on; otherwise the seconds until it may; LimiterUnavailable
+        when the database cannot say. (Blocking: call from a worker thread.)"""
+        try:
+            return self._take(client)
+        except SQLAlchemyError as e:
+            raise LimiterUnavailable(type(e).__name__) from e
+
+    def _take(self, client: str) -> float:
         key = f"{self.kind}:{client}"[:120]
         now = float(self.clock())
         with self.db.write() as session:

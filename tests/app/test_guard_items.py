@@ -139,3 +139,28 @@ def test_degenerate_worker_keys_are_refused(seeded: TestClient, key_hex: str) ->
     )
     body = assert_problem(r, 422)
     assert "public_key_hex" in body["field"]
+
+
+def test_a_failing_write_limiter_answers_503_with_retry_after(
+    seeded: TestClient, settings: Any, database: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The limiter's database failing (down, locked, pool exhausted) is a 503 the client may
+    retry, never a bare 500; the event is not stored."""
+    from sqlalchemy.exc import OperationalError
+
+    from app.core.ratelimit import SharedBuckets
+
+    def down(self: SharedBuckets, client: str) -> float:
+        raise OperationalError("UPDATE rate_buckets", {}, Exception("server closed the connection"))
+
+    limited = settings.model_copy(update={"rate_limit_writes_per_minute": 3})
+    event = signed_event(new_key(), FORGE)
+    with make_client(limited, database) as client:
+        monkeypatch.setattr(SharedBuckets, "_take", down)
+        r = client.post(ACTION, json=event)
+        problem = assert_problem(r, 503, "busy")
+        assert r.headers["retry-after"] == "1" and "limiter" in problem["detail"]
+        monkeypatch.undo()
+        events = client.get(f"/api/pith-number/{FORGE}/events.json").json()["events"]
+        assert event["event_id"] not in {e["event_id"] for e in events}
+        assert client.post(ACTION, json=event).status_code == 201
