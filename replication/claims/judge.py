@@ -3,12 +3,22 @@ payload out (``pith-claim-result-v1``: figures and checks as decimal strings, a 
 pith_core's vocabulary).
 
 A claim's ``measure(profile)`` returns figures only; it never builds a check or a verdict.
+
+One rule for spreads, in every claim: a check judged on a mean over seeds carries that mean's
+standard error (``mean_and_sem``: sample standard deviation / sqrt(n)) as its spread, and is
+undecided (the verdict ``inconclusive``) while ``mean ± standard error`` contains the target.
+The standard error, not the standard deviation: the statements are about the mean, and the
+question is whether the seeds drawn could have put *the mean* on the other side of the target;
+the standard deviation asks whether one seed could land there (no statement here is about one
+run), and it does not shrink with more seeds, so no number of seeds could decide a close claim.
+With fewer than two seeds the standard error is unknown (NaN) and the check stays undecided.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,12 +50,26 @@ def dec(x: float | int, digits: int = 6) -> str:
     return s
 
 
+def mean_and_sem(values: Sequence[float]) -> tuple[float, float]:
+    """The mean of per-seed values and its standard error (sample standard deviation over
+    sqrt(n)): the figure and the spread of every check judged over seeds (see the module's
+    docstring for why the standard error). The error is NaN for fewer than two values."""
+    if not values:
+        raise ValueError("mean_and_sem needs at least one value")
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, math.nan
+    return mean, statistics.stdev(values) / math.sqrt(len(values))
+
+
 @dataclass(frozen=True)
 class Check:
     """One condition judged: `measured` compared with `target` by `op`.
 
-    With a `spread` (e.g. the standard deviation over seeds) a check whose target lies within
-    ``measured ± spread`` is undecided: a seed, not the method, would decide it.
+    With a `spread` (the standard error of a mean over seeds, ``mean_and_sem``) a check whose
+    target lies within ``measured ± spread`` is undecided: the seeds drawn, not the method, would
+    decide it. A NaN spread (one seed, or its figure never written) leaves it undecided too; a
+    NaN measurement is decided, and fails.
     """
 
     name: str
@@ -68,8 +92,10 @@ class Check:
 
     @property
     def decided(self) -> bool:
-        if self.spread is None or math.isnan(self.spread) or math.isnan(self.measured):
+        if self.spread is None or math.isnan(self.measured):
             return True
+        if math.isnan(self.spread):
+            return False
         return abs(self.measured - self.target) >= self.spread
 
     def as_payload(self) -> dict[str, Any]:
@@ -90,7 +116,8 @@ class Check:
 def verdict_of(checks: Iterable[Check], *, conclusive: bool = True) -> str:
     """replicated when every gating check passes; not_replicated when a decided gating check
     fails; inconclusive when the run could not decide (a smoke run, no gating check, or a
-    gating check whose spread straddles its target while the others pass)."""
+    gating check whose standard error straddles its target, or is unknown, while the others
+    pass)."""
     if not conclusive:
         return "inconclusive"
     gating = [c for c in checks if c.gating]

@@ -9,7 +9,7 @@ import math
 import pytest
 
 from replication.claims.base import run_claim
-from replication.claims.fp4.measure import quality_figures
+from replication.claims.fp4.measure import PROFILES, quality_figures
 from replication.claims.fp4.spec import ARMS, SPEC
 from replication.claims.judge import RESULT_VERSION, judge
 
@@ -58,6 +58,15 @@ def test_smoke_figures_are_measurements(smoke: dict) -> None:
         assert float(f[f"speed_quant_{case}_ms"]) > 0
         assert float(f[f"speed_quant_{case}_frac_of_copy"]) > 0
     assert float(f["speed_fp8_gemm_tflops"]) > 0 and float(f["ceiling_copy_tbps"]) > 0
+
+
+def test_the_fp8_gemm_is_set_against_the_runs_bf16_ceiling(smoke: dict) -> None:
+    """The bf16 GEMM is the ceiling measured once in the run (same n), not measured again."""
+    f = smoke["figures"]
+    assert f["speed_bf16_gemm_tflops"] == f["ceiling_gemm_bf16_tflops"]
+    assert f["speed_gemm_n"] == f["ceiling_gemm_n"] == str(PROFILES["smoke"].gemm_n)
+    ratio = float(f["speed_fp8_gemm_tflops"]) / float(f["ceiling_gemm_bf16_tflops"])
+    assert float(f["speed_fp8_over_bf16_gemm"]) == pytest.approx(ratio, rel=1e-4)
 
 
 def test_calibration_fits_the_steps_to_the_time_left() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pith_core import canonical_json
-from replication.claims.judge import VERDICTS, judge
+from replication.claims.judge import VERDICTS, judge, mean_and_sem
 from replication.claims.registry import CLAIMS
 from replication.claims.spec import CheckSpec, ClaimSpec
 
@@ -121,8 +121,8 @@ def test_a_measured_nan_still_fails_the_claim() -> None:
 def test_a_spread_that_straddles_the_target_is_inconclusive(
     mean: float, std: float, verdict: str, decided: bool
 ) -> None:
-    spec = _spec(CheckSpec("gap", "gap_mean", "<=", 0.01, spread="gap_std"))
-    result = judge(spec, "full", {"gap_mean": mean, "gap_std": std})
+    spec = _spec(CheckSpec("gap", "gap_mean", "<=", 0.01, spread="gap_sem"))
+    result = judge(spec, "full", {"gap_mean": mean, "gap_sem": std})
     (check,) = result["checks"]
     assert result["verdict"] == verdict
     assert check["decided"] is decided and float(check["spread"]) == std
@@ -131,10 +131,10 @@ def test_a_spread_that_straddles_the_target_is_inconclusive(
 
 def test_an_undecided_check_does_not_hide_a_decided_failure() -> None:
     spec = _spec(
-        CheckSpec("gap", "gap_mean", "<=", 0.01, spread="gap_std"),
+        CheckSpec("gap", "gap_mean", "<=", 0.01, spread="gap_sem"),
         CheckSpec("fast", "speedup", ">=", 1.25),
     )
-    figures = {"gap_mean": 0.009, "gap_std": 0.01, "speedup": 1.0}
+    figures = {"gap_mean": 0.009, "gap_sem": 0.01, "speedup": 1.0}
     assert judge(spec, "full", figures)["verdict"] == "not_replicated"
 
 
@@ -154,3 +154,36 @@ def test_specs_refuse_what_cannot_be_judged() -> None:
             ]
         )
     )
+
+
+def test_mean_and_sem_is_the_standard_error_of_the_mean() -> None:
+    # by hand: mean 3, squared deviations 4+1+0+9 = 14, sample variance 14/3, sem sqrt(14/3)/2
+    mean, sem = mean_and_sem([1.0, 2.0, 3.0, 6.0])
+    assert mean == pytest.approx(3.0) and sem == pytest.approx(math.sqrt(14 / 3) / 2)
+    # two seeds: the standard error is half their distance (the standard deviation is 1/sqrt 2)
+    assert mean_and_sem([1.00, 1.04]) == pytest.approx((1.02, 0.02))
+    one = mean_and_sem([0.5])
+    assert one[0] == 0.5 and math.isnan(one[1])  # one seed: the spread is unknown
+    with pytest.raises(ValueError):
+        mean_and_sem([])
+
+
+def test_an_unknown_spread_leaves_a_passing_check_undecided() -> None:
+    """One seed (NaN standard error) or a spread figure never written cannot show that the
+    seeds did not decide: no replicated verdict rests on it; a measured NaN still fails."""
+    spec = _spec(CheckSpec("gap", "gap_mean", "<=", 0.01, spread="gap_sem"))
+    for figures in ({"gap_mean": 0.0, "gap_sem": math.nan}, {"gap_mean": 0.0}):
+        result = judge(spec, "full", figures)
+        assert result["verdict"] == "inconclusive"
+        assert result["checks"][0]["decided"] is False and result["checks"][0]["passed"] is True
+    failed = judge(spec, "full", {"gap_mean": math.nan, "gap_sem": 0.001})
+    assert failed["verdict"] == "not_replicated"
+
+
+@pytest.mark.parametrize("claim_id", sorted(CLAIMS))
+def test_every_spread_is_the_standard_error(claim_id: str) -> None:
+    """One spread rule across claims: every check judged over seeds names a standard error
+    (``mean_and_sem``) figure, never a standard deviation."""
+    for c in CLAIMS[claim_id].checks:
+        if c.spread is not None:
+            assert c.spread.endswith("_sem"), f"{claim_id}/{c.name}: spread {c.spread}"

@@ -13,9 +13,13 @@ keeping the other chunks' optimizer states off the GPU. Measured here, in one pr
 2. Offload: bytes moved per chunk switch, the achieved device<->host bandwidth against pinned
    copies measured in the same run, and the fraction of the transfer time hidden behind compute.
 3. Exactness (fp32, TF32 off, tiny Llama): one chunk is bit-identical to the same kernels
-   unchunked; with four chunks every slice gradient equals autograd's within 1e-5 relative.
+   unchunked, and its weight updates equal ``torch.optim.AdamW``'s (autograd's gradients,
+   torch's single-tensor step: the reference the paper's "full fine-tuning" means, and code
+   that is not ours) within 1e-5 relative; with four chunks every slice gradient equals
+   autograd's within 1e-5 relative.
 4. Quality: the d512-l8 Llama on Shakespeare, ChunkFT with 4 chunks after 4·S steps against
-   AdamW after S steps (equal updates per parameter), eval loss ratio ≤ 1.05, over 2 seeds.
+   AdamW after S steps (equal updates per parameter), eval loss ratio ≤ 1.05, over 2 seeds; the
+   spread is the standard error of the mean ratio (the judge's one rule).
 
 ``smoke`` runs 3 and 4 at toy sizes on the CPU (kernels through Triton's interpreter).
 """
@@ -34,8 +38,9 @@ SPEC = ClaimSpec(
         "ChunkFT (one byte window of the model trained at a time, slice-only weight gradients, "
         "other windows' AdamW states in pinned host memory) fine-tunes a Llama-2-7B-shaped model "
         "(bf16, seq 1024, batch 1) with peak GPU memory over a whole chunk cycle <= 15.8 GB "
-        "(13.72 GB + 15%); with one chunk it is bit-identical to the same kernels unchunked, with "
-        "four its slice gradients match autograd within 1e-5; and with 4 chunks after 4S steps "
+        "(13.72 GB + 15%); with one chunk it is bit-identical to the same kernels unchunked and "
+        "its updates match torch.optim.AdamW's within 1e-5, with four its slice gradients "
+        "match autograd within 1e-5; and with 4 chunks after 4S steps "
         "its eval loss on Shakespeare is within 5% of AdamW's after S steps (2 seeds)."
     ),
     scale=(
@@ -55,6 +60,13 @@ SPEC = ClaimSpec(
             description="max |W_chunkft - W_unchunked| after the same steps, one chunk",
         ),
         CheckSpec(
+            "exact_one_chunk_vs_torch_adamw",
+            "exact_one_chunk_vs_torch_adamw_update_rel_err",
+            "<=",
+            1e-5,
+            description="worst norm-wise error of a weight's update against torch.optim.AdamW",
+        ),
+        CheckSpec(
             "exact_four_chunks_slice_grad_rel_err",
             "exact_four_chunks_slice_grad_rel_err",
             "<=",
@@ -66,7 +78,7 @@ SPEC = ClaimSpec(
             "quality_loss_ratio",
             "<=",
             1.05,
-            spread="quality_loss_ratio_spread",
+            spread="quality_loss_ratio_sem",
             description="mean over seeds of eval loss (ChunkFT, 4S steps) / (AdamW, S steps)",
         ),
         CheckSpec(

@@ -7,7 +7,6 @@ the kernel timings through Triton's interpreter) in well under a minute; ``full`
 
 from __future__ import annotations
 
-import math
 import statistics
 import sys
 import time
@@ -20,7 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from kernels.runtime import timing
+from kernels.runtime.ceilings import Ceilings, measure_ceilings
 from replication.claims import base, common
+from replication.claims.judge import mean_and_sem
 
 from .spec import ARMS
 
@@ -33,7 +34,7 @@ class Profile(common.TrainingProfile):
 
     lr: float
     quant_shape: tuple[int, int]  # (tokens, features) of the quantizer timings
-    gemm_n: int  # the FP8 vs bf16 GEMM's n
+    gemm_n: int  # n of the run's bf16 GEMM ceiling and of the FP8 GEMM set against it
     linear_shape: tuple[int, int, int]  # (M, K, N) of the layer and dW timings
     total_budget_s: float | None = None  # fit the steps (at most `steps`) to this wall time
 
@@ -161,15 +162,9 @@ def calibrate_steps(
     return steps, figures
 
 
-def _mean_sem(values: list[float]) -> tuple[float, float]:
-    """Mean and standard error of the mean (NaN spread for one value)."""
-    mean = statistics.fmean(values)
-    sem = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else math.nan
-    return mean, sem
-
-
 def quality_figures(results: dict[str, list[dict[str, float]]]) -> Figures:
-    """Per-arm means and the seed-paired ratio and difference the checks judge."""
+    """Per-arm means and the seed-paired ratio and difference the checks judge, each with its
+    standard error (the judge's one spread rule)."""
     out: Figures = {}
     for arm, runs in results.items():
         for key in runs[0]:
@@ -182,11 +177,13 @@ def quality_figures(results: dict[str, list[dict[str, float]]]) -> Figures:
     direct = [r["eval_loss"] for r in results["fp4_direct"]]
     ratio = [f / b for f, b in zip(full, bf16, strict=True)]
     diff = [f - d for f, d in zip(full, direct, strict=True)]
-    out["quality_fp4_full_over_bf16_mean"], out["quality_fp4_full_over_bf16_sem"] = _mean_sem(ratio)
+    mean, sem = mean_and_sem(ratio)
+    out["quality_fp4_full_over_bf16_mean"] = mean
+    out["quality_fp4_full_over_bf16_sem"] = sem
     out["quality_fp4_direct_over_bf16_mean"] = statistics.fmean(
         d / b for d, b in zip(direct, bf16, strict=True)
     )
-    mean, sem = _mean_sem(diff)
+    mean, sem = mean_and_sem(diff)
     out["quality_fp4_full_minus_direct_mean"] = mean
     out["quality_fp4_full_minus_direct_sem"] = sem
     return out
@@ -242,7 +239,7 @@ def _guarded(name: str, fn: Callable[[], Figures]) -> Figures:
         return {f"{name}_error": f"{type(exc).__name__}: {exc}"[:300]}
 
 
-def speed_quantizer(prof: Profile, device: torch.device, ceilings: Any) -> Figures:
+def speed_quantizer(prof: Profile, device: torch.device, ceilings: Ceilings) -> Figures:
     """The quantizer on (tokens, features) bf16, token-wise: time, bytes it must move and the
     fraction of copy_; the eager PyTorch transcription beside it; the quantile bounds alone."""
     from kernels.fp4 import reference as R
@@ -289,17 +286,17 @@ def fp8_gemm_tflops(device: torch.device, n: int, gen: torch.Generator) -> float
     return 2 * n**3 / (ms * 1e-3) / 1e12
 
 
-def speed_gemms(prof: Profile, device: torch.device, ceilings: Any) -> Figures:
-    """FP8 (e4m3, row-wise scales) against bf16 n³ GEMMs in this run; the FP4 layer's forward +
-    backward against F.linear's; the fused DGE dW against cuBLAS dW + a separate DGE pass."""
+def speed_gemms(prof: Profile, device: torch.device, ceilings: Ceilings) -> Figures:
+    """FP8 (e4m3, row-wise scales) n³ GEMM against the run's bf16 GEMM ceiling (the same n,
+    measured once by ``measure_ceilings``, not again here); the FP4 layer's forward + backward
+    against F.linear's; the fused DGE dW against cuBLAS dW + a separate DGE pass."""
     from kernels.fp4 import FP4_FULL, dge_derivative, dge_weight_grad, fp4_linear
-    from kernels.runtime.ceilings import gemm_bf16_tflops
 
     out: Figures = {}
-    n = prof.gemm_n
+    n = ceilings.gemm_n
     gen = torch.Generator().manual_seed(12)
     out["speed_fp8_gemm_tflops"] = fp8_gemm_tflops(device, n, gen)
-    out["speed_bf16_gemm_tflops"] = gemm_bf16_tflops(device, n)
+    out["speed_bf16_gemm_tflops"] = ceilings.gemm_bf16_tflops
     out["speed_fp8_over_bf16_gemm"] = out["speed_fp8_gemm_tflops"] / out["speed_bf16_gemm_tflops"]
     out["speed_gemm_n"] = n
 
@@ -364,10 +361,8 @@ def _measure(prof: Profile, device: torch.device) -> Figures:
     )
 
     base.phase("ceilings")
-    from kernels.runtime.ceilings import measure_ceilings
-
     t0 = time.perf_counter()
-    ceilings = measure_ceilings(device)
+    ceilings = measure_ceilings(device, gemm_n=prof.gemm_n)
     figures.update(ceilings.figures())
     base.phase("kernel_speed")
     figures.update(_guarded("speed_quant", lambda: speed_quantizer(prof, device, ceilings)))

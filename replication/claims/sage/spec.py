@@ -3,18 +3,20 @@
 Three measurements, one run:
 
 1. Kernel speed: the SAGE step (column statistic, scale, fused apply) on a 32000×2048 embedding
-   and a 4096×4096 matrix in fp32, against torch's fused AdamW and ``copy_`` on the same tensors,
-   timed in the same process. Targets: SAGE moves its 24 B/element at ≥ 85% of the copy
-   bandwidth measured there, and takes less time than fused AdamW.
+   and a 4096×4096 matrix in fp32, against torch's fused AdamW, timed in the same process.
+   Targets: SAGE moves its 24 B/element at ≥ 85% of the run's ``copy_`` ceiling (a 1 GiB fp32
+   ``copy_`` measured in the same run, ``kernels.runtime.ceilings``), and takes less time than
+   fused AdamW. A ``copy_`` of the same tensor is reported beside it, not judged: a tensor that
+   partly stays in L2 copies faster or slower than the device can stream.
 2. Optimizer state: the bytes of the state tensors after one step on the d512-l8 Llama.
    Target: SAGE-hybrid ≤ 0.55 × SinkGD-hybrid (SAGE keeps m and an O(d) vector where AdamW keeps
    m and v).
 3. Quality: the d512-l8 Llama (seq 256) trained on the Shakespeare corpus for the same number of
    steps with each hybrid (SinkGD on the matrices, SAGE / AdamW / Lion on embeddings and
    vectors), over 3 seeds. The gap SAGE-hybrid minus each other hybrid is taken per seed; its
-   mean is judged (≤ 0.01 nats) and its standard deviation over seeds is the spread: when
-   mean ± spread straddles 0.01 the seeds, not the optimizer, would decide, and the verdict is
-   inconclusive. Plain AdamW is reported, not judged.
+   mean is judged (≤ 0.01 nats) and the mean's standard error is the spread (the judge's one
+   rule, ``judge.mean_and_sem``): when mean ± standard error straddles 0.01 the seeds, not the
+   optimizer, would decide, and the verdict is inconclusive. Plain AdamW is reported, not judged.
 """
 
 from __future__ import annotations
@@ -40,11 +42,12 @@ def _speed_checks() -> list[CheckSpec]:
             tag = speed_tag(shape)
             out.append(
                 CheckSpec(
-                    f"sage_step_frac_of_copy_bw_{tag}",
-                    f"speed_{tag}_sage_frac_of_copy",
+                    f"sage_step_frac_of_copy_ceiling_{tag}",
+                    f"speed_{tag}_sage_frac_of_copy_ceiling",
                     ">=",
                     0.85,
                     profiles=(profile,),
+                    description="bytes the step must move / its time, over the run's 1 GiB copy_",
                 )
             )
             out.append(
@@ -95,20 +98,22 @@ SPEC = ClaimSpec(
                 "<=",
                 0.01,
                 gating=gating,
-                spread=f"{gap_figure(other)}_std",
-                description="mean over seeds of the per-seed gap; spread: its std over seeds",
+                spread=f"{gap_figure(other)}_sem",
+                description="mean over seeds of the per-seed gap; spread: its standard error",
             )
             for other, gating in QUALITY_GAPS
         ),
     ),
     notes=(
         "SAGE step, fused AdamW and copy_ timed in one process (fp32; bf16 on the first shape, "
-        "reported); the SAGE step is the optimizer's (bound launches: one plan per parameter), "
-        "as fused AdamW's is `AdamW.step`; 'general' is the unbound `sage_step_`; host_issue "
+        "reported); the bandwidth gate is against the run's 1 GiB copy_ ceiling (ceiling_ "
+        "figures), the fraction of a copy_ of the same tensor reported beside it; the SAGE "
+        "step is the optimizer's (bound launches: one plan per parameter), as fused AdamW's is "
+        "`AdamW.step`; 'general' is the unbound `sage_step_`; host_issue "
         "figures are the host's µs to issue one step with the GPU idle; state bytes summed over "
         "optimizer.state after one step; quality: warm-up then cosine to 10%, bf16 autocast on "
         "CUDA, eval on fixed batches of the held-out plays; each quality check's spread is the "
-        "standard deviation over seeds of the per-seed gap."
+        "standard error of the mean of the per-seed gaps."
     ),
     legacy_profiles={"h100": FULL},
 )
