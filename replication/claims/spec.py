@@ -23,9 +23,9 @@ class CheckSpec:
 
     `gating` checks decide the verdict; the others are reported. `profiles` limits the check to
     those profiles (None: every profile). `spread`, when set, names the figure holding the
-    measurement's spread (e.g. the standard deviation over seeds): a gating check whose
-    ``measured ± spread`` interval contains the target cannot be decided and makes the verdict
-    ``inconclusive``.
+    measurement's spread (the standard error of a mean over seeds, ``judge.mean_and_sem``: one
+    rule for every claim): a gating check whose ``measured ± spread`` interval contains the
+    target cannot be decided and makes the verdict ``inconclusive``.
     """
 
     name: str
