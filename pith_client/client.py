@@ -193,8 +193,21 @@ class PithClient:
     def state(self, pith_id: str) -> dict[str, Any]:
         return dict(self._get_json(f"/pith/{_suffix(pith_id)}/state.json"))
 
-    def bundle(self, pith_id: str) -> dict[str, Any]:
-        return dict(self._get_json(f"/pith/{_suffix(pith_id)}/bundle.json"))
+    def bundle(self, pith_id: str, *, log_size: int | None = None) -> dict[str, Any]:
+        """The whole bundle (at tree size `log_size`, or now): a record with more events than
+        one page holds is fetched page by page (the cursor pins the first page's tree size)
+        and put back together, events sorted by id and every page's proofs kept."""
+        path = f"/pith/{_suffix(pith_id)}/bundle.json"
+        doc = dict(self._get_json(path, log_size=log_size))
+        cursor = doc.pop("next", None)
+        doc.pop("events_total", None)
+        while cursor:
+            page = self._get_json(path, after=cursor)
+            doc["events"].extend(page["events"])
+            doc["log"]["entries"].update(page["log"]["entries"])
+            cursor = page.get("next")
+        doc["events"].sort(key=lambda e: str(e.get("event_id")))
+        return doc
 
     def resolve(
         self, *, arxiv: str | None = None, doi: str | None = None, pith: str | None = None
@@ -283,7 +296,9 @@ class PithClient:
             for item in page["events"]:
                 yield FeedItem(log_index=int(item["log_index"]), event=item["event"])
             cursor = str(page["next"])
-            if page["events"] and page["count"] >= limit:
+            # a page ends at `limit` events or at the server's byte bound: more is waiting
+            # while the last event served is below the log's head
+            if page["events"] and int(page["events"][-1]["log_index"]) < int(page["head"]):
                 continue
             if stop_when_idle:
                 return

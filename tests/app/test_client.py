@@ -115,3 +115,46 @@ def test_a_record_name_is_one_path_segment_and_retry_after_is_ascii() -> None:
     assert _suffix("pith:2026:GWT7BTE6QQH6QFVV76TWP23RSF") == "GWT7BTE6QQH6QFVV76TWP23RSF"
     assert retry_after_seconds("7") == 7.0
     assert retry_after_seconds("\u00b2") is None  # a Unicode digit, not a number of seconds
+
+
+@pytest.fixture(scope="module")
+def small_pages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    work = tmp_path_factory.mktemp("client-pages")
+    server = start_server(
+        f"sqlite:///{work / 'pith.db'}",
+        work,
+        PITH_RATE_LIMIT_READS_PER_MINUTE="0",
+        PITH_MAX_LISTING_BYTES="65536",
+    )
+    yield server
+    server.stop()
+
+
+def test_follow_and_bundle_go_through_pages_that_end_on_the_byte_bound(
+    small_pages: LiveServer,
+) -> None:
+    key = new_key("pager")
+    padded = [
+        signed_event(
+            key,
+            FORGE,
+            seq=i + 1,
+            payload={"claim_id": "c", "verdict": "inconclusive", "pad": "p" * 20_000},
+        )
+        for i in range(8)
+    ]
+    with small_pages.client() as http:
+        assert http.post("/api/events", json=padded).status_code == 201
+        page = http.get("/api/events", params={"after": 0, "limit": 1000}).json()
+        head = page["head"]
+        assert page["count"] < 1000 and page["events"][-1]["log_index"] < head  # cut by bytes
+    with PithClient(small_pages.base_url) as pith:
+        seen = [item.log_index for item in pith.follow(after=0, limit=1000, stop_when_idle=True)]
+        assert seen == sorted(set(seen)) and seen[-1] == head
+        ids = {item.event["event_id"] for item in pith.follow(after=0, stop_when_idle=True)}
+        assert {e["event_id"] for e in padded} <= ids
+        bundle = pith.bundle(FORGE)
+        assert {e["event_id"] for e in padded} <= {e["event_id"] for e in bundle["events"]}
+        assert "next" not in bundle
+        report = pith.verify(FORGE, trust_server_key=True)
+        assert report.ok, report.failed
