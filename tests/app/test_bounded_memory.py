@@ -93,8 +93,10 @@ def test_record_json_holds_the_latest_events_not_all(seeded: TestClient) -> None
 
 
 def test_concurrent_misses_of_one_read_render_once(seeded: TestClient, monkeypatch: Any) -> None:
-    """Twenty cache-busting reads at once: one render; the others await it on the event loop."""
+    """Twenty cache-busting reads at once: exactly one render; the others await it on the event
+    loop. The render is held until all twenty are in, so every one of them is concurrent."""
     import asyncio
+    import threading
 
     import httpx
 
@@ -102,21 +104,34 @@ def test_concurrent_misses_of_one_read_render_once(seeded: TestClient, monkeypat
     ctx = app.state.ctx  # type: ignore[attr-defined]
     renders: list[Any] = []
     real_render = ctx.render
+    real_once = ctx._render_once
+    asking = 20
+    entered: list[Any] = []
+    all_in = threading.Event()
+
+    async def counting_once(key: Any, build: Any) -> Any:
+        entered.append(key)
+        if len(entered) == asking:
+            all_in.set()
+        return await real_once(key, build)
 
     def counting(key: Any, build: Any) -> Any:
         renders.append(key)
+        assert all_in.wait(30), f"only {len(entered)} of {asking} reads arrived"
         return real_render(key, build)
 
+    monkeypatch.setattr(ctx, "_render_once", counting_once)
     monkeypatch.setattr(ctx, "render", counting)
     monkeypatch.setattr(ctx.cache, "get", lambda key: None)  # every ask is a miss
 
-    async def burst() -> list[int]:
+    async def burst() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            rs = await asyncio.gather(
-                *(c.get(f"/pith/{SUFFIX}/state.json", params={"cb": i}) for i in range(20))
+            return await asyncio.gather(
+                *(c.get(f"/pith/{SUFFIX}/state.json", params={"cb": i}) for i in range(asking))
             )
-        return [r.status_code for r in rs]
 
-    assert asyncio.run(burst()) == [200] * 20
-    assert 1 <= len(renders) < 20
+    answers = asyncio.run(burst())
+    assert [r.status_code for r in answers] == [200] * asking
+    assert len({r.content for r in answers}) == 1
+    assert len(set(entered)) == 1 and len(renders) == 1
