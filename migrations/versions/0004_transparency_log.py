@@ -12,7 +12,7 @@ registry's log covers its whole history. Leaves and nodes are append-only like e
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 
 from pith_core.tlog import append_leaves, leaf_hash
 
@@ -50,21 +50,39 @@ def _sqlite_append_only(table: str) -> list[str]:
     ]
 
 
+BACKFILL_BATCH = 5000
+
+
 def _backfill() -> None:
-    """Make every event already stored a leaf, in log-index order."""
+    """Make every event already stored a leaf, in log-index order, a batch of events at a time
+    (keyset on log_index): memory stays bounded by a batch, whatever the history holds. The
+    tree grows from its frontier as `app.log` appends do. (A caller may set the batch in the
+    Alembic config's attributes, `backfill_batch`.)"""
+    batch = int(context.config.attributes.get("backfill_batch", BACKFILL_BATCH))
     bind = op.get_bind()
-    rows = bind.execute(sa.text("SELECT log_index, body FROM events ORDER BY log_index")).all()
-    if not rows:
-        return
-    nodes, _ = append_leaves(0, [], [leaf_hash(body.encode()) for _, body in rows])
-    bind.execute(
-        sa.text("INSERT INTO tlog_leaves (leaf_index, event_log_index) VALUES (:i, :e)"),
-        [{"i": i, "e": log_index} for i, (log_index, _) in enumerate(rows)],
-    )
-    bind.execute(
-        sa.text("INSERT INTO tlog_nodes (level, idx, hash) VALUES (:level, :idx, :hash)"),
-        [{"level": level, "idx": idx, "hash": h} for level, idx, h in nodes],
-    )
+    size, front, after = 0, [], 0
+    while True:
+        rows = bind.execute(
+            sa.text(
+                "SELECT log_index, body FROM events WHERE log_index > :after "
+                "ORDER BY log_index LIMIT :n"
+            ),
+            {"after": after, "n": batch},
+        ).all()
+        if not rows:
+            return
+        nodes, front = append_leaves(size, front, [leaf_hash(body.encode()) for _, body in rows])
+        bind.execute(
+            sa.text("INSERT INTO tlog_leaves (leaf_index, event_log_index) VALUES (:i, :e)"),
+            [{"i": size + k, "e": log_index} for k, (log_index, _) in enumerate(rows)],
+        )
+        if nodes:
+            bind.execute(
+                sa.text("INSERT INTO tlog_nodes (level, idx, hash) VALUES (:level, :idx, :hash)"),
+                [{"level": level, "idx": idx, "hash": h} for level, idx, h in nodes],
+            )
+        size += len(rows)
+        after = int(rows[-1][0])
 
 
 def upgrade() -> None:
