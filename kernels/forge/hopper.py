@@ -39,7 +39,16 @@ import torch
 import triton
 import triton.language as tl
 
-from .kernels import INTERPRET, _column_halves, _update_halves, _update_tile
+from .kernels import (
+    ADAMW,
+    INTERPRET,
+    _apply_rule,
+    _bf16_bits_to_fp32,
+    _column_halves,
+    _fp32_to_bf16_bits,
+    _update_halves,
+    _update_tile,
+)
 from .rules import Rule, StepScalars
 
 try:  # host-side descriptors (triton >= 3.3)
@@ -229,6 +238,92 @@ def _update_slices(
 
 
 @triton.jit
+def _column_slice(t, i: tl.constexpr, ROWS: tl.constexpr, COLS: tl.constexpr, SPLIT: tl.constexpr):
+    """Column slice i of SPLIT (1, 2, 4 or 8) of a [ROWS, COLS] tile, by repeated halving."""
+    if SPLIT >= 2:
+        t = _column_halves(t, ROWS, COLS)[(i // (SPLIT // 2)) % 2]
+    if SPLIT >= 4:
+        t = _column_halves(t, ROWS, COLS // 2)[(i // (SPLIT // 4)) % 2]
+    if SPLIT >= 8:
+        t = _column_halves(t, ROWS, COLS // 4)[i % 2]
+    return t
+
+
+@triton.jit
+def _step_slice_tma(
+    w_desc,
+    s1_desc,
+    s2_desc,
+    wold_desc,
+    g,
+    n0,
+    k0,
+    K,
+    lr,
+    decay,
+    weight_decay,
+    beta1,
+    beta2,
+    eps,
+    step_size,
+    bc2_sqrt,
+    dampening,
+    first_step,
+    seed_key,
+    RULE: tl.constexpr,
+    NESTEROV: tl.constexpr,
+    W_BF16: tl.constexpr,
+    STOCHASTIC: tl.constexpr,
+    WRITE_OLD: tl.constexpr,
+    ROWS: tl.constexpr,
+    COLS: tl.constexpr,
+):
+    """`kernels._epilogue` with tensor-descriptor I/O: the [ROWS, COLS] tiles of W and its
+    states at (n0, k0) come in and go out through TMA (zero fill past the edges on the way in,
+    clipped on the way out), so no per-element 64-bit addresses sit in registers beside the
+    accumulator; the rule is `kernels._apply_rule`, the rounding `kernels._fp32_to_bf16_bits`.
+    """
+    if W_BF16:  # noqa: SIM108 (constexpr branch)
+        w = _bf16_bits_to_fp32(w_desc.load([n0, k0]))
+    else:
+        w = w_desc.load([n0, k0])
+    s1 = s1_desc.load([n0, k0])
+    if RULE == ADAMW:  # noqa: SIM108 (constexpr branch)
+        s2 = s2_desc.load([n0, k0])
+    else:
+        s2 = s1
+    # Element offsets in W, the stochastic rounding's counter (as the pointer epilogue's).
+    offs = (n0 + tl.arange(0, ROWS))[:, None] * K + (k0 + tl.arange(0, COLS))[None, :]
+    if WRITE_OLD:
+        wold_desc.store([n0, k0], _fp32_to_bf16_bits(w, offs, 0, False))
+    w, s1, s2 = _apply_rule(
+        w,
+        g,
+        s1,
+        s2,
+        lr,
+        decay,
+        weight_decay,
+        beta1,
+        beta2,
+        eps,
+        step_size,
+        bc2_sqrt,
+        dampening,
+        first_step,
+        RULE,
+        NESTEROV,
+    )
+    if W_BF16:
+        w_desc.store([n0, k0], _fp32_to_bf16_bits(w, offs, seed_key, STOCHASTIC))
+    else:
+        w_desc.store([n0, k0], w)
+    s1_desc.store([n0, k0], s1)
+    if RULE == ADAMW:
+        s2_desc.store([n0, k0], s2)
+
+
+@triton.jit
 def _step_tile(
     tile,
     dy_desc,
@@ -262,8 +357,11 @@ def _step_tile(
     BLOCK_T: tl.constexpr,
     GROUP_N: tl.constexpr,
     EPI_SPLIT: tl.constexpr,
+    EPI_TMA: tl.constexpr,
 ):
-    """One output tile: reduce dYᵀ·X over T from TMA-loaded tiles, then step W under it."""
+    """One output tile: reduce dYᵀ·X over T from TMA-loaded tiles, then step W under it in
+    EPI_SPLIT column slices. EPI_TMA: `w_ptr` .. `wold_ptr` are tensor descriptors of one slice
+    (`_step_slice_tma`); else pointers (`_update_slices`, kernels.py's pointer epilogue)."""
     pid_n, pid_k = _tile_coords(tile, tl.cdiv(N, BLOCK_N), tl.cdiv(K, BLOCK_K), GROUP_N)
     n0 = pid_n * BLOCK_N
     k0 = pid_k * BLOCK_K
@@ -276,36 +374,67 @@ def _step_tile(
             a = a.to(tl.float32)
             b = b.to(tl.float32)
         acc = tl.dot(a.T, b, acc)
-    _update_slices(
-        w_ptr,
-        s1_ptr,
-        s2_ptr,
-        wold_ptr,
-        acc,
-        n0 + tl.arange(0, BLOCK_N),
-        k0,
-        N,
-        K,
-        lr,
-        decay,
-        weight_decay,
-        beta1,
-        beta2,
-        eps,
-        step_size,
-        bc2_sqrt,
-        dampening,
-        first_step,
-        seed_key,
-        RULE,
-        NESTEROV,
-        W_BF16,
-        STOCHASTIC,
-        WRITE_OLD,
-        BLOCK_N,
-        BLOCK_K,
-        EPI_SPLIT,
-    )
+    if EPI_TMA:
+        for i in tl.static_range(EPI_SPLIT):
+            _step_slice_tma(
+                w_ptr,
+                s1_ptr,
+                s2_ptr,
+                wold_ptr,
+                _column_slice(acc, i, BLOCK_N, BLOCK_K, EPI_SPLIT),
+                n0,
+                k0 + i * (BLOCK_K // EPI_SPLIT),
+                K,
+                lr,
+                decay,
+                weight_decay,
+                beta1,
+                beta2,
+                eps,
+                step_size,
+                bc2_sqrt,
+                dampening,
+                first_step,
+                seed_key,
+                RULE,
+                NESTEROV,
+                W_BF16,
+                STOCHASTIC,
+                WRITE_OLD,
+                BLOCK_N,
+                BLOCK_K // EPI_SPLIT,
+            )
+    else:
+        _update_slices(
+            w_ptr,
+            s1_ptr,
+            s2_ptr,
+            wold_ptr,
+            acc,
+            n0 + tl.arange(0, BLOCK_N),
+            k0,
+            N,
+            K,
+            lr,
+            decay,
+            weight_decay,
+            beta1,
+            beta2,
+            eps,
+            step_size,
+            bc2_sqrt,
+            dampening,
+            first_step,
+            seed_key,
+            RULE,
+            NESTEROV,
+            W_BF16,
+            STOCHASTIC,
+            WRITE_OLD,
+            BLOCK_N,
+            BLOCK_K,
+            EPI_SPLIT,
+        )
 
 
 @triton.jit(do_not_specialize=["seed_key", "first_step"])
@@ -344,6 +473,7 @@ def _forge_hopper_kernel(
     BLOCK_T: tl.constexpr,
     GROUP_N: tl.constexpr,
     EPI_SPLIT: tl.constexpr,
+    EPI_TMA: tl.constexpr,
     HOST_DESC: tl.constexpr,
     LOOP_HINTS: tl.constexpr,
     FLATTEN: tl.constexpr,
@@ -367,6 +497,25 @@ def _forge_hopper_kernel(
         x_desc = tl.make_tensor_descriptor(
             x, shape=[T, K], strides=[stride_x_t, 1], block_shape=[BLOCK_T, BLOCK_K]
         )
+    if EPI_TMA:
+        # One [BLOCK_N, BLOCK_K // EPI_SPLIT] slice of W and each state a descriptor access.
+        w_io = tl.make_tensor_descriptor(
+            w_ptr, shape=[N, K], strides=[K, 1], block_shape=[BLOCK_N, BLOCK_K // EPI_SPLIT]
+        )
+        s1_io = tl.make_tensor_descriptor(
+            s1_ptr, shape=[N, K], strides=[K, 1], block_shape=[BLOCK_N, BLOCK_K // EPI_SPLIT]
+        )
+        s2_io = tl.make_tensor_descriptor(
+            s2_ptr, shape=[N, K], strides=[K, 1], block_shape=[BLOCK_N, BLOCK_K // EPI_SPLIT]
+        )
+        wold_io = tl.make_tensor_descriptor(
+            wold_ptr, shape=[N, K], strides=[K, 1], block_shape=[BLOCK_N, BLOCK_K // EPI_SPLIT]
+        )
+    else:
+        w_io = w_ptr
+        s1_io = s1_ptr
+        s2_io = s2_ptr
+        wold_io = wold_ptr
     num_tiles = tl.cdiv(N, BLOCK_N) * tl.cdiv(K, BLOCK_K)
     # tl.range's hints are keywords an older Triton rejects even when False: two loops.
     if LOOP_HINTS:
@@ -377,10 +526,10 @@ def _forge_hopper_kernel(
                 tile,
                 dy_desc,
                 x_desc,
-                w_ptr,
-                s1_ptr,
-                s2_ptr,
-                wold_ptr,
+                w_io,
+                s1_io,
+                s2_io,
+                wold_io,
                 T,
                 N,
                 K,
@@ -406,6 +555,7 @@ def _forge_hopper_kernel(
                 BLOCK_T,
                 GROUP_N,
                 EPI_SPLIT,
+                EPI_TMA,
             )
     else:
         for tile in tl.range(tl.program_id(0), num_tiles, num_programs):
@@ -413,10 +563,10 @@ def _forge_hopper_kernel(
                 tile,
                 dy_desc,
                 x_desc,
-                w_ptr,
-                s1_ptr,
-                s2_ptr,
-                wold_ptr,
+                w_io,
+                s1_io,
+                s2_io,
+                wold_io,
                 T,
                 N,
                 K,
@@ -442,6 +592,7 @@ def _forge_hopper_kernel(
                 BLOCK_T,
                 GROUP_N,
                 EPI_SPLIT,
+                EPI_TMA,
             )
 
 
@@ -452,13 +603,17 @@ def make_config(
     warps: int,
     stages: int,
     split: int,
+    *,
     group: int = 8,
     occupancy: int = 1,
+    epi_tma: bool = True,
     host_desc: bool = False,
     flatten: bool = False,
     warp_spec: bool = False,
 ) -> triton.Config:
-    """One config: [bn, bk] output tile, bt tokens a step, `occupancy` programs a SM.
+    """One config: [bn, bk] output tile, bt tokens a step, the epilogue in `split` column slices
+    (through descriptors when `epi_tma`), `occupancy` programs a SM, operand descriptors made on
+    the host (`host_desc`) or in the kernel, and the tile loop's `flatten`/`warp_spec` hints.
 
     Carries the keys `launch.config_name` reads (PREFETCH is always off here) and HOPPER, which
     tells the dispatcher which kernel a tuned config belongs to.
@@ -473,6 +628,7 @@ def make_config(
             "EPI_SPLIT": split,
             "HOPPER": True,
             "OCCUPANCY": occupancy,
+            "EPI_TMA": epi_tma,
             "HOST_DESC": host_desc,
             "FLATTEN": flatten,
             "WARP_SPEC": warp_spec,
@@ -488,11 +644,12 @@ def is_hopper_config(cfg: triton.Config) -> bool:
 
 
 def config_name(cfg: triton.Config) -> str:
-    """A config's name in tables and the tuner's log (unique within `configs()`)."""
+    """A config's name in tables and the tuner's log (unique within the sweep)."""
     k = cfg.kwargs
     flags = [
         name
         for name, on in (
+            ("epi-ptr", not k["EPI_TMA"]),
             ("hostdesc", k["HOST_DESC"]),
             ("flatten", k["FLATTEN"]),
             ("ws", k["WARP_SPEC"]),
@@ -506,32 +663,33 @@ def config_name(cfg: triton.Config) -> str:
     )
 
 
-# (BLOCK_N, BLOCK_K, BLOCK_T, warps, stages, split, group, occupancy, host_desc, flatten, ws).
-# Shared memory a stage: (BLOCK_N + BLOCK_K)·BLOCK_T·2 B (48 KiB at 128+256, 64); the H200 gives
-# a block up to 227 KiB. Registers: the fp32 accumulator (BLOCK_N·BLOCK_K / (32·warps) a thread)
-# plus one slice's W, m, v and offsets (4·that / EPI_SPLIT) must stay under 255 (under 128 at
-# two programs of 8 warps a SM), or the epilogue spills.
-SWEEP_SHAPES: list[tuple[int, int, int, int, int, int, int, int, bool, bool, bool]] = [
-    (128, 256, 64, 8, 3, 8, 8, 1, False, False, False),
-    (128, 256, 64, 8, 4, 8, 8, 1, False, False, False),
-    (128, 256, 64, 8, 3, 8, 8, 1, False, True, False),
-    (128, 256, 64, 8, 3, 4, 8, 1, False, False, False),
-    (256, 128, 64, 8, 3, 8, 8, 1, False, False, False),
-    (256, 128, 64, 8, 4, 8, 8, 1, False, True, False),
-    (128, 128, 64, 4, 3, 4, 8, 2, False, False, False),
-    (128, 128, 64, 4, 3, 4, 8, 2, False, True, False),
-    (128, 128, 64, 8, 3, 4, 8, 2, False, False, False),
-    (128, 128, 64, 8, 4, 2, 8, 1, False, True, False),
-    (128, 128, 128, 8, 3, 4, 8, 1, False, False, False),
-    (128, 256, 64, 8, 3, 8, 8, 1, True, False, False),
-    (128, 128, 64, 4, 3, 4, 8, 2, True, False, False),
-    (128, 256, 64, 8, 3, 8, 8, 1, False, False, True),
-    (128, 128, 64, 8, 3, 4, 8, 1, False, False, True),
+# make_config's arguments for each config of the sweep. Shared memory a stage: (BLOCK_N +
+# BLOCK_K)·BLOCK_T·2 B (48 KiB at 128 + 256 and 64), plus the epilogue's slice buffers; an H200
+# gives a block up to 227 KiB. Registers: the fp32 accumulator takes BLOCK_N·BLOCK_K / (32·warps)
+# a thread; one slice's W, m, v a quarter... an eighth of that again (EPI_SPLIT); with pointer
+# I/O (epi-ptr) each element of a slice also holds four 64-bit addresses, which is what spills
+# the big tiles (ptxas, sm_90): hence the descriptor epilogue.
+SWEEP: list[dict[str, Any]] = [
+    {"bn": 128, "bk": 256, "bt": 64, "warps": 8, "stages": 3, "split": 8},
+    {"bn": 128, "bk": 256, "bt": 64, "warps": 8, "stages": 3, "split": 4},
+    {"bn": 128, "bk": 256, "bt": 64, "warps": 8, "stages": 4, "split": 8},
+    {"bn": 128, "bk": 256, "bt": 64, "warps": 8, "stages": 3, "split": 8, "flatten": True},
+    {"bn": 256, "bk": 128, "bt": 64, "warps": 8, "stages": 3, "split": 4},
+    {"bn": 128, "bk": 128, "bt": 64, "warps": 4, "stages": 3, "split": 4, "occupancy": 2},
+    {"bn": 128, "bk": 128, "bt": 64, "warps": 4, "stages": 3, "split": 8, "occupancy": 2},
+    {"bn": 128, "bk": 128, "bt": 64, "warps": 8, "stages": 4, "split": 2},
+    {"bn": 128, "bk": 128, "bt": 64, "warps": 8, "stages": 4, "split": 2, "flatten": True},
+    {"bn": 128, "bk": 128, "bt": 128, "warps": 8, "stages": 3, "split": 2},
+    {"bn": 128, "bk": 256, "bt": 64, "warps": 8, "stages": 3, "split": 8, "host_desc": True},
+    {"bn": 128, "bk": 256, "bt": 64, "warps": 8, "stages": 3, "split": 8, "warp_spec": True},
+    {"bn": 128, "bk": 128, "bt": 64, "warps": 8, "stages": 3, "split": 2, "warp_spec": True},
+    {"bn": 128, "bk": 256, "bt": 64, "warps": 8, "stages": 3, "split": 8, "epi_tma": False},
+    {"bn": 128, "bk": 128, "bt": 64, "warps": 8, "stages": 4, "split": 2, "epi_tma": False},
 ]
 
 # The dispatcher's candidates (timed by launch's tuner against the classic kernel's): the
 # sweep's best few, refilled from bench/kernels/forge_hopper.py on the H200.
-TUNE_SHAPES = SWEEP_SHAPES[:4] + SWEEP_SHAPES[6:8]
+TUNE = [SWEEP[0], SWEEP[2], SWEEP[5], SWEEP[7]]
 
 
 def _supported(cfg: triton.Config) -> bool:
@@ -539,7 +697,7 @@ def _supported(cfg: triton.Config) -> bool:
     k = cfg.kwargs
     if k["HOST_DESC"] and not HAS_HOST_DESC:
         return False
-    if not k["HOST_DESC"] and not HAS_DEVICE_DESC:
+    if (k["EPI_TMA"] or not k["HOST_DESC"]) and not HAS_DEVICE_DESC:
         return False
     return HAS_LOOP_HINTS or not (k["FLATTEN"] or k["WARP_SPEC"])
 
@@ -549,22 +707,22 @@ def sweep_configs() -> list[triton.Config]:
     CPU interpreter."""
     if INTERPRET:
         return [default_config()]
-    return [c for c in (make_config(*s) for s in SWEEP_SHAPES) if _supported(c)]
+    return [c for c in (make_config(**s) for s in SWEEP) if _supported(c)]
 
 
 def configs() -> list[triton.Config]:
     """The candidates the dispatcher's tuner times (a subset of the sweep)."""
     if INTERPRET:
         return [default_config()]
-    return [c for c in (make_config(*s) for s in TUNE_SHAPES) if _supported(c)]
+    return [c for c in (make_config(**s) for s in TUNE) if _supported(c)]
 
 
 @functools.cache
 def default_config() -> triton.Config:
     """The config used without tuning; an interpreter-sized tile under the interpreter."""
     if INTERPRET:
-        return make_config(32, 32, 16, 4, 1, 2, 2, 1)
-    return make_config(*SWEEP_SHAPES[0])
+        return make_config(32, 32, 16, 4, 1, 2, group=2)
+    return make_config(**SWEEP[0])
 
 
 @functools.cache
@@ -605,6 +763,16 @@ def operands_fit(dy: torch.Tensor, x: torch.Tensor) -> bool:
         if t.data_ptr() % _TMA_ALIGN_BYTES:
             return False
     return True
+
+
+def _epilogue_fits(tensors: Sequence[torch.Tensor]) -> bool:
+    """W, its states and the old-W buffer can back descriptors: 16-byte aligned bases and rows
+    (contiguous [N, K], checked by `launch.check_inputs`)."""
+    return all(
+        t.data_ptr() % _TMA_ALIGN_BYTES == 0
+        and (t.stride(0) * t.element_size()) % _TMA_ALIGN_BYTES == 0
+        for t in tensors
+    )
 
 
 def _scratch(size: int, alignment: int, stream: int | None) -> torch.Tensor:
@@ -657,13 +825,15 @@ def launch(
     s1 = states[0]
     s2 = states[1] if len(states) > 1 else s1
     wold = w_old_out.view(torch.int16) if w_old_out is not None else w_arg
+    # A weight whose rows TMA cannot address steps through the pointer epilogue instead.
+    epi_tma = k["EPI_TMA"] and _epilogue_fits((w_arg, s1, s2, wold))
     if k["HOST_DESC"]:
         dy_arg = TensorDescriptor.from_tensor(dy, [k["BLOCK_T"], k["BLOCK_N"]])
         x_arg = TensorDescriptor.from_tensor(x, [k["BLOCK_T"], k["BLOCK_K"]])
     else:
         dy_arg, x_arg = dy, x
-        if dy.device.type == "cuda":
-            _ensure_allocator()
+    if (epi_tma or not k["HOST_DESC"]) and dy.device.type == "cuda":
+        _ensure_allocator()
     programs = _num_programs(N, K, config, dy.device)
     _forge_hopper_kernel[(programs, 1, 1)](
         dy_arg,
@@ -691,6 +861,7 @@ def launch(
         BLOCK_T=k["BLOCK_T"],
         GROUP_N=k["GROUP_N"],
         EPI_SPLIT=k["EPI_SPLIT"],
+        EPI_TMA=epi_tma,
         HOST_DESC=k["HOST_DESC"],
         LOOP_HINTS=HAS_LOOP_HINTS and (k["FLATTEN"] or k["WARP_SPEC"]),
         FLATTEN=k["FLATTEN"],

@@ -161,14 +161,16 @@ def test_old_weight_copy_is_written_everywhere(device: str) -> None:
     assert_update_close(w, w_r, max_step=2 * sc.step_size)
 
 
-# Interpreter-sized variants of what the GPU sweep times: each column split, host-side
-# descriptors, one program walking every tile, BLOCK_T past T.
+# Interpreter-sized variants of what the GPU sweep times: each column split through descriptors
+# and through pointers, host-side operand descriptors, the flattened loop, BLOCK_T past T.
 VARIANTS = [
-    pytest.param(make_config(32, 32, 16, 4, 1, 1, 1), id="split1-rowmajor"),
-    pytest.param(make_config(32, 64, 16, 4, 1, 4, 2), id="split4"),
-    pytest.param(make_config(16, 64, 32, 4, 1, 8, 8), id="split8"),
-    pytest.param(make_config(32, 32, 16, 4, 1, 2, 2, host_desc=True), id="host-desc"),
-    pytest.param(make_config(32, 32, 64, 4, 1, 2, 3, flatten=True), id="flatten-bt64"),
+    pytest.param(make_config(32, 32, 16, 4, 1, 1, group=1), id="split1-rowmajor"),
+    pytest.param(make_config(32, 64, 16, 4, 1, 4, group=2), id="split4"),
+    pytest.param(make_config(16, 64, 32, 4, 1, 8), id="split8"),
+    pytest.param(make_config(32, 64, 16, 4, 1, 4, epi_tma=False), id="split4-pointers"),
+    pytest.param(make_config(16, 64, 32, 4, 1, 8, epi_tma=False), id="split8-pointers"),
+    pytest.param(make_config(32, 32, 16, 4, 1, 2, host_desc=True), id="host-desc"),
+    pytest.param(make_config(32, 32, 64, 4, 1, 2, group=3, flatten=True), id="flatten-bt64"),
 ]
 
 
@@ -235,15 +237,40 @@ def test_not_eligible_off_hopper_or_for_fp32() -> None:
         assert hopper.hopper_eligible(big, 4096, 4096, torch.bfloat16, cuda) == sm90
 
 
-def test_configs_are_distinct_and_supported() -> None:
-    """The sweep's configs have distinct names (the tables key on them) and each fits a block's
-    shared memory on an H200 (227 KiB) at its stage count."""
-    shapes = hopper.SWEEP_SHAPES
-    names = [hopper.config_name(make_config(*s)) for s in shapes]
+def test_configs_are_distinct_and_fit() -> None:
+    """The sweep's configs have distinct names (the tables key on them), their operand stages
+    fit a block's shared memory on an H200 (227 KiB), their slices split the tile evenly, and
+    the dispatcher's candidates are among them."""
+    configs = [make_config(**kw) for kw in hopper.SWEEP]
+    names = [hopper.config_name(c) for c in configs]
     assert len(set(names)) == len(names)
-    for bn, bk, bt, _warps, stages, split, *_ in shapes:
-        assert stages * (bn + bk) * bt * 2 <= 227 * 1024
-        assert (split in (1, 2, 4, 8) and bk % (2 * split) == 0) or split == 1
+    for c in configs:
+        k = c.kwargs
+        assert c.num_stages * (k["BLOCK_N"] + k["BLOCK_K"]) * k["BLOCK_T"] * 2 <= 227 * 1024
+        assert k["EPI_SPLIT"] in (1, 2, 4, 8) and k["BLOCK_K"] % (2 * k["EPI_SPLIT"]) == 0
+    assert all(kw in hopper.SWEEP for kw in hopper.TUNE)
+
+
+def test_weight_tma_cannot_address_takes_the_pointer_epilogue() -> None:
+    """A weight whose base is not 16-byte aligned cannot back a descriptor: the launch falls
+    back to the pointer epilogue and still computes the reference's step."""
+    if not INTERPRET:
+        pytest.skip("runs the kernel through Triton's interpreter")
+    g = torch.Generator().manual_seed(seed_for("hopper-misaligned-w"))
+    T, N, K = 21, 40, 72
+    w0 = torch.randn(N, K, generator=g)
+    w = torch.zeros(N * K + 1)[1:].view(N, K)  # 4 bytes past an aligned base
+    w.copy_(w0)
+    assert w.data_ptr() % 16 != 0
+    st = [torch.zeros(N, K) for _ in range(2)]
+    w_r, st_r = w0.clone(), [torch.zeros(N, K) for _ in range(2)]
+    dy = torch.randn(T, N, generator=g).bfloat16()
+    x = torch.randn(T, K, generator=g).bfloat16()
+    sc = scalars(Rule.ADAMW, 1)
+    forge_linear_step_hopper_(dy, x, w, st, Rule.ADAMW, sc)
+    reference.forge_linear_step_reference(dy, x, w_r, st_r, Rule.ADAMW, sc)
+    assert_update_close(w, w_r, max_step=2 * sc.step_size)
+    assert rel_err(st[1], st_r[1]) <= 1e-5
 
 
 @pytest.mark.gpu
