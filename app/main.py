@@ -94,6 +94,10 @@ def create_app(
     app.include_router(discovery_router)
     app.include_router(exports_router)
     app.include_router(pages_router)
+    from .log.push import install as install_witness_push
+    from .log.routes import signer_of as log_signer_of
+
+    install_witness_push(app, db, log_signer_of(app.state.ctx), settings)  # issue 15
     if database is None:
         app.router.on_shutdown.append(db.dispose)
     return app

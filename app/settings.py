@@ -122,6 +122,14 @@ class Settings(BaseSettings):
         "the keys they retire stay pinned for what they signed, and /pith-signing-key.json "
         "lists every key with its validity window",
     )
+    log_witness_urls: dict[str, str] = Field(
+        default={},
+        description="witness name → its C2SP tlog-witness submission prefix: when the tree "
+        "grows, the registry POSTs add-checkpoint there and keeps the cosignature",
+    )
+    log_witness_push_seconds: float = Field(
+        default=2.0, gt=0, description="how often each worker checks for a checkpoint to push"
+    )
     log_witness_quorum: int = Field(
         default=0,
         ge=0,

@@ -135,3 +135,39 @@ def split_view_evidence(
         "from the smaller tree to the larger does not (or the sizes are equal and the roots "
         "differ): the log showed two histories",
     }
+
+
+# C2SP tlog-witness: the body of `POST <submission prefix>/add-checkpoint`.
+MAX_PROOF_LINES = 63
+SIZE_MEDIA_TYPE = "text/x.tlog.size"
+
+
+def add_checkpoint_body(old_size: int, proof: Sequence[str], checkpoint_note: str) -> bytes:
+    """`old <size>`, one base64 consistency-proof hash a line, a blank line, the signed
+    checkpoint (C2SP tlog-witness add-checkpoint)."""
+    lines = [f"old {old_size}", *proof, ""]
+    return ("\n".join(lines) + "\n" + checkpoint_note).encode("utf-8")
+
+
+def parse_add_checkpoint(body: bytes) -> tuple[int, list[bytes], str]:
+    """(old size, consistency proof, checkpoint note) of an add-checkpoint request body;
+    LogCheckError when it is not one (a 400 for the witness)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise LogCheckError("the request body is not UTF-8") from e
+    head, sep, checkpoint_note = text.partition("\n\n")
+    if not sep:
+        raise LogCheckError("no blank line between the old size and proof and the checkpoint")
+    lines = head.split("\n")
+    old = lines[0].removeprefix("old ")
+    if old == lines[0] or not old.isascii() or not old.isdigit() or (old != "0" and old[0] == "0"):
+        raise LogCheckError("the first line is `old <size>` (decimal, no leading zeroes)")
+    if len(old) > 20:
+        raise LogCheckError("the old size is too large")
+    if len(lines) - 1 > MAX_PROOF_LINES:
+        raise LogCheckError(f"at most {MAX_PROOF_LINES} consistency proof lines")
+    proof = _hashes(lines[1:], "the consistency proof")
+    if any(len(h) != 32 for h in proof):
+        raise LogCheckError("each consistency proof line is one base64 SHA-256 hash")
+    return int(old), proof, checkpoint_note

@@ -71,6 +71,34 @@ def cmd_witness_key(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_witness_serve(args: argparse.Namespace) -> int:
+    """`pith witness serve`: answer C2SP add-checkpoint for the logs named by --log."""
+    import uvicorn
+
+    from pith_core.keyfile import load_key
+    from pith_core.note import NoteError, Verifier
+
+    from .witness import Witness, WitnessState, witness_app
+
+    try:
+        logs = {v.name: v for v in (Verifier.parse(vkey) for vkey in args.log or ())}
+    except NoteError as e:
+        print(f"pith witness serve: --log: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    if not logs:
+        print("pith witness serve: name the logs it witnesses with --log VKEY", file=sys.stderr)
+        return EXIT_USAGE
+    pair = load_key(args.key)
+    witness = Witness(args.name, pair.signing_key, logs, WitnessState(args.state))
+    print(
+        f"pith witness serve: {args.name} on http://{args.host}:{args.port}/add-checkpoint, "
+        f"{len(logs)} log(s)",
+        file=sys.stderr,
+    )
+    uvicorn.run(witness_app(witness), host=args.host, port=args.port, log_level="warning")
+    return EXIT_OK
+
+
 def cmd_witness(args: argparse.Namespace) -> int:
     import httpx
 
@@ -78,6 +106,8 @@ def cmd_witness(args: argparse.Namespace) -> int:
 
     from .client import LogClientError, SplitView, witness_once
 
+    if args.url == "serve":
+        return cmd_witness_serve(args)
     pair = load_key(args.key)
     rounds = 0
     with httpx.Client(base_url=args.url.rstrip("/"), timeout=30) as client:
@@ -170,13 +200,26 @@ def register(subparsers: Any) -> None:
     w = subparsers.add_parser(
         "witness",
         help="follow a log's checkpoints, check each extends the last, cosign (C2SP "
-        "tlog-cosignature) and submit; prints split-view evidence and exits 1 when one does not",
+        "tlog-cosignature) and submit; prints split-view evidence and exits 1 when one does not. "
+        "`pith witness serve` instead answers the logs' pushes (C2SP tlog-witness "
+        "add-checkpoint)",
     )
-    w.add_argument("url", help="the registry's base URL")
+    w.add_argument(
+        "url", help="the registry's base URL, or `serve` to answer add-checkpoint requests"
+    )
     w.add_argument("--key", required=True, type=Path, help="the witness key file (pith keygen)")
     w.add_argument("--name", required=True, help="the witness's name")
     w.add_argument("--state", required=True, type=Path, help="JSON file of the last checkpoint")
     w.add_argument("--log-key", dest="key_hex", action="append", metavar="HEX", help=key_help)
     w.add_argument("--interval", type=float, default=10.0, help="seconds between rounds")
     w.add_argument("--rounds", type=int, default=0, help="stop after N rounds (0: never)")
+    w.add_argument(
+        "--log",
+        action="append",
+        metavar="VKEY",
+        help="serve: a log it witnesses, as its C2SP verifier key (GET /log → verifier_key; "
+        "repeatable)",
+    )
+    w.add_argument("--host", default="127.0.0.1", help="serve: the address to listen on")
+    w.add_argument("--port", type=int, default=8100, help="serve: the port to listen on")
     w.set_defaults(func=cmd_witness)

@@ -166,6 +166,15 @@ class LogRepository:
             stmt = stmt.where(LogCosignature.witness_name.in_(sorted(names)))
         return self.session.scalars(stmt.order_by(LogCosignature.witness_name)).all()
 
+    def last_cosigned_sizes(self, names: Collection[str]) -> dict[str, int]:
+        """Witness name → the largest tree size it cosigned here."""
+        stmt = (
+            select(LogCosignature.witness_name, func.max(LogCosignature.tree_size))
+            .where(LogCosignature.witness_name.in_(sorted(names)))
+            .group_by(LogCosignature.witness_name)
+        )
+        return {str(n): int(s) for n, s in self.session.execute(stmt)}
+
     def witnessed_sizes(self, quorum: int, names: Collection[str], limit: int = 16) -> list[int]:
         """Tree sizes with at least `quorum` cosignatures by witnesses named `names`, largest
         first (the caller checks each line's key: a name may have changed keys)."""
