@@ -233,14 +233,13 @@ def graph_arm(
 ) -> Arm:
     """Forward, backward and `method`'s step captured once (``capture_step``), then replayed.
 
-    The replay is given the captured inputs themselves: like the eager arms, whose batch already
-    lies on the device, it copies no batch (a copy of a tensor onto itself is skipped)."""
+    Each call replays on the batch captured (``CapturedStep.replay``): like the eager arms,
+    whose batch already lies on the device, it copies no batch."""
     from kernels.runtime.graphs import capture_step
 
     opt = capturable_optimizer(model, method)
     step = capture_step(model, opt, graph_loss_fn(autocast), (x, target), warmup=3)
-    static = getattr(step, "static_inputs", None) or (x, target)
-    return Arm(name, None, lambda _loss: step(*static), (opt, step))
+    return Arm(name, None, lambda _loss: step.replay(), (opt, step))
 
 
 def make_arm(
