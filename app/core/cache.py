@@ -145,6 +145,12 @@ class ReadCache:
                 self._entries.move_to_end(key)
             return value
 
+    def keep(self, key: Hashable, value: Any) -> None:
+        """Keep `value`, which no database state can change (a compressed body under the hash
+        of its source), as of the current head: counted in the same byte bound, dropped with
+        the rest when the head moves."""
+        self.put(key, value, self._head)
+
     def put(self, key: Hashable, value: Any, built_at_head: int) -> None:
         """Keep `value`, built from the database as of log head `built_at_head`, dropping the
         least recently used entries past the byte bound."""
