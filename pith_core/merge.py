@@ -121,7 +121,20 @@ def merge(
     *,
     verified: set[tuple[bytes, str]] | None = None,
 ) -> dict[str, Any]:
-    """The merged state of `subject` (inferred when all events name one) from `events`.
+    """The merged state of `subject` (inferred when all events name one) from `events` (see
+    `merge_sealed`, which also returns the state's canonical bytes)."""
+    return merge_sealed(events, registry_keys, subject, verified=verified)[0]
+
+
+def merge_sealed(
+    events: Iterable[Any],
+    registry_keys: Iterable[bytes],
+    subject: str | None = None,
+    *,
+    verified: set[tuple[bytes, str]] | None = None,
+) -> tuple[dict[str, Any], bytes]:
+    """The merged state of `subject` (inferred when all events name one) from `events`, and its
+    canonical bytes (encoded once, by `seal`).
 
     `registry_keys` are the raw 32-byte public keys pinned as the registry's: only they may sign
     the registry-only targets (record, graph, alias). `verified` may carry (digest, signature)
@@ -194,9 +207,22 @@ def merge(
         "invalid_events": [invalid[k] for k in sorted(invalid)],
         "applied_event_ids": [e["event_id"] for e in applied],
     }
-    # every value in the state came from a verified event or from this function: no re-check
-    state["state_sha256"] = hashlib.sha256(canonical_json_prechecked(state)).hexdigest()
-    return state
+    return state, seal(state)
+
+
+def seal(state: dict[str, Any]) -> bytes:
+    """Set `state_sha256` (the hash of the state without it) and return the canonical bytes of
+    the whole state, encoding it once: the hash is spliced into the bytes of the rest, before
+    `"state_type"`, the top-level key that follows it in sorted order. Only `state_version` and
+    `valid_event_count` (a string and an integer) come after that key, so its last occurrence
+    is the top-level one."""
+    body = {k: v for k, v in state.items() if k != "state_sha256"}
+    # every value in the state came from a verified event or from the merge: no re-check
+    raw = canonical_json_prechecked(body)
+    digest = hashlib.sha256(raw).hexdigest()
+    state["state_sha256"] = digest
+    at = raw.rindex(b',"state_type":')
+    return b"".join((raw[:at], b',"state_sha256":"', digest.encode(), b'"', raw[at:]))
 
 
 def state_sha256(state: dict[str, Any]) -> str:

@@ -13,12 +13,10 @@ one aside) is left to the full merge: `extend_state` returns None and the caller
 from __future__ import annotations
 
 import bisect
-import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from .canonical import canonical_json_prechecked
-from .merge import STATE_LISTS, _entry
+from .merge import STATE_LISTS, _entry, seal
 
 Slot = tuple[str, int]
 _RECORD_TARGETS = frozenset({"record", "alias"})
@@ -35,7 +33,21 @@ def extend_state(
     holder_of: Callable[[Slot], str | None],
     event_of: Callable[[str], dict[str, Any]],
 ) -> dict[str, Any] | None:
-    """`state` (consumed) with `new_events` applied, or None when only a full merge can say.
+    """`state` (consumed) with `new_events` applied, or None when only a full merge can say
+    (see `extend_state_sealed`, which also returns the state's canonical bytes)."""
+    grown = extend_state_sealed(state, new_events, created_at_of, holder_of, event_of)
+    return None if grown is None else grown[0]
+
+
+def extend_state_sealed(
+    state: dict[str, Any],
+    new_events: Iterable[dict[str, Any]],
+    created_at_of: Callable[[str], str],
+    holder_of: Callable[[Slot], str | None],
+    event_of: Callable[[str], dict[str, Any]],
+) -> tuple[dict[str, Any], bytes] | None:
+    """`state` (consumed) with `new_events` applied, and its canonical bytes (encoded once, with
+    its new `state_sha256`); None when only a full merge can say.
 
     What a state does not hold, the caller answers: `created_at_of(event_id)` of an applied
     event; `holder_of((signer fingerprint, seq))`, the id of an event of the state in that slot
@@ -52,7 +64,6 @@ def extend_state(
         return (fresh[eid]["created_at"] if eid in fresh else created_at_of(eid)), eid
 
     current = state["current"]
-    changed = False
     for event in sorted(new_events, key=_order):
         eid = event["event_id"]
         if eid in equivocating:
@@ -60,13 +71,11 @@ def extend_state(
             for i, kept in enumerate(group["events"]):
                 if kept["event_id"] == eid and event["signature_b64"] < kept["signature_b64"]:
                     group["events"][i] = event
-                    changed = True
             continue
         if eid in applied_set:
             continue
         if event["target"] in _RECORD_TARGETS:
             return None
-        changed = True
         slot: Slot = (event["signer"]["public_key_fingerprint"], event["seq"])
         state["event_count"] += 1
         state["valid_event_count"] += 1
@@ -110,7 +119,4 @@ def extend_state(
             key=lambda g: (g["signer_fingerprint"], g["seq"]),
         )
         state["equivocation_count"] += 1
-    if changed:
-        body = {k: v for k, v in state.items() if k != "state_sha256"}
-        state["state_sha256"] = hashlib.sha256(canonical_json_prechecked(body)).hexdigest()
-    return state
+    return state, seal(state)

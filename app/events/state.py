@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,54 +22,93 @@ import orjson
 from sqlalchemy.orm import Session
 
 from pith_core.canonical import canonical_json_prechecked
-from pith_core.merge import STATE_LISTS, merge
-from pith_core.state_update import extend_state
+from pith_core.merge import STATE_LISTS, merge_sealed
+from pith_core.state_update import extend_state_sealed
 
 from ..core.timeutil import utcnow
 from ..registry.service import RegistryIdentity
 from ..storage.engine import Database
-from ..storage.models import StateCache
 from .repository import EventRepository
 
 _STRIPES = tuple(threading.Lock() for _ in range(64))
 # Growing costs a few indexed look-ups per new event; past this many (a batch import), one merge
 # of everything (no signature checked again) is cheaper.
 GROW_MAX = 256
+# The bytes of the states this process saved last, so the reader that waited for a refresh
+# serves them without reading megabytes back (the read cache then holds the same object).
+RECENT_MAX_BYTES = 32 * 1024 * 1024
+Mark = tuple[int, str]  # (through_log_index, registry_keys_sha256) of a saved state
+
+
+class _RecentStates:
+    """subject -> (mark, canonical bytes) of states saved here, least recently used dropped
+    past `RECENT_MAX_BYTES`."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, tuple[Mark, bytes]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, subject: str, mark: Mark) -> bytes | None:
+        with self._lock:
+            entry = self._entries.get(subject)
+            if entry is None or entry[0] != mark:
+                return None
+            self._entries.move_to_end(subject)
+            return entry[1]
+
+    def put(self, subject: str, mark: Mark, raw: bytes) -> None:
+        with self._lock:
+            old = self._entries.pop(subject, None)
+            if old is not None:
+                self._bytes -= len(old[1])
+            if len(raw) > self.max_bytes:
+                return
+            self._entries[subject] = (mark, raw)
+            self._bytes += len(raw)
+            while self._bytes > self.max_bytes:
+                _, (_, dropped) = self._entries.popitem(last=False)
+                self._bytes -= len(dropped)
+
+
+_RECENT = _RecentStates(RECENT_MAX_BYTES)
 
 
 def _stripe(subject: str) -> threading.Lock:
     return _STRIPES[zlib.crc32(subject.encode()) % len(_STRIPES)]
 
 
-def _is_current(cached: StateCache | None, identity: RegistryIdentity, head: int) -> bool:
-    return (
-        cached is not None
-        and cached.registry_keys_sha256 == identity.pins_sha256
-        and cached.through_log_index == head
-    )
+def _is_current(mark: Mark | None, identity: RegistryIdentity, head: int) -> bool:
+    return mark is not None and mark[1] == identity.pins_sha256 and mark[0] == head
+
+
+def _current_mark(repo: EventRepository, identity: RegistryIdentity, subject: str) -> Mark | None:
+    """The saved state's mark when it is current (two indexed look-ups, no state text)."""
+    mark = repo.state_mark(subject)
+    return mark if _is_current(mark, identity, repo.subject_head(subject)) else None
 
 
 def saved_state(
     session: Session, identity: RegistryIdentity, subject: str
 ) -> dict[str, Any] | None:
-    """The saved state when it is current, else None (one indexed look-up and a parse)."""
-    repo = EventRepository(session)
-    cached = repo.cached_state(subject)
-    if not _is_current(cached, identity, repo.subject_head(subject)):
-        return None
-    assert cached is not None
-    return dict(orjson.loads(cached.state))
+    """The saved state when it is current, else None."""
+    raw = saved_state_bytes(session, identity, subject)
+    return None if raw is None else dict(orjson.loads(raw))
 
 
 def saved_state_bytes(session: Session, identity: RegistryIdentity, subject: str) -> bytes | None:
     """The saved state's canonical JSON when it is current (what state.json serves: no parse, no
     re-serialisation of a large state), else None."""
     repo = EventRepository(session)
-    cached = repo.cached_state(subject)
-    if not _is_current(cached, identity, repo.subject_head(subject)):
+    mark = _current_mark(repo, identity, subject)
+    if mark is None:
         return None
-    assert cached is not None
-    return cached.state.encode("utf-8")
+    recent = _RECENT.get(subject, mark)
+    if recent is not None:
+        return recent
+    saved = repo.saved_state(subject)
+    return None if saved is None else saved[2].encode("utf-8")
 
 
 def _answers(
@@ -108,38 +148,58 @@ def _answers(
 
 
 def build(session: Session, identity: RegistryIdentity, subject: str) -> tuple[dict[str, Any], int]:
-    """The state of `subject` as of its latest event, and that event's log index: the saved
-    state grown by the events after it when it can be, else the full merge."""
-    repo = EventRepository(session)
-    head = repo.subject_head(subject)
-    cached = repo.cached_state(subject)
-    if _is_current(cached, identity, head):
-        assert cached is not None
-        return dict(orjson.loads(cached.state)), head
-    if (
-        cached is not None
-        and cached.registry_keys_sha256 == identity.pins_sha256
-        and repo.count_between(subject, cached.through_log_index, head) <= GROW_MAX
-    ):
-        through = cached.through_log_index
-        new = [orjson.loads(b) for b in repo.bodies_between(subject, through, head)]
-        state = orjson.loads(cached.state)
-        grown = extend_state(state, new, *_answers(repo, subject, through, state))
-        if grown is not None:
-            return grown, head
-    events = [orjson.loads(b) for b in repo.bodies_between(subject, 0, head)]
-    verified = {(bytes.fromhex(e["event_id"][7:]), e["signature_b64"]) for e in events}
-    state = merge(events, identity.pinned_keys, subject=subject, verified=verified)
+    """The state of `subject` as of its latest event, and that event's log index (see
+    `build_sealed`)."""
+    state, head, _ = build_sealed(session, identity, subject)
     return state, head
 
 
-def save(session: Session, identity: RegistryIdentity, state: dict[str, Any], through: int) -> None:
+def build_sealed(
+    session: Session, identity: RegistryIdentity, subject: str
+) -> tuple[dict[str, Any], int, bytes]:
+    """The state of `subject` as of its latest event, that event's log index, and the state's
+    canonical bytes: the saved state grown by the events after it when it can be, else the full
+    merge. The state is encoded once (the hash and the bytes come from one encoding)."""
+    repo = EventRepository(session)
+    head = repo.subject_head(subject)
+    mark = repo.state_mark(subject)
+    if (
+        mark is not None
+        and mark[1] == identity.pins_sha256
+        and repo.count_between(subject, mark[0], head) <= GROW_MAX
+    ):
+        saved = repo.saved_state(subject)  # through, keys and text of one row
+        if saved is not None and saved[1] == identity.pins_sha256:
+            through, raw = saved[0], saved[2].encode("utf-8")
+            if through >= head:
+                return dict(orjson.loads(raw)), head, raw
+            new = [orjson.loads(b) for b in repo.bodies_between(subject, through, head)]
+            state = orjson.loads(raw)
+            grown = extend_state_sealed(state, new, *_answers(repo, subject, through, state))
+            if grown is not None:
+                return grown[0], head, grown[1]
+    events = [orjson.loads(b) for b in repo.bodies_between(subject, 0, head)]
+    verified = {(bytes.fromhex(e["event_id"][7:]), e["signature_b64"]) for e in events}
+    state, raw = merge_sealed(events, identity.pinned_keys, subject=subject, verified=verified)
+    return state, head, raw
+
+
+def save(
+    session: Session,
+    identity: RegistryIdentity,
+    state: dict[str, Any],
+    through: int,
+    raw: bytes | None = None,
+) -> None:
+    """Save `state` as of log index `through`; `raw`, its canonical bytes when known."""
+    if raw is None:
+        raw = canonical_json_prechecked(state)
     EventRepository(session).save_state(
         state["pith_number"],
         through,
         identity.pins_sha256,
         state["state_sha256"],
-        canonical_json_prechecked(state).decode("utf-8"),
+        raw.decode("utf-8"),
         utcnow(),
     )
 
@@ -149,11 +209,12 @@ def refresh(db: Database, identity: RegistryIdentity, subject: str) -> dict[str,
     thread of this process at a time per subject: the others wait and then find it current."""
     with _stripe(subject):
         with db.read() as session:  # a fresh snapshot: it sees what the last holder saved
-            state, through = build(session, identity, subject)
-            current = _is_current(EventRepository(session).cached_state(subject), identity, through)
+            state, through, raw = build_sealed(session, identity, subject)
+            current = _is_current(EventRepository(session).state_mark(subject), identity, through)
         if not current:
             with db.write() as session:  # short: the state is computed already
-                save(session, identity, state, through)
+                save(session, identity, state, through, raw)
+        _RECENT.put(subject, (through, identity.pins_sha256), raw)
         return state
 
 

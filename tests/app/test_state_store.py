@@ -56,14 +56,14 @@ def test_reads_grow_and_save_the_state_and_it_equals_the_merge(
     assert _saved_through(connection) == _head(connection)  # the reader saved it
 
     grown: list[bool] = []
-    real_extend = state_store.extend_state
+    real_extend = state_store.extend_state_sealed
 
     def spy(*args: Any) -> Any:
         result = real_extend(*args)
         grown.append(result is not None)
         return result
 
-    monkeypatch.setattr(state_store, "extend_state", spy)
+    monkeypatch.setattr(state_store, "extend_state_sealed", spy)
     # a second event in w0's slot (an equivocation) and one more record, then read
     other = signed_event(keys[0], FORGE, seq=1, payload={"claim_id": "c", "verdict": "error"})
     assert seeded.post(ACTION, json=other).json()["equivocation"] is True
@@ -111,14 +111,14 @@ def test_concurrent_stale_reads_compute_the_state_once(
             event = check_event(signed_event(new_key(), FORGE), identity, Clock.now(300))
             ingest_batch(session, [event])
         merges: list[int] = []
-        real_merge = state_store.merge
+        real_merge = state_store.merge_sealed
 
         def counting_merge(*args: Any, **kwargs: Any) -> Any:
             merges.append(1)
             return real_merge(*args, **kwargs)
 
-        monkeypatch.setattr(state_store, "merge", counting_merge)
-        monkeypatch.setattr(state_store, "extend_state", lambda *a: None)  # always merge
+        monkeypatch.setattr(state_store, "merge_sealed", counting_merge)
+        monkeypatch.setattr(state_store, "extend_state_sealed", lambda *a: None)  # always merge
         gate = threading.Barrier(8)
         results: list[str] = []
 

@@ -12,8 +12,8 @@ from nacl.signing import SigningKey
 from pith_core.canonical import canonical_json
 from pith_core.events import build_event, sign_event, signer_info
 from pith_core.keys import KeyPair
-from pith_core.merge import merge
-from pith_core.state_update import extend_state
+from pith_core.merge import merge, merge_sealed, seal
+from pith_core.state_update import extend_state, extend_state_sealed
 
 SUBJECT = "pith:2026:GWT7BTE6QQH6QFVV76TWP23RSF"
 KEYS = [KeyPair(SigningKey(bytes([i + 1]) * 32), f"k{i}") for i in range(3)]
@@ -103,3 +103,28 @@ def test_a_record_event_is_left_to_the_full_merge() -> None:
     )
     alias = sign_event(unsigned, registry)
     assert extend_state(state, [alias], *_answers([])) is None
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events_strategy, st.data())
+def test_sealed_bytes_are_the_canonical_json_of_the_state(events: list[dict], data) -> None:  # type: ignore[no-untyped-def]
+    split = data.draw(st.integers(0, len(events)))
+    old, new = events[:split], events[split:]
+    merged, raw = merge_sealed(events, [], subject=SUBJECT)
+    assert raw == canonical_json(merged) == canonical_json(merge(events, [], subject=SUBJECT))
+    state = json.loads(canonical_json(merge(old, [], subject=SUBJECT)))
+    sealed = extend_state_sealed(state, new, *_answers(old))
+    assert sealed is not None
+    assert sealed[1] == canonical_json(sealed[0]) == raw
+
+
+def test_seal_finds_the_top_level_key_when_a_payload_names_state_type() -> None:
+    """The hash is spliced before the last `"state_type"` key: a payload holding that key (or
+    the same text inside a string) earlier in the bytes does not move it."""
+    event = _event(0, 1, "timestamp_anchor", TIMES[0], 0)
+    unsigned = {k: v for k, v in event.items() if k not in ("event_id", "signature_b64")}
+    unsigned["payload"] = {"state_type": "x", "note": ',"state_type":"y"'}
+    state = merge([sign_event(unsigned, KEYS[0])], [], subject=SUBJECT)
+    stale = dict(state, state_sha256="0" * 64)
+    assert seal(stale) == canonical_json(state)
+    assert stale["state_sha256"] == state["state_sha256"]
