@@ -31,7 +31,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -126,6 +127,252 @@ def database(backend: str, tmp: Path, pg_admin: str) -> Iterator[str]:
             yield url
 
 
+class Threads:
+    """Threads that fail the run when one dies: each one's exception is kept, with its
+    traceback, and raised by `join` once every thread of the group has ended."""
+
+    def __init__(self) -> None:
+        self.threads: list[threading.Thread] = []
+        self.errors: list[str] = []
+
+    def start(self, fn: Callable[..., None], *args: Any) -> None:
+        def run() -> None:
+            try:
+                fn(*args)
+            except BaseException:  # kept, and raised by join
+                self.errors.append(traceback.format_exc())
+
+        thread = threading.Thread(target=run, name=getattr(fn, "__name__", "bench"))
+        self.threads.append(thread)
+        thread.start()
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join()
+        if self.errors:
+            raise RuntimeError(
+                f"{len(self.errors)} of {len(self.threads)} bench threads died; the first:\n"
+                + self.errors[0]
+            )
+
+
+def load_now() -> list[float]:
+    """The machine's 1, 5 and 15 minute load averages (other work moves wall-clock figures)."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+class Bench:
+    """One live service and the phases measured on it."""
+
+    def __init__(self, base: str, pids: Callable[[], list[int]], args: argparse.Namespace) -> None:
+        self.base = base
+        self.pids = pids
+        self.args = args
+        self.http = httpx.Client(base_url=base, timeout=300)
+        self.extra = Chain(BIG, "one-more")
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pids())
+
+    def post_one(self, subject: str, event: dict[str, Any]) -> None:
+        r = self.http.post(f"/pith/{suffix(subject)}/action/replication_record", json=event)
+        if r.status_code != 201:
+            raise RuntimeError(f"action refused: {r.status_code} {r.text[:300]}")
+
+    def ingest(self, raw_rate: float) -> dict[str, Any]:
+        """`--events` events about the big paper in batches of 500 from 2 clients; the rate
+        counts the events the service says it accepted."""
+        chains = [Chain(BIG, f"bulk-{i}") for i in range(max(1, self.args.events // 500))]
+        queue = [
+            json.dumps([c.next() for _ in range(min(500, self.args.events))]).encode()
+            for c in chains
+        ]
+        sent = sum(len(json.loads(b)) for b in queue)
+        lock = threading.Lock()
+        accepted = [0]
+
+        def poster() -> None:
+            with httpx.Client(base_url=self.base, timeout=300) as c:
+                while True:
+                    with lock:
+                        if not queue:
+                            return
+                        body = queue.pop()
+                    r = c.post(
+                        "/api/events", content=body, headers={"Content-Type": "application/json"}
+                    )
+                    if r.status_code != 201:
+                        raise RuntimeError(f"batch refused: {r.status_code} {r.text[:300]}")
+                    with lock:
+                        accepted[0] += int(r.json()["accepted"])
+
+        load = load_now()
+        cpu0, t0 = self.cpu(), time.perf_counter()
+        threads = Threads()
+        for _ in range(2):
+            threads.start(poster)
+        threads.join()
+        cpu = self.cpu() - cpu0
+        if accepted[0] != sent:
+            raise RuntimeError(f"ingest: {sent} events sent, {accepted[0]} accepted")
+        return {
+            "events_sent": sent,
+            "events_accepted": accepted[0],
+            "seconds": round(time.perf_counter() - t0, 2),
+            "service_cpu_s": round(cpu, 2),
+            "events_per_cpu_s": round(accepted[0] / cpu),
+            "raw_verify_per_cpu_s": round(raw_rate),
+            "ratio_to_raw_verify": round(accepted[0] / cpu / raw_rate, 3),
+            "load_avg": load,
+        }
+
+    def cpu_of(self, call: Callable[[], httpx.Response]) -> tuple[float, httpx.Response]:
+        before = self.cpu()
+        r = call()
+        cpu = self.cpu() - before
+        if r.status_code != 200:
+            raise RuntimeError(f"{r.request.url}: {r.status_code} {r.text[:300]}")
+        return cpu, r
+
+    def state_json(self) -> dict[str, Any]:
+        """The big paper's state.json: its first build, then stale by one event."""
+        load = load_now()
+        url = f"/pith/{suffix(BIG)}/state.json"
+        first_cpu, _ = self.cpu_of(lambda: self.http.get(url))
+        self.post_one(BIG, self.extra.next())
+        stale_cpu, r = self.cpu_of(lambda: self.http.get(url))
+        return {
+            "valid_event_count": r.json()["valid_event_count"],
+            "first_build_cpu_s": round(first_cpu, 3),
+            "stale_by_one_cpu_s": round(stale_cpu, 3),
+            "bytes": len(r.content),
+            "content_encoding": r.headers.get("content-encoding"),
+            "load_avg": load,
+        }
+
+    def actions(self) -> dict[str, Any]:
+        """CPU per action on a paper with ~10 events against the big one."""
+
+        def per_action(subject: str, count: int) -> float:
+            chain = Chain(subject, f"act-{secrets.token_hex(3)}")
+            events = [chain.next() for _ in range(count)]
+            before = self.cpu()
+            for event in events:
+                self.post_one(subject, event)
+            return (self.cpu() - before) / count
+
+        load = load_now()
+        for _ in range(8):  # the small paper: 10 events
+            self.post_one(SMALL, Chain(SMALL, "warm").next())
+        small = per_action(SMALL, self.args.actions)
+        big = per_action(BIG, self.args.actions)
+        return {
+            "count_each": self.args.actions,
+            "cpu_ms_per_action_small_paper": round(small * 1000, 2),
+            "cpu_ms_per_action_big_paper": round(big * 1000, 2),
+            "ratio": round(big / small, 2) if small else None,
+            "load_avg": load,
+        }
+
+    def amplification(self) -> dict[str, Any]:
+        """40 concurrent cache-busting reads of the big paper's state.json (made stale first)
+        while /healthz is polled."""
+        self.post_one(BIG, self.extra.next())  # stale again
+        stop = threading.Event()
+        health: list[float] = []
+        codes: list[int] = []
+        peak = [rss_mb(self.pids())]
+
+        def poll_health() -> None:
+            with httpx.Client(base_url=self.base, timeout=60) as c:
+                while not stop.is_set():
+                    t = time.perf_counter()
+                    r = c.get("/healthz")
+                    health.append((time.perf_counter() - t) * 1000)
+                    codes.append(r.status_code)
+                    peak[0] = max(peak[0], rss_mb(self.pids()))
+                    time.sleep(0.05)
+
+        def busting_reader() -> None:
+            with httpx.Client(base_url=self.base, timeout=120) as c:
+                for _ in range(self.args.reads_each):
+                    r = c.get(
+                        f"/pith/{suffix(BIG)}/state.json", params={"cb": secrets.token_hex(8)}
+                    )
+                    codes.append(r.status_code)
+
+        load = load_now()
+        poller = Threads()
+        poller.start(poll_health)
+        t0 = time.perf_counter()
+        readers = Threads()
+        try:
+            for _ in range(40):
+                readers.start(busting_reader)
+            readers.join()
+        finally:
+            stop.set()
+            poller.join()
+        return {
+            "reads": 40 * self.args.reads_each,
+            "seconds": round(time.perf_counter() - t0, 2),
+            "healthz_p50_ms": round(statistics.median(health), 1),
+            "healthz_p99_ms": round(sorted(health)[int(0.99 * (len(health) - 1))], 1),
+            "healthz_max_ms": round(max(health), 1),
+            "healthz_samples": len(health),
+            "status_5xx": sum(1 for c in codes if c >= 500),
+            "status_other_non_200": sum(1 for c in codes if c != 200 and c < 500),
+            "peak_rss_mb": round(peak[0], 1),
+            "load_avg": load,
+        }
+
+    def mixed(self) -> dict[str, Any]:
+        """`--mixed-seconds` of reads and writes on every seed paper."""
+        stop = threading.Event()
+        mixed: list[int] = []
+
+        def writer(i: int) -> None:
+            chains = {s: Chain(s, f"mixed-{i}-{k}") for k, s in enumerate(SUBJECTS)}
+            with httpx.Client(base_url=self.base, timeout=120) as c:
+                while not stop.is_set():
+                    s = random.choice(SUBJECTS)
+                    r = c.post(
+                        f"/pith/{suffix(s)}/action/replication_record", json=chains[s].next()
+                    )
+                    mixed.append(r.status_code)
+
+        def reader() -> None:
+            with httpx.Client(base_url=self.base, timeout=120) as c:
+                while not stop.is_set():
+                    s = suffix(random.choice(SUBJECTS))
+                    url = random.choice(
+                        [f"/pith/{s}.json", f"/pith/{s}/state.json", f"/pith/{s}", "/"]
+                    )
+                    mixed.append(c.get(url).status_code)
+
+        load = load_now()
+        workers = Threads()
+        try:
+            for i in range(4):
+                workers.start(writer, i)
+            for _ in range(8):
+                workers.start(reader)
+            time.sleep(self.args.mixed_seconds)
+        finally:
+            stop.set()
+            workers.join()
+        return {
+            "seconds": self.args.mixed_seconds,
+            "requests": len(mixed),
+            "status_5xx": sum(1 for c in mixed if c >= 500),
+            "status_429": sum(1 for c in mixed if c == 429),
+            "load_avg": load,
+        }
+
+
+PHASES = ("state_json", "actions", "amplification", "mixed")
+
+
 def run_backend(backend: str, args: argparse.Namespace, raw_rate: float) -> dict[str, Any]:
     out: dict[str, Any] = {"backend": backend, "events": args.events}
     with (
@@ -152,184 +399,15 @@ def run_backend(backend: str, args: argparse.Namespace, raw_rate: float) -> dict
         serve = [str(PITH), "serve", "--log-level", "warning"]
         with process(serve, tmp / "service.log", env=env, cwd=tmp) as svc:
             wait_ready(f"{base}/healthz", svc, tmp / "service.log")
-            pids = lambda: group_pids(svc.pid)  # noqa: E731
-            http = httpx.Client(base_url=base, timeout=300)
-
-            # 1. ingest
-            chains = [Chain(BIG, f"bulk-{i}") for i in range(max(1, args.events // 500))]
-            batches = []
-            for chain in chains:
-                events = [chain.next() for _ in range(min(500, args.events))]
-                batches.append(json.dumps(events).encode())
-            queue = list(batches)
-            lock = threading.Lock()
-            failures: list[str] = []
-
-            def poster() -> None:
-                with httpx.Client(base_url=base, timeout=300) as c:
-                    while True:
-                        with lock:
-                            if not queue:
-                                return
-                            body = queue.pop()
-                        r = c.post(
-                            "/api/events",
-                            content=body,
-                            headers={"Content-Type": "application/json"},
-                        )
-                        if r.status_code != 201:
-                            failures.append(f"{r.status_code} {r.text[:200]}")
-
-            cpu0, t0 = cpu_seconds(pids()), time.perf_counter()
-            threads = [threading.Thread(target=poster) for _ in range(2)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            ingest_cpu = cpu_seconds(pids()) - cpu0
-            if failures:
-                raise RuntimeError(f"ingest failed: {failures[0]}")
-            n = sum(len(json.loads(b)) for b in batches)
-            out["ingest"] = {
-                "events": n,
-                "seconds": round(time.perf_counter() - t0, 2),
-                "service_cpu_s": round(ingest_cpu, 2),
-                "events_per_cpu_s": round(n / ingest_cpu),
-                "raw_verify_per_cpu_s": round(raw_rate),
-                "ratio_to_raw_verify": round(n / ingest_cpu / raw_rate, 3),
-                "failures": failures[:3],
-            }
-
-            # 2. state.json: first build, then stale by one event
-            def cpu_of(call: Any) -> tuple[float, Any]:
-                before = cpu_seconds(pids())
-                result = call()
-                return cpu_seconds(pids()) - before, result
-
-            first_cpu, r = cpu_of(lambda: http.get(f"/pith/{suffix(BIG)}/state.json"))
-            assert r.status_code == 200, r.text[:300]
-            one = Chain(BIG, "one-more")
-            http.post(f"/pith/{suffix(BIG)}/action/replication_record", json=one.next())
-            stale_cpu, r = cpu_of(lambda: http.get(f"/pith/{suffix(BIG)}/state.json"))
-            state = r.json()
-            out["state_json"] = {
-                "valid_event_count": state["valid_event_count"],
-                "first_build_cpu_s": round(first_cpu, 3),
-                "stale_by_one_cpu_s": round(stale_cpu, 3),
-                "bytes": len(r.content),
-            }
-
-            # 3. actions: a paper with ~10 events against the big one
-            def per_action(subject: str, count: int) -> float:
-                chain = Chain(subject, f"act-{secrets.token_hex(3)}")
-                url = f"/pith/{suffix(subject)}/action/replication_record"
-                events = [chain.next() for _ in range(count)]
-                before = cpu_seconds(pids())
-                for event in events:
-                    r = http.post(url, json=event)
-                    assert r.status_code == 201, r.text[:300]
-                return (cpu_seconds(pids()) - before) / count
-
-            for _ in range(8):  # the small paper: 10 events
-                http.post(
-                    f"/pith/{suffix(SMALL)}/action/replication_record",
-                    json=Chain(SMALL, "warm").next(),
-                )
-            small = per_action(SMALL, args.actions)
-            big = per_action(BIG, args.actions)
-            out["actions"] = {
-                "count_each": args.actions,
-                "cpu_ms_per_action_small_paper": round(small * 1000, 2),
-                "cpu_ms_per_action_big_paper": round(big * 1000, 2),
-                "ratio": round(big / small, 2) if small else None,
-            }
-
-            # 4. amplification
-            http.post(
-                f"/pith/{suffix(BIG)}/action/replication_record", json=one.next()
-            )  # stale again
-            stop = threading.Event()
-            health: list[float] = []
-            codes: list[int] = []
-            peak = [rss_mb(pids())]
-
-            def poll_health() -> None:
-                with httpx.Client(base_url=base, timeout=60) as c:
-                    while not stop.is_set():
-                        t = time.perf_counter()
-                        r = c.get("/healthz")
-                        health.append((time.perf_counter() - t) * 1000)
-                        codes.append(r.status_code)
-                        peak[0] = max(peak[0], rss_mb(pids()))
-                        time.sleep(0.05)
-
-            def busting_reader() -> None:
-                with httpx.Client(base_url=base, timeout=120) as c:
-                    for _ in range(args.reads_each):
-                        r = c.get(
-                            f"/pith/{suffix(BIG)}/state.json",
-                            params={"cb": secrets.token_hex(8)},
-                        )
-                        codes.append(r.status_code)
-
-            poller = threading.Thread(target=poll_health)
-            poller.start()
-            t0 = time.perf_counter()
-            readers = [threading.Thread(target=busting_reader) for _ in range(40)]
-            for t in readers:
-                t.start()
-            for t in readers:
-                t.join()
-            stop.set()
-            poller.join()
-            out["amplification"] = {
-                "reads": 40 * args.reads_each,
-                "seconds": round(time.perf_counter() - t0, 2),
-                "healthz_p50_ms": round(statistics.median(health), 1),
-                "healthz_p99_ms": round(sorted(health)[int(0.99 * (len(health) - 1))], 1),
-                "healthz_samples": len(health),
-                "status_5xx": sum(1 for c in codes if c >= 500),
-                "peak_rss_mb": round(peak[0], 1),
-            }
-
-            # 5. mixed load
-            stop = threading.Event()
-            mixed: list[int] = []
-
-            def writer(i: int) -> None:
-                chains = {s: Chain(s, f"mixed-{i}-{k}") for k, s in enumerate(SUBJECTS)}
-                with httpx.Client(base_url=base, timeout=120) as c:
-                    while not stop.is_set():
-                        s = random.choice(SUBJECTS)
-                        r = c.post(
-                            f"/pith/{suffix(s)}/action/replication_record", json=chains[s].next()
-                        )
-                        mixed.append(r.status_code)
-
-            def reader() -> None:
-                with httpx.Client(base_url=base, timeout=120) as c:
-                    while not stop.is_set():
-                        s = suffix(random.choice(SUBJECTS))
-                        url = random.choice(
-                            [f"/pith/{s}.json", f"/pith/{s}/state.json", f"/pith/{s}", "/"]
-                        )
-                        mixed.append(c.get(url).status_code)
-
-            workers = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
-            workers += [threading.Thread(target=reader) for _ in range(8)]
-            for t in workers:
-                t.start()
-            time.sleep(args.mixed_seconds)
-            stop.set()
-            for t in workers:
-                t.join()
-            out["mixed"] = {
-                "seconds": args.mixed_seconds,
-                "requests": len(mixed),
-                "status_5xx": sum(1 for c in mixed if c >= 500),
-                "status_429": sum(1 for c in mixed if c == 429),
-            }
-            http.close()
+            if args.pid_file:  # for a profiler attached from outside
+                Path(args.pid_file).write_text(" ".join(map(str, group_pids(svc.pid))))
+            bench = Bench(base, lambda: group_pids(svc.pid), args)
+            try:
+                out["ingest"] = bench.ingest(raw_rate)
+                for phase in args.phases.split(","):
+                    out[phase] = getattr(bench, phase)()
+            finally:
+                bench.http.close()
     return out
 
 
@@ -341,12 +419,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mixed-seconds", type=float, default=120.0)
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument(
+        "--phases",
+        default=",".join(PHASES),
+        help=f"what to measure after the ingest, in order (of {','.join(PHASES)})",
+    )
+    parser.add_argument("--pid-file", help="write the service's process ids here (profiling)")
+    parser.add_argument(
         "--postgres",
         default=os.environ.get(
             "PITH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
         ),
     )
     args = parser.parse_args(argv)
+    unknown = set(args.phases.split(",")) - set(PHASES)
+    if unknown:
+        parser.error(f"unknown phases {sorted(unknown)}; choose from {','.join(PHASES)}")
     raw = raw_verify_per_cpu_s()
     results = {
         "when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
