@@ -22,6 +22,7 @@ from pith_core.number import pith_number, short_pith_number
 from pith_core.record import canon_text_sha256, validate_canonical_record
 from pith_core.verify import document_kind, verify_document
 
+from ..trust.payloads import PayloadRefused, check_payload
 from .snapshots import graph_snapshot, paper_details
 
 
@@ -122,6 +123,13 @@ def _from_bundle(
     details from the latest graph snapshot the events carry."""
     record = validate_canonical_record(doc["canonical_record"])
     events = doc["events"]
+    for i, event in enumerate(events):  # the schema per target, as a live submission meets it
+        if not isinstance(event, dict):
+            raise ImportRefused(source, f"events[{i}] is not a signed event")
+        try:
+            check_payload(str(event.get("target")), event.get("payload"))
+        except PayloadRefused as e:
+            raise ImportRefused(source, f"events[{i}].{e.field}: {e.message}") from e
     state = merge(events, _keys(trusted_key), subject=pith_number(record))
     snapshots = state["current"]["graph_snapshots"]
     snapshot = snapshots[-1]["payload"]["graph_snapshot"] if snapshots else None

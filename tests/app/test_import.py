@@ -187,3 +187,30 @@ def test_pith_import_command_line(fresh_databases, tmp_path: Path, monkeypatch) 
         main(["import", "--database-url", url, "--trusted-key", "ab" * 32, str(SEED_FILES[4])]) == 1
     )
     assert _stored_count(url) == 1
+
+
+def test_a_bundles_events_meet_the_payload_schemas_as_live_submissions_do(seeded) -> None:  # type: ignore[no-untyped-def]
+    """A validly signed event whose payload its target's schema refuses (a live submission gets
+    422 bad_payload) does not come in through a bundle either; a sound bundle does."""
+    from pith_core.merge import merge as merge_events
+
+    from .helpers import new_key, seed_number, signed_event
+
+    suffix = seed_number("000").rsplit(":", 1)[1]
+    bundle = seeded.get(f"/pith/{suffix}/bundle.json").json()
+    keys = [bytes.fromhex(seeded.get("/pith-signing-key.json").json()["public_key_hex"])]
+    keys.append(PUBLIC_KEY)
+    sound = read_candidate(json.dumps(bundle).encode(), "bundle.json", keys)
+    assert len(sound.events) == len(bundle["events"])
+    bad = signed_event(
+        new_key(),
+        seed_number("000"),
+        payload={"claim_id": "c", "verdict": "replicated", "figures": {"speedup": 1}},
+    )
+    live = seeded.post(f"/pith/{suffix}/action/replication_record", json=bad)
+    assert live.status_code == 422 and live.json()["field"].startswith("payload")
+    events = [*bundle["events"], bad]
+    forged = {**bundle, "events": events, "log": None}
+    forged["state_sha256"] = merge_events(events, keys, subject=seed_number("000"))["state_sha256"]
+    with pytest.raises(ImportRefused, match=rf"events\[{len(events) - 1}\]\.payload\.figures"):
+        read_candidate(json.dumps(forged).encode(), "bundle.json", keys)
