@@ -4,6 +4,7 @@ real spawned measuring process (toy sizes, the kernel through Triton's interpret
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
@@ -166,3 +167,19 @@ def test_a_failing_process_is_an_error_with_its_reason() -> None:
             arms=("fused_eager",),
             timeout_s=240,
         )
+
+
+def test_the_processes_phase_spawns_and_reads_what_each_measured() -> None:
+    from replication.claims.forge.measure import PROFILE, speed_in_processes
+
+    tiny = dataclasses.replace(PROFILE["smoke"], width=16, depth=1, iters=1, warmup=0, processes=2)
+    first = process_runs([1.3])[0]
+    f = speed_in_processes(tiny, 8, first)
+    assert f["speed_processes_T8"] == 2 and f["speed_processes_T8_failed"] == 0
+    # the spawned process ran on the CPU: its captured arms could not be built, so it has no
+    # judged speedup, and the distribution (its gating minimum) is not written
+    assert f["speedup_vs_fused_T8_per_process"] == "1.3 none"
+    assert f["speed_step_T8_forge_eager_ms_per_process"].startswith("1 ")
+    assert float(f["speed_step_T8_forge_eager_ms_per_process"].split()[1]) > 0
+    assert f["speed_step_T8_forge_graph_ms_per_process"] == "2 none"
+    assert "speedup_vs_fused_T8_min" not in f
