@@ -26,6 +26,11 @@ from .rules import Rule
 
 INTERPRET = interpreting()  # read once: triton fixed its mode at import
 
+# The device scalar buffer of a capturable step (`rules.DeviceScalars`): fp32 slots in the order
+# of `StepScalars.kernel_args()`, then the step count as int32 bits.
+N_SCALAR_SLOTS = 16
+STEP_SLOT: tl.constexpr = tl.constexpr(10)
+
 ADAMW: tl.constexpr = tl.constexpr(int(Rule.ADAMW))
 LION: tl.constexpr = tl.constexpr(int(Rule.LION))
 SGD_MOMENTUM: tl.constexpr = tl.constexpr(int(Rule.SGD_MOMENTUM))
@@ -137,6 +142,45 @@ def _fp32_to_bf16_bits(x, offsets, seed_key, STOCHASTIC: tl.constexpr):
     top = bits >> 16
     top = tl.where(x != x, 0x7FC0, top)
     return top.to(tl.uint16).to(tl.int16, bitcast=True)
+
+
+@triton.jit
+def load_step_scalars(scalars_ptr):
+    """The step's scalars from a capturable optimizer's device buffer (fp32 slots in the order
+    of `StepScalars.kernel_args()`, the step count as int32 bits in slot STEP_SLOT): a CUDA graph
+    replay reads this step's values, where run-time arguments would be frozen at capture."""
+    lr = tl.load(scalars_ptr + 0)
+    decay = tl.load(scalars_ptr + 1)
+    weight_decay = tl.load(scalars_ptr + 2)
+    beta1 = tl.load(scalars_ptr + 3)
+    beta2 = tl.load(scalars_ptr + 4)
+    eps = tl.load(scalars_ptr + 5)
+    step_size = tl.load(scalars_ptr + 6)
+    bc2_sqrt = tl.load(scalars_ptr + 7)
+    dampening = tl.load(scalars_ptr + 8)
+    first_step = tl.load(scalars_ptr + 9)
+    step = tl.load(scalars_ptr + STEP_SLOT).to(tl.int32, bitcast=True)
+    return (
+        lr,
+        decay,
+        weight_decay,
+        beta1,
+        beta2,
+        eps,
+        step_size,
+        bc2_sqrt,
+        dampening,
+        first_step,
+        step,
+    )
+
+
+@triton.jit
+def device_seed_key(param_key, step):
+    """The stochastic-rounding key of (parameter, step) from the parameter's key (int32 bits of
+    `reference.sr_param_key`) and the device step: `reference.sr_seed_key`'s last mix."""
+    k = _mix32(param_key.to(tl.uint32, bitcast=True) ^ step.to(tl.uint32, bitcast=True))
+    return (k & 0x7FFFFFFF).to(tl.int32, bitcast=True)
 
 
 @triton.jit
@@ -472,6 +516,7 @@ def _forge_linear_step_kernel(
     s1_ptr,
     s2_ptr,
     wold_ptr,
+    scalars_ptr,
     T,
     N,
     K,
@@ -499,6 +544,7 @@ def _forge_linear_step_kernel(
     DOT_IEEE: tl.constexpr,
     UPCAST: tl.constexpr,
     WRITE_OLD: tl.constexpr,
+    SCALARS_FROM_PTR: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
     BLOCK_T: tl.constexpr,
@@ -519,7 +565,25 @@ def _forge_linear_step_kernel(
     WRITE_OLD also writes the pre-update W as bf16 (2 B) into `wold_ptr`, so that under autocast
     the input gradient dX = dY·W_old needs no bf16 weight copy kept from the forward.
     `tune_t`, `tune_nk` are the tuner's size buckets (unused in the body).
+    SCALARS_FROM_PTR (capturable optimizers): the scalar arguments are ignored and read from
+    `scalars_ptr` (`load_step_scalars`); `seed_key` is then the parameter's key, mixed with the
+    device step (`device_seed_key`).
     """
+    if SCALARS_FROM_PTR:
+        (
+            lr,
+            decay,
+            weight_decay,
+            beta1,
+            beta2,
+            eps,
+            step_size,
+            bc2_sqrt,
+            dampening,
+            first_step,
+            step,
+        ) = load_step_scalars(scalars_ptr)
+        seed_key = device_seed_key(seed_key, step)
     pid = tl.program_id(0)
     num_pid_n = tl.cdiv(N, BLOCK_N)
     num_pid_k = tl.cdiv(K, BLOCK_K)

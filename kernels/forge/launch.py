@@ -125,6 +125,7 @@ def _pick_config(
     ieee: bool,
     w_old_out: torch.Tensor | None,
     tune: bool | None,
+    scalars: torch.Tensor | None = None,
 ) -> triton.Config:
     """The tile config for this launch: tuned (and remembered) for large layers on a GPU."""
     T, N = dy.shape
@@ -138,7 +139,7 @@ def _pick_config(
     def launch(cfg: triton.Config, scratch: Sequence[torch.Tensor]) -> None:
         w_s, *st_s = scratch[: 1 + len(states)]
         old_s = scratch[-1] if w_old_out is not None else None
-        _launch(dy, x, w_s, st_s, rule, sc, stochastic, seed_key, False, old_s, cfg)
+        _launch(dy, x, w_s, st_s, rule, sc, stochastic, seed_key, False, old_s, cfg, scalars)
 
     inplace = [weight, *states] + ([w_old_out] if w_old_out is not None else [])
     return TUNER.choose(key, autotune_configs(), launch, inplace)
@@ -159,6 +160,7 @@ def forge_linear_step_(
     tune: bool | None = None,
     config: triton.Config | None = None,
     check: bool = True,
+    scalars: torch.Tensor | None = None,
 ) -> None:
     """Update `weight` [N, K] and its fp32 `states` in place with dW = dyᵀ·x, never forming dW.
 
@@ -168,6 +170,9 @@ def forge_linear_step_(
     weights only) receives the weight as it was before the update, rounded to nearest bf16.
     `tune`: pick the tile shape by timing (default: layers of AUTOTUNE_MIN_ELEMENTS weights or
     more, on a GPU); `config` forces one; `check=False` skips input validation (hot path).
+    `scalars` (a capturable optimizer's `DeviceScalars.buffer`): the kernel reads the step's
+    scalars and step count from it instead of `sc` (only `sc.nesterov` is used), and `seed_key`
+    is the parameter's key (`reference.sr_param_key`, as int32 bits).
     A layer stepped again and again is launched more cheaply by a `LayerLauncher`.
     """
     if check:
@@ -177,6 +182,12 @@ def forge_linear_step_(
     if not triton_available(weight.device):
         if w_old_out is not None:
             w_old_out.copy_(weight)
+        if scalars is not None:
+            reference.forge_linear_step_from_buffer(
+                dy, x, weight, states, rule, scalars, nesterov=sc.nesterov,
+                stochastic=stochastic, param_key=seed_key,
+            )  # fmt: skip
+            return
         reference.forge_linear_step_reference(
             dy, x, weight, states, rule, sc, stochastic=stochastic, seed_key=seed_key
         )
@@ -184,13 +195,15 @@ def forge_linear_step_(
     ieee = precision == "ieee" and dy.dtype == torch.float32
     if config is None:
         config = _pick_config(
-            dy, x, weight, states, rule, sc, stochastic, seed_key, ieee, w_old_out, tune
+            dy, x, weight, states, rule, sc, stochastic, seed_key, ieee, w_old_out, tune, scalars
         )
-    _launch(dy, x, weight, states, rule, sc, stochastic, seed_key, ieee, w_old_out, config)
+    _launch(dy, x, weight, states, rule, sc, stochastic, seed_key, ieee, w_old_out, config, scalars)
 
 
 # Compiled kernels by everything Triton specialises a launch on, for the direct launch below.
 _COMPILED: dict[tuple, BoundLaunch] = {}
+# The scalar arguments of a launch that reads its scalars from the device buffer (ignored).
+UNUSED_SCALARS = StepScalars(lr=0.0).kernel_args()
 
 
 def _grid(N: int, K: int, meta: dict[str, Any]) -> int:
@@ -207,6 +220,7 @@ def _constexprs(
     upcast: bool,
     write_old: bool,
     config: triton.Config,
+    from_ptr: bool = False,
 ) -> dict[str, Any]:
     """The kernel's constexpr arguments, in its signature's order."""
     return {
@@ -217,6 +231,7 @@ def _constexprs(
         "DOT_IEEE": ieee,
         "UPCAST": upcast,
         "WRITE_OLD": write_old,
+        "SCALARS_FROM_PTR": from_ptr,
         **config.kwargs,
     }
 
@@ -233,6 +248,7 @@ def _launch(
     ieee: bool,
     w_old_out: torch.Tensor | None,
     config: triton.Config,
+    scalars: torch.Tensor | None = None,
 ) -> Any:
     """Launch the fused kernel. The first launch of a specialisation goes through the JIT (which
     compiles); later ones call the compiled kernel directly, skipping the JIT's argument binding,
@@ -246,12 +262,20 @@ def _launch(
     s2 = states[1] if len(states) > 1 else s1
     wold = w_old_out.view(torch.int16) if w_old_out is not None else w_arg
     grid = (_grid(N, K, config.kwargs), 1, 1)
-    tensors = (dy, x, w_arg, s1, s2, wold)
+    tensors = (dy, x, w_arg, s1, s2, wold, w_arg if scalars is None else scalars)
     ints = (T, N, K, dy.stride(0), dy.stride(1), x.stride(0), x.stride(1))
-    runtime = (*sc.kernel_args(), seed_key, 0, 0)
+    runtime = (*(sc.kernel_args() if scalars is None else UNUSED_SCALARS), seed_key, 0, 0)
     upcast = INTERPRET and dy.dtype == torch.bfloat16
     constexprs = _constexprs(
-        rule, sc.nesterov, w_bf16, stochastic, ieee, upcast, w_old_out is not None, config
+        rule,
+        sc.nesterov,
+        w_bf16,
+        stochastic,
+        ieee,
+        upcast,
+        w_old_out is not None,
+        config,
+        scalars is not None,
     )
     if not FAST_LAUNCH["on"]:
         _forge_linear_step_kernel[grid](
@@ -289,7 +313,9 @@ def _launch(
     # The JIT passes every bound argument, constexprs included, to the compiled launcher.
     if not bound.with_hooks(grid, *tensors, *ints, *runtime, *constexprs.values()):
         # This Triton's launcher takes other arguments: launch through the JIT from now on.
-        _launch(dy, x, weight, states, rule, sc, stochastic, seed_key, ieee, w_old_out, config)
+        _launch(
+            dy, x, weight, states, rule, sc, stochastic, seed_key, ieee, w_old_out, config, scalars
+        )
         return None
     return bound
 
@@ -355,9 +381,12 @@ class LayerLauncher:
         seed_key: int,
         precision: str,
         w_old_out: torch.Tensor | None,
+        scalars: torch.Tensor | None = None,
     ) -> None:
         """The fused step of `forge_linear_step_` for this layer's weight and states;
-        `scalar_args` is `sc.kernel_args()` (callers cache it once a step for all layers)."""
+        `scalar_args` is `sc.kernel_args()` (callers cache it once a step for all layers).
+        With `scalars` (a capturable optimizer's device buffer) the kernel reads the step's
+        scalars there and `seed_key` is the parameter's key."""
         T = dy.shape[0]
         dy_stride = dy.stride()
         x_stride = x.stride()
@@ -387,10 +416,11 @@ class LayerLauncher:
             w_p,
             s1_p,
             s2_p,
+            scalars is None,
         )
         direct = self._direct
         if sig != self._sig:
-            self._prepare(sig, dy, x, sc, seed_key, precision, w_old_out)
+            self._prepare(sig, dy, x, sc, seed_key, precision, w_old_out, scalars)
             return
         if direct is None or hooks_set():
             _launch(
@@ -405,6 +435,7 @@ class LayerLauncher:
                 precision == "ieee" and dy.dtype == torch.float32,
                 w_old_out,
                 self._config,
+                scalars,
             )
             return
         bound, grid, n, k = direct
@@ -416,6 +447,7 @@ class LayerLauncher:
             s1_p,
             s2_p,
             wop or w_p,
+            w_p if scalars is None else scalars.data_ptr(),
             T,
             n,
             k,
@@ -428,7 +460,7 @@ class LayerLauncher:
             *self._tail,
         ):
             self._direct = None  # refused: the general path from now on
-            self.__call__(dy, x, sc, scalar_args, seed_key, precision, w_old_out)
+            self.__call__(dy, x, sc, scalar_args, seed_key, precision, w_old_out, scalars)
 
     def _prepare(
         self,
@@ -439,6 +471,7 @@ class LayerLauncher:
         seed_key: int,
         precision: str,
         w_old_out: torch.Tensor | None,
+        scalars: torch.Tensor | None,
     ) -> None:
         """A new signature: check, pick the config, launch through the general path, and bind
         what later calls need to launch directly."""
@@ -451,11 +484,12 @@ class LayerLauncher:
         if not triton_available(weight.device):
             raise ValueError("LayerLauncher runs the Triton kernel: CUDA tensors (or interpreter)")
         ieee = precision == "ieee" and dy.dtype == torch.float32
+        rule, stochastic = self.rule, self.stochastic
         config = _pick_config(
-            dy, x, weight, states, self.rule, sc, self.stochastic, seed_key, ieee, w_old_out, None
+            dy, x, weight, states, rule, sc, stochastic, seed_key, ieee, w_old_out, None, scalars
         )
         bound = _launch(
-            dy, x, weight, states, self.rule, sc, self.stochastic, seed_key, ieee, w_old_out, config
+            dy, x, weight, states, rule, sc, stochastic, seed_key, ieee, w_old_out, config, scalars
         )
         self._config = config
         self._sig = sig
@@ -473,6 +507,7 @@ class LayerLauncher:
                 upcast,
                 w_old_out is not None,
                 config,
+                scalars is not None,
             ).values()
         )
         self._direct = (bound, (_grid(n, k, config.kwargs), 1, 1), n, k)
@@ -547,42 +582,69 @@ class ForgeLinearFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[torch.Tensor | None, None, Any, None]:  # type: ignore[override]
-        # Runs once per layer per step on the host: every op skipped when not needed counts
-        # (2-D inputs need no reshapes, matching dtypes no casts).
         slot = ctx.slot
         slot.check_can_update()  # before autograd's own check of the saved (old) weight
         x_c, *rest = ctx.saved_tensors
-        n_out, n_in = ctx.w_shape
-        flat = x_c.dim() == 2
-        dy2 = dy if dy.dim() == 2 else dy.reshape(-1, n_out)
-        if dy2.dtype != x_c.dtype:
-            dy2 = dy2.to(x_c.dtype)
-        if not dy2.is_contiguous():
-            dy2 = dy2.contiguous()
-        x2 = x_c if flat else x_c.reshape(-1, n_in)
-        needs_dx, needs_db = ctx.needs_input_grad[0], ctx.needs_input_grad[2]
-        db = None
-        if needs_db:
-            db = dy2.sum(0, dtype=torch.float32).to(ctx.bias_dtype)
-        dx = None
-        if ctx.old_w_from_kernel:
-            if needs_dx:
-                w_old = torch.empty((n_out, n_in), dtype=torch.bfloat16, device=dy2.device)
-                slot.fused_update(dy2, x2, w_old)
-                dx = torch.mm(dy2, w_old)  # the old W, as the fused kernel found it
-            else:
-                slot.fused_update(dy2, x2)
-        else:
-            if needs_dx:
-                # Queued before the update on the same stream: dX = dY·W uses the old W.
-                dx = torch.mm(dy2, rest[0])
-            slot.fused_update(dy2, x2)
-        if dx is not None:
-            if not flat:
-                dx = dx.reshape(*x_c.shape[:-1], n_in)
-            if dx.dtype != ctx.x_dtype:
-                dx = dx.to(ctx.x_dtype)
+        dx, db = fused_backward(
+            slot,
+            dy,
+            x_c,
+            None if ctx.old_w_from_kernel else rest[0],
+            ctx.w_shape,
+            ctx.x_dtype,
+            ctx.bias_dtype,
+            ctx.needs_input_grad[0],
+            ctx.needs_input_grad[2],
+        )
         return dx, None, db, None
+
+
+def fused_backward(
+    slot: WeightSlot,
+    dy: torch.Tensor,
+    x_c: torch.Tensor,
+    w_c: torch.Tensor | None,
+    w_shape: tuple[int, int],
+    x_dtype: torch.dtype,
+    bias_dtype: torch.dtype | None,
+    needs_dx: bool,
+    needs_db: bool,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(dX, db) of y = x_c·w_cᵀ + b, the weight stepped by `slot` (ForgeLinearFunction's and the
+    compiled op's backward). `w_c` is the weight as the forward's GEMM read it, or None to take
+    the old W (bf16) from the fused kernel itself."""
+    # Runs once per layer per step on the host: every op skipped when not needed counts
+    # (2-D inputs need no reshapes, matching dtypes no casts).
+    n_out, n_in = w_shape
+    flat = x_c.dim() == 2
+    dy2 = dy if dy.dim() == 2 else dy.reshape(-1, n_out)
+    if dy2.dtype != x_c.dtype:
+        dy2 = dy2.to(x_c.dtype)
+    if not dy2.is_contiguous():
+        dy2 = dy2.contiguous()
+    x2 = x_c if flat else x_c.reshape(-1, n_in)
+    db = None
+    if needs_db:
+        db = dy2.sum(0, dtype=torch.float32).to(bias_dtype)
+    dx = None
+    if w_c is None:
+        if needs_dx:
+            w_old = torch.empty((n_out, n_in), dtype=torch.bfloat16, device=dy2.device)
+            slot.fused_update(dy2, x2, w_old)
+            dx = torch.mm(dy2, w_old)  # the old W, as the fused kernel found it
+        else:
+            slot.fused_update(dy2, x2)
+    else:
+        if needs_dx:
+            # Queued before the update on the same stream: dX = dY·W uses the old W.
+            dx = torch.mm(dy2, w_c)
+        slot.fused_update(dy2, x2)
+    if dx is not None:
+        if not flat:
+            dx = dx.reshape(*x_c.shape[:-1], n_in)
+        if dx.dtype != x_dtype:
+            dx = dx.to(x_dtype)
+    return dx, db
 
 
 def forge_linear(

@@ -15,6 +15,10 @@ What cannot be done exactly is refused with an error rather than done wrong:
   FORGE moves each weight as soon as its gradient tile exists. `torch.nn.utils.clip_grad_norm_`
   and `clip_grad_value_` raise when given a FORGE-managed weight;
 - DistributedDataParallel / FSDP: the update would run before gradients are averaged.
+
+`capturable=True` keeps each group's step count and step scalars on the device
+(`rules.DeviceScalars`), so forward + backward + step can be captured in one CUDA graph and each
+replay is the next step (`kernels.forge.capture`); see NOTES.md, "Capturing the step".
 """
 
 from __future__ import annotations
@@ -31,9 +35,9 @@ from torch import nn
 from kernels.runtime.hyper import check_hyper
 from kernels.runtime.optim import closure_loss
 
-from . import reference
-from .launch import LayerLauncher, forge_linear, triton_available
-from .rules import Rule, StepScalars
+from . import ops, reference
+from .launch import UNUSED_SCALARS, LayerLauncher, forge_linear, triton_available
+from .rules import DeviceScalars, Rule, StepScalars
 
 ACCUMULATION_ERROR = (
     "FORGE: {name} received a second gradient before opt.step(). FORGE updates each "
@@ -101,6 +105,7 @@ class _Slot:
         self.group = group  # position of its parameter group (load_state_dict keeps the order)
         self.uses = 0  # forwards with grad since the last step()/zero_grad()
         self.updated = False  # fused update done since the last step()
+        self.op_id = ops.register_slot(self)  # names this slot inside a torch.compile'd graph
 
     @property
     def module(self) -> nn.Linear:
@@ -113,6 +118,8 @@ class _Slot:
         module = self.module
         if self._opt() is None:  # the optimizer is gone: a plain linear layer again
             return F.linear(x, module.weight, module.bias)
+        if torch.compiler.is_compiling():  # torch.compile: the registered ops (ops.py)
+            return ops.compiled_linear(x, module.weight, module.bias, self.op_id)
         if module.weight is not self.param:
             raise RuntimeError(
                 f"FORGE: {self.name}.weight was replaced after the optimizer took it"
@@ -170,6 +177,7 @@ class ForgeOptimizer(torch.optim.Optimizer):
         seed: int = 0,
         backend: str = "auto",
         max_grad_norm: float | None = None,
+        capturable: bool = False,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError("FORGE optimizers take the model (an nn.Module), not a parameter list")
@@ -222,9 +230,14 @@ class ForgeOptimizer(torch.optim.Optimizer):
         # Per parameter group: (hyper-parameters + step, StepScalars, kernel arguments) of the
         # last fused update, so the layers of one step share one computation of the scalars.
         self._scalar_cache: dict[int, tuple[tuple, StepScalars, tuple]] = {}
+        self.capturable = bool(capturable)
+        if self.capturable:
+            self._init_capturable()
 
     # --- what subclasses define -------------------------------------------------------
-    def _scalars(self, group: dict[str, Any], step: int) -> StepScalars:
+    def _scalars(self, group: dict[str, Any], step: Any, lr: Any = None) -> StepScalars:
+        """The group's scalars at `step`; `lr` overrides float(group["lr"]) (capturable mode
+        passes the device step and a device lr: the same formulas, as tensor ops)."""
         raise NotImplementedError
 
     # The group entries `_scalars` reads (the key of the per-step scalar cache).
@@ -284,6 +297,9 @@ class ForgeOptimizer(torch.optim.Optimizer):
                     )
                 if p.grad.is_sparse:
                     raise NotImplementedError("FORGE optimizers do not take sparse gradients")
+                if self.capturable:
+                    self._step_from_buffer(group, p)
+                    continue
                 step, states = self._advance(p)
                 reference.apply_update_(
                     self.rule,
@@ -297,6 +313,8 @@ class ForgeOptimizer(torch.optim.Optimizer):
         for slot in self._slots.values():
             slot.updated = False
             slot.uses = 0
+        if self.capturable:
+            self._advanced = [False] * len(self._advanced)
         return loss
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -304,12 +322,23 @@ class ForgeOptimizer(torch.optim.Optimizer):
         super().load_state_dict(state_dict)
         saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
         params = [p for g in self.param_groups for p in g["params"]]
+        steps: dict[int, float] = {}  # capturable: the group's step count
         for pid, p in zip(saved_ids, params, strict=True):
             for key, value in state_dict["state"].get(pid, {}).items():
                 if key == "step":
                     self.state[p][key] = int(value)
+                    gi = self._group_index[p]
+                    steps[gi] = max(steps.get(gi, 0), int(value))
                 elif torch.is_tensor(value):
                     self.state[p][key] = value.to(device=p.device, dtype=torch.float32).clone()
+        if self.capturable:
+            # One step count a group (see _init_capturable); every state links to it.
+            for gi, dev in enumerate(self._dev):
+                dev.load(steps.get(gi, 0))
+                for p in self.param_groups[gi]["params"]:
+                    if self.state[p]:
+                        self.state[p]["step"] = dev.step
+            self._advanced = [False] * len(self._dev)
         self._scalar_cache.clear()
         self._launchers = [None] * len(self._launchers)  # bound to the replaced states
 
@@ -348,6 +377,9 @@ class ForgeOptimizer(torch.optim.Optimizer):
         """The hot path of backward: one fused launch per layer, little else."""
         if slot.updated:
             slot.check_can_update()  # raises
+        if self.capturable:
+            self._fused_update_from_buffer(slot, dy, x, w_old_out)
+            return
         p = slot.param
         state = self.state[p]
         if state:
@@ -382,6 +414,109 @@ class ForgeOptimizer(torch.optim.Optimizer):
             launcher(dy, x, sc, scalar_args, key, precision, w_old_out)
         # The kernel wrote W through a pointer: tell autograd, as an in-place op would, so a
         # graph that saved the old W refuses to use it.
+        torch.autograd.graph.increment_version(p)
+        slot.updated = True
+
+    # --- capturable mode ----------------------------------------------------------------
+    def _init_capturable(self) -> None:
+        """One `DeviceScalars` per group on its parameters' device, and each parameter's
+        stochastic-rounding key (the host part; the step's part is mixed on the device)."""
+        self._dev: list[DeviceScalars] = []
+        for group in self.param_groups:
+            devices = {p.device for p in group["params"]}
+            if len(devices) != 1:
+                raise ValueError(
+                    "capturable=True needs each parameter group on one device, got "
+                    f"{sorted(map(str, devices))}"
+                )
+            self._dev.append(DeviceScalars(devices.pop()))
+        self._advanced = [False] * len(self._dev)  # group scalars written for this step
+        self._nesterov_sc = [
+            StepScalars(lr=0.0, nesterov=bool(g.get("nesterov", False))) for g in self.param_groups
+        ]
+        n = len(self._index)
+        self._param_keys = [
+            reference.as_int32(reference.sr_param_key(self.seed, i)) for i in range(n)
+        ]
+
+    def _group_scalars(self, gi: int) -> DeviceScalars:
+        """The group's device scalars for this step: advanced and written at its first
+        update of the step (in backward, or in step() for a group with no fused layer)."""
+        dev = self._dev[gi]
+        if self._advanced[gi]:
+            return dev
+        group = self.param_groups[gi]
+        lr = group["lr"]
+        if torch.is_tensor(lr):
+            if lr.device != dev.step.device:
+                raise ValueError(
+                    f"capturable=True: a tensor lr must live on the parameters' device "
+                    f"({dev.step.device}), not {lr.device}"
+                )
+            lr = lr.to(torch.float64)
+        else:
+            lr = float(lr)
+        dev.step.add_(1)
+        sc = self._scalars(group, dev.step, lr=lr)
+        dev.write(sc)
+        self._nesterov_sc[gi] = StepScalars(lr=0.0, nesterov=sc.nesterov)
+        self._advanced[gi] = True
+        return dev
+
+    def _states(self, p: torch.Tensor) -> list[torch.Tensor]:
+        """`p`'s fp32 states (created at its first step); its "step" is its group's device
+        step count, shared (capturable mode)."""
+        state = self.state[p]
+        if not state:
+            state["step"] = self._dev[self._group_index[p]].step
+            for name in self._state_names:
+                state[name] = torch.zeros(p.shape, dtype=torch.float32, device=p.device)
+        return [state[name] for name in self._state_names]
+
+    def _step_from_buffer(self, group: dict[str, Any], p: torch.Tensor) -> None:
+        """opt.step() of one parameter with a .grad, scalars read on the device."""
+        gi = self._group_index[p]
+        dev = self._group_scalars(gi)
+        reference.apply_update_from_buffer_(
+            self.rule,
+            dev.values,
+            p,
+            p.grad,
+            self._states(p),
+            nesterov=bool(group.get("nesterov", False)),
+            stochastic=self.stochastic,
+            param_key=self._param_keys[self._index[p]],
+        )
+
+    def _fused_update_from_buffer(
+        self, slot: _Slot, dy: torch.Tensor, x: torch.Tensor, w_old_out: torch.Tensor | None
+    ) -> None:
+        """`_fused_update` with the step's scalars and step count read by the kernel from the
+        group's device buffer: nothing of the step is baked into the launch."""
+        p = slot.param
+        states = self._states(p)
+        dev = self._group_scalars(slot.group)
+        sc = self._nesterov_sc[slot.group]
+        key = self._param_keys[slot.index] if self.stochastic and p.dtype == torch.bfloat16 else 0
+        launcher = self._launchers[slot.index]
+        if launcher is None or not launcher.bound_to(p, states):
+            if self.backend == "reference" or not triton_available(p.device):
+                with torch.no_grad():
+                    if w_old_out is not None:
+                        w_old_out.copy_(p)
+                    reference.forge_linear_step_from_buffer(
+                        dy, x, p, states, self.rule, dev.values, nesterov=sc.nesterov,
+                        stochastic=self.stochastic, param_key=key,
+                    )  # fmt: skip
+                slot.updated = True
+                return
+            launcher = LayerLauncher(p, states, self.rule, stochastic=self.stochastic)
+            self._launchers[slot.index] = launcher
+        tf32 = dy.dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32
+        with torch.no_grad():
+            launcher(
+                dy, x, sc, UNUSED_SCALARS, key, "tf32" if tf32 else "ieee", w_old_out, dev.buffer
+            )
         torch.autograd.graph.increment_version(p)
         slot.updated = True
 
@@ -421,10 +556,10 @@ class ForgeAdamW(ForgeOptimizer):
         }
         super().__init__(model, defaults, **kwargs)
 
-    def _scalars(self, group: dict[str, Any], step: int) -> StepScalars:
+    def _scalars(self, group: dict[str, Any], step: Any, lr: Any = None) -> StepScalars:
         return StepScalars.adamw(
             step=step,
-            lr=float(group["lr"]),
+            lr=float(group["lr"]) if lr is None else lr,
             betas=group["betas"],
             eps=group["eps"],
             weight_decay=group["weight_decay"],
@@ -449,9 +584,11 @@ class ForgeLion(ForgeOptimizer):
         defaults = {"lr": lr, "betas": betas, "weight_decay": weight_decay}
         super().__init__(model, defaults, **kwargs)
 
-    def _scalars(self, group: dict[str, Any], step: int) -> StepScalars:
+    def _scalars(self, group: dict[str, Any], step: Any, lr: Any = None) -> StepScalars:
         return StepScalars.lion(
-            lr=float(group["lr"]), betas=group["betas"], weight_decay=group["weight_decay"]
+            lr=float(group["lr"]) if lr is None else lr,
+            betas=group["betas"],
+            weight_decay=group["weight_decay"],
         )
 
 
@@ -485,10 +622,10 @@ class ForgeSGD(ForgeOptimizer):
         }
         super().__init__(model, defaults, **kwargs)
 
-    def _scalars(self, group: dict[str, Any], step: int) -> StepScalars:
+    def _scalars(self, group: dict[str, Any], step: Any, lr: Any = None) -> StepScalars:
         return StepScalars.sgd_momentum(
             step=step,
-            lr=float(group["lr"]),
+            lr=float(group["lr"]) if lr is None else lr,
             momentum=group["momentum"],
             dampening=group["dampening"],
             weight_decay=group["weight_decay"],

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from .rules import Rule, StepScalars
+from .rules import STEP_SLOT, Rule, StepScalars
 
 _MASK32 = 0xFFFFFFFF
 # lowbias32 constants (Wellons' integer hash search): a cheap, well-mixing 32-bit hash.
@@ -33,9 +33,25 @@ def mix32_int(x: int) -> int:
     return x
 
 
+def sr_param_key(seed: int, index: int) -> int:
+    """The parameter's part of its stochastic-rounding keys, in [0, 2**32)."""
+    return mix32_int(mix32_int(seed) ^ index)
+
+
 def sr_seed_key(seed: int, index: int, step: int) -> int:
     """The per-(parameter, step) key of the stochastic-rounding stream, in [0, 2**31)."""
-    return mix32_int(mix32_int(mix32_int(seed) ^ index) ^ step) & 0x7FFFFFFF
+    return mix32_int(sr_param_key(seed, index) ^ step) & 0x7FFFFFFF
+
+
+def as_int32(key: int) -> int:
+    """A uint32 key as the int32 with the same bits (what a kernel's i32 argument takes)."""
+    return key - (1 << 32) if key >= 1 << 31 else key
+
+
+def device_seed_key(param_key: int, step: torch.Tensor) -> torch.Tensor:
+    """`sr_seed_key` from a device step count (0-d tensor): an int64 0-d tensor, no host read.
+    `param_key` is `sr_param_key` (its int32 bits accepted too)."""
+    return mix32(step.to(torch.int64) ^ (param_key & _MASK32)) & 0x7FFFFFFF
 
 
 def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
@@ -55,7 +71,9 @@ def mix32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
-def sr_random_bits(n: int, k: int, key: int, device: torch.device | str = "cpu") -> torch.Tensor:
+def sr_random_bits(
+    n: int, k: int, key: int | torch.Tensor, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """The 16 random bits the kernel adds below each element of an [n, k] weight (int64)."""
     offsets = torch.arange(n * k, device=device, dtype=torch.int64).reshape(n, k)
     return mix32(offsets ^ key) & 0xFFFF
@@ -102,6 +120,77 @@ def apply_rule_(
         w.add_(d, alpha=-sc.lr)
     else:  # pragma: no cover - Rule is closed
         raise ValueError(f"unknown rule {rule!r}")
+
+
+def apply_rule_from_buffer_(
+    rule: Rule,
+    scalars: torch.Tensor,
+    w: torch.Tensor,
+    g: torch.Tensor,
+    states: Sequence[torch.Tensor],
+    *,
+    nesterov: bool = False,
+) -> None:
+    """`apply_rule_` with the step's scalars read from a capturable optimizer's device vector
+    (`rules.DeviceScalars.values`, float64, or its fp32 `buffer`): tensor ops only, no host
+    read, so a CUDA graph can hold it. Same formulas; each scalar (and `1 - beta`) is formed
+    in the vector's precision and rounded to fp32 where torch's optimizers round theirs."""
+    s = scalars[:10]
+    one_minus = (1.0 - s).to(w.dtype)
+    lr, decay, wd, beta1, beta2, eps, step_size, bc2_sqrt, _, first = s.to(w.dtype).unbind()
+    if rule is Rule.ADAMW:
+        m, v = states
+        w.mul_(decay)
+        m.lerp_(g, one_minus[3])
+        v.mul_(beta2).add_(g * g * one_minus[4])
+        denom = (v.sqrt() / bc2_sqrt).add_(eps)
+        w.sub_(m / denom * step_size)
+    elif rule is Rule.LION:
+        (m,) = states
+        c = m.mul(beta1).add_(g * one_minus[3])
+        w.mul_(decay).sub_(torch.sign(c) * lr)
+        m.mul_(beta2).add_(g * one_minus[4])
+    elif rule is Rule.SGD_MOMENTUM:
+        (buf,) = states
+        d = g + wd * w
+        buf.copy_(torch.where(first != 0, d, buf * beta1 + one_minus[8] * d))
+        d = d + beta1 * buf if nesterov else buf
+        w.sub_(d * lr)
+    else:  # pragma: no cover - Rule is closed
+        raise ValueError(f"unknown rule {rule!r}")
+
+
+def apply_update_from_buffer_(
+    rule: Rule,
+    scalars: torch.Tensor,
+    param: torch.Tensor,
+    g: torch.Tensor,
+    states: Sequence[torch.Tensor],
+    *,
+    nesterov: bool = False,
+    stochastic: bool = True,
+    param_key: int = 0,
+) -> None:
+    """`apply_update_` for a capturable optimizer: scalars and step from the device buffer,
+    the stochastic-rounding key mixed on the device (`device_seed_key`)."""
+    if param.dtype == torch.float32:
+        apply_rule_from_buffer_(rule, scalars, param, g.float(), states, nesterov=nesterov)
+        return
+    if param.dtype != torch.bfloat16:
+        raise TypeError(f"FORGE updates fp32 or bf16 weights, not {param.dtype}")
+    w32 = param.float()
+    apply_rule_from_buffer_(rule, scalars, w32, g.float(), states, nesterov=nesterov)
+    bits = None
+    if stochastic:
+        step = (
+            scalars[STEP_SLOT]
+            if scalars.dtype == torch.float64
+            else scalars.view(torch.int32)[STEP_SLOT]
+        )
+        key = device_seed_key(param_key, step)
+        flat = w32.reshape(1, -1) if w32.dim() != 2 else w32
+        bits = sr_random_bits(flat.shape[0], flat.shape[1], key, w32.device).reshape(w32.shape)
+    param.copy_(round_to_bf16(w32, bits))
 
 
 def apply_update_(
@@ -170,4 +259,30 @@ def forge_linear_step_reference(
             states,
             stochastic=stochastic,
             seed_key=seed_key,
+        )
+
+
+def forge_linear_step_from_buffer(
+    dy: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    states: Sequence[torch.Tensor],
+    rule: Rule,
+    scalars: torch.Tensor,
+    *,
+    nesterov: bool = False,
+    stochastic: bool = True,
+    param_key: int = 0,
+) -> None:
+    """`forge_linear_step_reference` for a capturable optimizer (scalars on the device)."""
+    with torch.no_grad():
+        apply_update_from_buffer_(
+            rule,
+            scalars,
+            weight,
+            weight_grad(dy, x),
+            states,
+            nesterov=nesterov,
+            stochastic=stochastic,
+            param_key=param_key,
         )

@@ -4,6 +4,10 @@ A rule is applied to one (W, g, state) tile at a time, so it must be element-wis
 SGD with momentum are. The host turns a parameter group and a step count into `StepScalars` once
 per step; the Triton epilogue and the PyTorch reference read the same numbers, so the two compute
 the same function.
+
+A capturable optimizer keeps them on the device instead (`DeviceScalars`): the same formulas,
+evaluated by tensor ops in float64 on a device step count, stored as fp32 in a small buffer the
+kernel reads, so a CUDA graph replay computes the next step's scalars itself.
 """
 
 from __future__ import annotations
@@ -11,6 +15,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
+
+import torch
 
 
 class Rule(IntEnum):
@@ -54,6 +61,21 @@ class StepScalars:
     first_step: bool = False  # SGD: the momentum buffer starts as the first gradient
     nesterov: bool = False  # SGD
 
+    def values(self) -> tuple[Any, ...]:
+        """The fields `kernel_args` passes, as they are (floats, or 0-d tensors on the device)."""
+        return (
+            self.lr,
+            self.decay,
+            self.weight_decay,
+            self.beta1,
+            self.beta2,
+            self.eps,
+            self.step_size,
+            self.bc2_sqrt,
+            self.dampening,
+            self.first_step,
+        )
+
     def kernel_args(self) -> tuple[float | int, ...]:
         """The run-time scalars in the order `_forge_linear_step_kernel` takes them.
 
@@ -86,7 +108,7 @@ class StepScalars:
             beta2=beta2,
             eps=eps,
             step_size=lr / (1.0 - beta1**step),
-            bc2_sqrt=math.sqrt(1.0 - beta2**step),
+            bc2_sqrt=_sqrt(1.0 - beta2**step),
         )
 
     @staticmethod
@@ -113,3 +135,68 @@ class StepScalars:
             first_step=step == 1,
             nesterov=nesterov,
         )
+
+
+def _sqrt(x: Any) -> Any:
+    """math.sqrt on a float (the host path, unchanged), Tensor.sqrt on a device scalar."""
+    return math.sqrt(x) if isinstance(x, float) else x.sqrt()
+
+
+N_SCALAR_FIELDS = 10  # the fields of `StepScalars.values()`
+STEP_SLOT = 10  # the step count's slot (int32 bits), after them
+N_SCALAR_SLOTS = 16  # the buffer's length (64 B)
+
+
+class DeviceScalars:
+    """One parameter group's step count and step scalars on its device (capturable mode).
+
+    `step` is a float64 0-d tensor (exact to 2**53 steps); `buffer` holds the fused kernel's
+    scalars as fp32, in the order of `StepScalars.values()`, and the step as int32 bits in
+    slot STEP_SLOT (`kernels.load_step_scalars` reads it); `values` the same in float64 (the
+    step as a float), for the PyTorch path, which rounds each scalar to fp32 where torch's
+    optimizers do (`1 - beta2` is formed in float64, as there, not from an fp32 beta2).
+    `write(sc)` takes a `StepScalars` whose step-dependent fields are device tensors
+    (computed by the same factories from the device step) and whose other fields are host
+    floats; the floats are kept in a float64 device vector refreshed only when they change, so
+    a step costs a handful of tiny kernels and no host-to-device copy (none may run inside a
+    CUDA graph capture).
+    """
+
+    __slots__ = ("_consts", "_floats", "buffer", "step", "values")
+
+    def __init__(self, device: torch.device) -> None:
+        self.step = torch.zeros((), dtype=torch.float64, device=device)
+        self.buffer = torch.zeros(N_SCALAR_SLOTS, dtype=torch.float32, device=device)
+        self.values = torch.zeros(N_SCALAR_SLOTS, dtype=torch.float64, device=device)
+        self._consts = torch.zeros(N_SCALAR_FIELDS, dtype=torch.float64, device=device)
+        self._floats: tuple[float | None, ...] | None = None
+
+    def write(self, sc: StepScalars) -> None:
+        """Store this step's scalars (and the step count) in `buffer`, on the device."""
+        values = sc.values()
+        floats = tuple(None if torch.is_tensor(v) else float(v) for v in values)
+        if floats != self._floats:
+            capturing = self.step.is_cuda and torch.cuda.is_current_stream_capturing()
+            if capturing:  # fills are kernels; a copy from the host is not allowed here
+                for i, v in enumerate(floats):
+                    if v is not None:
+                        self._consts[i].fill_(v)
+            else:
+                host = torch.tensor([0.0 if v is None else v for v in floats], dtype=torch.float64)
+                self._consts.copy_(host)
+            self._floats = floats
+        consts = self._consts
+        vec = torch.stack(
+            [
+                consts[i] if f is not None else values[i].to(torch.float64)
+                for i, f in enumerate(floats)
+            ]
+        )
+        self.values[:N_SCALAR_FIELDS].copy_(vec)
+        self.values[STEP_SLOT].copy_(self.step)
+        self.buffer[:N_SCALAR_FIELDS].copy_(vec)
+        self.buffer.view(torch.int32)[STEP_SLOT].copy_(self.step)
+
+    def load(self, step: float) -> None:
+        """Set the step count (load_state_dict); the buffer is rewritten at the next step."""
+        self.step.fill_(float(step))
