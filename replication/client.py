@@ -54,9 +54,13 @@ class JobClient:
             raise JobAPIError(response.status_code, problem)
         return response
 
-    def lease(self, claims: list[str]) -> dict[str, Any] | None:
-        """The next queued job for one of `claims`, leased to this worker; None when none is."""
-        response = self._post("/api/jobs/lease", {"claims": claims})
+    def lease(self, claims: list[str], gpus: int | None = None) -> dict[str, Any] | None:
+        """The next queued job for one of `claims` (needing at most `gpus` GPUs, when given),
+        leased to this worker; None when none is."""
+        body: dict[str, Any] = {"claims": claims}
+        if gpus is not None:
+            body["gpus"] = gpus
+        response = self._post("/api/jobs/lease", body)
         return None if response.status_code == 204 else response.json()
 
     def heartbeat(self, job_id: str, lease_id: str) -> dict[str, Any]:

@@ -81,6 +81,20 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES, max_bytes: int = 16_384) -
     return tuple(text[-lines:])
 
 
+def claim_command(
+    claim_id: str, profile: str, out_file: Path, *, gpus: int = 1, python: str = sys.executable
+) -> list[str]:
+    """The claim's command line: `python -m <module>`, or, for a run across `gpus` > 1 GPUs of
+    this machine, the same module under torchrun, one process a GPU (rank 0 writes `out_file`)."""
+    if claim_id not in CLAIM_MODULES:
+        raise ValueError(f"unknown claim {claim_id!r}; known: {sorted(CLAIM_MODULES)}")
+    args = [CLAIM_MODULES[claim_id], "--profile", profile, "--out", str(out_file)]
+    if gpus <= 1:
+        return [python, "-m", *args]
+    launcher = [python, "-m", "torch.distributed.run", "--standalone"]
+    return [*launcher, f"--nproc-per-node={gpus}", "-m", *args]
+
+
 def run_claim(
     claim_id: str,
     profile: str,
@@ -90,15 +104,17 @@ def run_claim(
     on_phase: Callable[[str], None] = lambda _: None,
     cancel: threading.Event | None = None,
     python: str = sys.executable,
+    gpus: int = 1,
 ) -> RunOutcome:
-    """Run `claim_id` under `profile` in `workdir`; never raises for what the claim does."""
+    """Run `claim_id` under `profile` in `workdir` (across `gpus` GPUs through torchrun when
+    more than one); never raises for what the claim does."""
     if claim_id not in CLAIM_MODULES:
         raise ValueError(f"unknown claim {claim_id!r}; known: {sorted(CLAIM_MODULES)}")
     workdir.mkdir(parents=True, exist_ok=True)
     out_file = workdir / "result.json"
     log_path = workdir / "claim.log"
     out_file.unlink(missing_ok=True)
-    cmd = [python, "-m", CLAIM_MODULES[claim_id], "--profile", profile, "--out", str(out_file)]
+    cmd = claim_command(claim_id, profile, out_file, gpus=gpus, python=python)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     started = time.monotonic()
     digest = hashlib.sha256()

@@ -108,6 +108,28 @@ class Reporter:
             time.sleep(0.5)
 
 
+def job_gpus(job: dict[str, Any]) -> int:
+    """GPUs a leased job needs (a registry older than multi-GPU jobs sends none: one)."""
+    return max(int(job.get("gpus", 1)), 1)
+
+
+def run_environment(env: dict[str, str], job: dict[str, Any]) -> dict[str, str]:
+    """The signed record's environment: the machine's, and how many GPUs the run used."""
+    return {**env, "gpus_used": str(job_gpus(job))}
+
+
+def advertised_gpus(flag: int | None) -> int:
+    """GPUs the worker offers: `--gpus`, else PITH_WORKER_GPUS, else those nvidia-smi lists
+    (at least 1: a machine without one runs the single-device jobs as it always has)."""
+    if flag is None and os.environ.get("PITH_WORKER_GPUS"):
+        flag = int(os.environ["PITH_WORKER_GPUS"])
+    if flag is None:
+        flag = max(int(environment.collect().get("gpu_count", "0") or 0), 1)
+    if flag < 0:
+        raise ValueError("--gpus must be >= 0")
+    return flag
+
+
 @dataclass
 class Worker:
     client: JobClient
@@ -122,6 +144,7 @@ class Worker:
     keep: bool = False
     stop: threading.Event = field(default_factory=threading.Event)
     env: dict[str, str] = field(default_factory=dict)
+    gpus: int = 1  # GPUs this machine gives a job (advertised when leasing)
 
     def flush_pending(self) -> None:
         """Resend records signed before a crash; drop those the registry already has."""
@@ -140,7 +163,7 @@ class Worker:
         self.env = environment.collect()
         self.flush_pending()
         while not self.stop.is_set():
-            leased = self.client.lease(self.claims)
+            leased = self.client.lease(self.claims, gpus=self.gpus)
             if leased is None:
                 if once:
                     self.reporter.emit("no_job")
@@ -185,6 +208,7 @@ class Worker:
             job["profile"],
             workdir,
             time_limit_s=self.time_limit_s,
+            gpus=job_gpus(job),
             on_phase=self.reporter.phase,
             cancel=cancel,
         )
@@ -208,7 +232,9 @@ class Worker:
                 shutil.rmtree(workdir, ignore_errors=True)
 
     def submit(self, job: dict[str, Any], outcome: RunOutcome) -> None:
-        payload = record_payload(outcome, job_id=job["job_id"], environment=self.env)
+        payload = record_payload(
+            outcome, job_id=job["job_id"], environment=run_environment(self.env, job)
+        )
         try:
             event = sign_record(
                 self.key,
@@ -275,6 +301,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         time_limit_s=args.time_limit,
         poll_s=args.poll,
         keep=args.keep,
+        gpus=advertised_gpus(args.gpus),
     )
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -364,6 +391,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated claim ids this worker runs (env PITH_WORKER_CLAIMS)",
     )
     p.add_argument("--once", action="store_true", help="run at most one job, then exit")
+    p.add_argument(
+        "--gpus",
+        type=int,
+        default=None,
+        help="GPUs this worker gives a job (env PITH_WORKER_GPUS; default: those nvidia-smi "
+        "lists, at least 1); a job needing more is not leased to it, one needing several "
+        "runs through torchrun",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable progress lines")
     p.add_argument("--state", type=Path, default=None, help="seq/prev chain file (KEY.chain.json)")
     p.add_argument("--worker-id", default=None, help="the signer_id on records (the key's id)")

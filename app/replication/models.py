@@ -49,6 +49,8 @@ class Job(Base):
     pith_number: Mapped[str] = mapped_column(ForeignKey("records.pith_number"))
     claim_id: Mapped[str] = mapped_column(String(64))
     profile: Mapped[str] = mapped_column(String(64))
+    # GPUs its claim profile needs (migration 0006): leased only to a worker with as many
+    gpus: Mapped[int] = mapped_column(Integer, server_default="1")
     state: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer)
     leased_by: Mapped[str | None] = mapped_column(ForeignKey("workers.worker_id"))

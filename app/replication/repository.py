@@ -88,11 +88,12 @@ class ReplicationRepository:
         )
         self.session.execute(stmt)
 
-    def next_queued(self, claims: Sequence[str]) -> Job | None:
-        """The oldest queued job for one of `claims`, locked for this unit (locked ones skipped)."""
+    def next_queued(self, claims: Sequence[str], *, max_gpus: int = 1) -> Job | None:
+        """The oldest queued job for one of `claims` needing at most `max_gpus` GPUs, locked for
+        this unit (locked ones skipped)."""
         stmt = (
             select(Job)
-            .where(Job.state == "queued", Job.claim_id.in_(list(claims)))
+            .where(Job.state == "queued", Job.claim_id.in_(list(claims)), Job.gpus <= max_gpus)
             .order_by(Job.id)
             .limit(1)
             .with_for_update(skip_locked=True)

@@ -196,7 +196,7 @@ async def lease(request: Request) -> Response:
         body = _validated(LeaseRequest, raw)
         ttl = ctx.settings.lease_ttl_seconds
         with ctx.db.write() as session:
-            leased = service.lease_next(session, worker, body.claims, ttl_s=ttl)
+            leased = service.lease_next(session, worker, body.claims, ttl_s=ttl, gpus=body.gpus)
             if leased is None:
                 return Response(status_code=204)
             job, granted = leased

@@ -56,6 +56,12 @@ class LeaseRequest(BaseModel):
     claims: list[str] = Field(
         min_length=1, max_length=100, description="claim ids this worker runs", examples=[["forge"]]
     )
+    gpus: int = Field(
+        default=1,
+        ge=0,
+        le=4096,
+        description="GPUs this worker has: a job whose profile needs more is not leased to it",
+    )
 
 
 class LeaseRef(BaseModel):

@@ -116,6 +116,7 @@ def create_job(session: Session, body: CreateJob) -> Job:
         pith_number=record.pith_number,
         claim_id=body.claim_id,
         profile=body.profile,
+        gpus=CLAIMS[body.claim_id].gpus_for(body.profile),
         state="queued",
         attempts=0,
         created_at=now,
@@ -184,15 +185,21 @@ def authenticate(
 
 
 def lease_next(
-    session: Session, worker: AuthenticatedWorker, claims: Sequence[str], *, ttl_s: int
+    session: Session,
+    worker: AuthenticatedWorker,
+    claims: Sequence[str],
+    *,
+    ttl_s: int,
+    gpus: int = 1,
 ) -> tuple[Job, Lease] | None:
-    """Lease the oldest queued job for one of `claims` to `worker` (expired leases go back to
-    the queue first); None when there is none."""
+    """Lease the oldest queued job for one of `claims` that needs at most `gpus` GPUs (what the
+    worker advertises) to `worker` (expired leases go back to the queue first); None when there
+    is none. A job needing more GPUs stays queued for a worker that has them."""
     repo = ReplicationRepository(session)
     now = utcnow()
     repo.requeue_expired(now)
     wanted = sorted({c for c in claims if c in CLAIM_MODULES})
-    job = repo.next_queued(wanted) if wanted else None
+    job = repo.next_queued(wanted, max_gpus=gpus) if wanted else None
     if job is None:
         return None
     lease = Lease(secrets.token_urlsafe(18), now + timedelta(seconds=ttl_s), ttl_s)

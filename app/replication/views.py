@@ -25,6 +25,7 @@ def job_document(job: Job, base_url: str) -> dict[str, Any]:
         "pith_number": job.pith_number,
         "claim_id": job.claim_id,
         "profile": job.profile,
+        "gpus": job.gpus,
         "state": job.state,
         "attempts": job.attempts,
         "leased_by": job.leased_by,

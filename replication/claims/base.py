@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ def main(spec: ClaimSpec, argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     result = run_claim(spec, args.profile)
     text = json.dumps(result, indent=2, sort_keys=True)
-    if args.out:
+    if args.out and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 writes
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")
     print(text)

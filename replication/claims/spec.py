@@ -53,7 +53,8 @@ class ClaimSpec:
     the run measures against what the paper ran; `profiles` are those the claim runs (the
     first is the default); `conclusive` those whose verdict may be other than inconclusive;
     `legacy_profiles` maps an old profile id to the one that replaced it (kept for committed
-    records and queued jobs).
+    records and queued jobs); `gpus` the GPUs a profile needs when it is more than one (a run
+    across them is launched by torchrun; the job API leases it only to a worker that has them).
     """
 
     claim_id: str
@@ -66,8 +67,12 @@ class ClaimSpec:
     notes: str = ""
     conclusive: tuple[str, ...] = (FULL,)
     legacy_profiles: dict[str, str] = field(default_factory=dict)
+    gpus: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for profile, n in self.gpus.items():
+            if profile not in self.all_profiles or not isinstance(n, int) or n < 1:
+                raise ValueError(f"claim {self.claim_id}: gpus[{profile!r}] = {n!r}")
         names = [c.name for c in self.checks]
         if len(set(names)) != len(names):
             raise ValueError(f"claim {self.claim_id}: two checks share a name")
@@ -95,6 +100,14 @@ class ClaimSpec:
         raise ValueError(
             f"unknown profile {profile!r} for claim {self.claim_id}; known: {self.all_profiles}"
         )
+
+    def gpus_for(self, profile: str) -> int:
+        """GPUs a run of `profile` needs: as `gpus` names it (a run that spans several goes
+        through torchrun, one process a GPU), else 0 for smoke (the CPU) and 1 otherwise."""
+        current = self.canonical_profile(profile)
+        if current in self.gpus:
+            return self.gpus[current]
+        return 0 if current == SMOKE else 1
 
     def checks_for(self, profile: str) -> tuple[CheckSpec, ...]:
         current = self.canonical_profile(profile)

@@ -25,4 +25,7 @@ def measure(profile: str) -> dict[str, float | int | str]:
         hashlib.sha256(data).digest()
     mb_per_s = rounds / (time.perf_counter() - t0)
     phase("done")
-    return {"sha256_mb_per_s": mb_per_s, "rounds": rounds}
+    figures: dict[str, float | int | str] = {"sha256_mb_per_s": mb_per_s, "rounds": rounds}
+    if profile == "two_gpus":  # launched by torchrun: the world it ran in
+        figures["world_size"] = int(os.environ.get("WORLD_SIZE", "1"))
+    return figures
