@@ -134,12 +134,19 @@ def cmd_witness(args: argparse.Namespace) -> int:
 def cmd_mirror_pull(args: argparse.Namespace) -> int:
     import httpx
 
+    from pith_core.note import NoteError, Verifier
+
     from .client import LogClientError, SplitView
     from .mirror import pull
 
+    try:
+        witnesses = [Verifier.parse(v) for v in args.witness] if args.witness else None
+    except NoteError as e:
+        print(f"pith mirror pull: --witness: {e}", file=sys.stderr)
+        return EXIT_USAGE
     with httpx.Client(base_url=args.url.rstrip("/"), timeout=60) as client:
         try:
-            result = pull(client, args.dir, _keys(args.key, client))
+            result = pull(client, args.dir, _keys(args.key, client), witnesses, args.quorum)
         except SplitView as e:
             print(json.dumps(e.evidence, indent=1))
             print(f"pith mirror pull: split view, nothing written: {e}", file=sys.stderr)
@@ -194,6 +201,20 @@ def register(subparsers: Any) -> None:
         metavar="HEX",
         help="a registry key events and checkpoints verify under, pinned for the merge "
         "(repeatable; default: the one the registry serves)",
+    )
+    mp.add_argument(
+        "--witness",
+        action="append",
+        metavar="VKEY",
+        help="a witness whose cosignatures count (repeatable; default: those the registry "
+        "names in /pith-signing-key.json)",
+    )
+    mp.add_argument(
+        "--quorum",
+        type=int,
+        default=None,
+        help="cosignatures a checkpoint needs before the mirror publishes it (default: the "
+        "registry's own quorum); never an unwitnessed checkpoint when above 0",
     )
     mp.set_defaults(func=cmd_mirror_pull)
 

@@ -81,13 +81,55 @@ def _verify_entries(entries: Iterable[bytes], pins: frozenset[str]) -> list[dict
     return events
 
 
-def pull(client: httpx.Client, root: Path, keys: list[bytes]) -> dict[str, Any]:
-    """One pull; raises SplitView when the registry's log does not extend the mirror's copy,
-    LogClientError when what it serves does not verify. Nothing is written unless all holds."""
+def witness_policy(client: httpx.Client) -> tuple[list[note.Verifier], int]:
+    """The witnesses and quorum the registry says its checkpoints need (its key document's
+    `transparency_log`); none from a static copy, which serves no such document."""
+    r = client.get("/pith-signing-key.json")
+    entry = r.json().get("transparency_log") if r.status_code == 200 else None
+    if not isinstance(entry, dict):
+        return [], 0
     try:
-        checkpoint, raw = fetch_checkpoint(client, keys, unwitnessed=False)
-    except LogClientError:
-        checkpoint, raw = fetch_checkpoint(client, keys, unwitnessed=True)
+        witnesses = [note.Verifier.parse(v) for v in entry.get("witnesses") or ()]
+    except note.NoteError as e:
+        raise LogClientError(f"the registry names a malformed witness key: {e}") from e
+    return witnesses, int(entry.get("witness_quorum") or 0)
+
+
+def _checkpoint_to_publish(
+    client: httpx.Client, keys: list[bytes], witnesses: list[note.Verifier], quorum: int
+) -> tuple[note.Checkpoint, str]:
+    """The checkpoint this pull may publish: with a quorum, only the registry's witnessed one,
+    carrying `quorum` valid cosignatures of `witnesses` (never the unwitnessed one)."""
+    if quorum <= 0:
+        try:
+            return fetch_checkpoint(client, keys, unwitnessed=False)
+        except LogClientError:
+            return fetch_checkpoint(client, keys, unwitnessed=True)
+    checkpoint, raw = fetch_checkpoint(client, keys, unwitnessed=False)
+    cosigners = note.count_cosigners(note.parse_note(raw), witnesses)
+    if len(cosigners) < quorum:
+        raise LogClientError(
+            f"the checkpoint of size {checkpoint.size} has {len(cosigners)} of the {quorum} "
+            "witness cosignatures required; nothing published"
+        )
+    return checkpoint, raw
+
+
+def pull(
+    client: httpx.Client,
+    root: Path,
+    keys: list[bytes],
+    witnesses: list[note.Verifier] | None = None,
+    quorum: int | None = None,
+) -> dict[str, Any]:
+    """One pull; raises SplitView when the registry's log does not extend the mirror's copy,
+    LogClientError when what it serves does not verify. Nothing is written unless all holds.
+    Witnesses and quorum default to what the registry requires of its own checkpoints."""
+    if witnesses is None or quorum is None:
+        asked_witnesses, asked_quorum = witness_policy(client)
+        witnesses = asked_witnesses if witnesses is None else witnesses
+        quorum = asked_quorum if quorum is None else quorum
+    checkpoint, raw = _checkpoint_to_publish(client, keys, witnesses, quorum)
     held_path = root / "log" / "checkpoint"
     held_size = 0
     if held_path.exists():
@@ -114,12 +156,17 @@ def pull(client: httpx.Client, root: Path, keys: list[bytes]) -> dict[str, Any]:
         raise LogClientError("the registry's entries do not hash to its signed root")
     store = {(level, idx): h for level, idx, h in nodes}
     all_events = [*(json.loads(e) for e in old), *new_events]
-    # every record's bundle proves against the newest checkpoint, so copies converge
-    subjects = sorted({e["subject_pith_number"] for e in all_events})
+    # every record's bundle proves against the newest checkpoint, so copies converge; the
+    # events are grouped by subject in one pass (one scan of the log, not one per record)
+    by_subject: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for leaf, event in enumerate(all_events):
+        by_subject.setdefault(event["subject_pith_number"], []).append((leaf, event))
+    subjects = sorted(by_subject)
     records = {s: _held_record(root, s) or _verified_record(client, s, keys) for s in subjects}
     _write_log(root, entries, store, checkpoint.size)
     for subject in subjects:
-        _write_record(root, subject, records[subject], all_events, keys, store, checkpoint, raw)
+        _write_record(root, subject, records[subject], by_subject[subject], keys, store,
+                      checkpoint, raw)  # fmt: skip
     _write(held_path, raw.encode())
     return {
         "tree_size": checkpoint.size,
@@ -179,13 +226,13 @@ def _write_record(
     root: Path,
     subject: str,
     record: dict[str, Any],
-    all_events: list[dict[str, Any]],
+    mine: list[tuple[int, dict[str, Any]]],
     keys: list[bytes],
     store: dict,
     checkpoint: note.Checkpoint,
     raw: str,
 ) -> None:
-    mine = [(i, e) for i, e in enumerate(all_events) if e["subject_pith_number"] == subject]
+    """The bundle and state of `subject` from its events `mine` ((leaf index, event))."""
     events = [e for _, e in mine]
     try:
         state = merge(events, keys, subject=subject)
