@@ -48,6 +48,8 @@ from .kernels import (
     _fp32_to_bf16_bits,
     _update_halves,
     _update_tile,
+    device_seed_key,
+    load_step_scalars,
 )
 from .rules import Rule, StepScalars
 
@@ -66,6 +68,8 @@ HAS_LOOP_HINTS = {"flatten", "warp_specialize"} <= _RANGE_KWARGS
 MIN_TOKENS = 2048
 OPERAND_DTYPES = (torch.bfloat16, torch.float16)
 _TMA_ALIGN_BYTES = 16  # base address and every stride but the last: multiples of 16 bytes
+# The scalar arguments of a launch that reads its scalars from the device buffer (ignored).
+_UNUSED_SCALARS = StepScalars(lr=0.0).kernel_args()
 
 
 @triton.jit
@@ -445,6 +449,7 @@ def _forge_hopper_kernel(
     s1_ptr,
     s2_ptr,
     wold_ptr,
+    scalars_ptr,
     T,
     N,
     K,
@@ -468,6 +473,7 @@ def _forge_hopper_kernel(
     STOCHASTIC: tl.constexpr,
     UPCAST: tl.constexpr,
     WRITE_OLD: tl.constexpr,
+    SCALARS_FROM_PTR: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
     BLOCK_T: tl.constexpr,
@@ -486,7 +492,25 @@ def _forge_hopper_kernel(
     `stride_x_t`). W, states, `wold_ptr` and the scalars as in `_forge_linear_step_kernel`.
     Program p steps tiles p, p + num_programs, ... in grouped order. LOOP_HINTS passes FLATTEN
     and WARP_SPEC to the tile loop (Tritons without those `tl.range` arguments leave it off).
+    SCALARS_FROM_PTR (capturable optimizers): the scalars come from `scalars_ptr` and the
+    stochastic-rounding key from `seed_key` (the parameter's) and the device step, through
+    `kernels.load_step_scalars`/`device_seed_key`, as in the classic kernel.
     """
+    if SCALARS_FROM_PTR:
+        (
+            lr,
+            decay,
+            weight_decay,
+            beta1,
+            beta2,
+            eps,
+            step_size,
+            bc2_sqrt,
+            dampening,
+            first_step,
+            step,
+        ) = load_step_scalars(scalars_ptr)
+        seed_key = device_seed_key(seed_key, step)
     if HOST_DESC:
         dy_desc = dy
         x_desc = x
@@ -668,7 +692,9 @@ def config_name(cfg: triton.Config) -> str:
 # gives a block up to 227 KiB. Registers: the fp32 accumulator takes BLOCK_N·BLOCK_K / (32·warps)
 # a thread; one slice's W, m, v a quarter... an eighth of that again (EPI_SPLIT); with pointer
 # I/O (epi-ptr) each element of a slice also holds four 64-bit addresses, which is what spills
-# the big tiles (ptxas, sm_90): hence the descriptor epilogue.
+# the big tiles (ptxas, sm_90): hence the descriptor epilogue. No warp_spec config: triton 3.6
+# and 3.9 emit the same sm_90 PTX for this loop with and without it (no setmaxnreg, no
+# producer warps), so it would only cost a compile.
 SWEEP: list[dict[str, Any]] = [
     {"bn": 128, "bk": 256, "bt": 64, "warps": 8, "stages": 3, "split": 8},
     {"bn": 128, "bk": 256, "bt": 64, "warps": 8, "stages": 3, "split": 4},
@@ -677,19 +703,17 @@ SWEEP: list[dict[str, Any]] = [
     {"bn": 256, "bk": 128, "bt": 64, "warps": 8, "stages": 3, "split": 4},
     {"bn": 128, "bk": 128, "bt": 64, "warps": 4, "stages": 3, "split": 4, "occupancy": 2},
     {"bn": 128, "bk": 128, "bt": 64, "warps": 4, "stages": 3, "split": 8, "occupancy": 2},
-    {"bn": 128, "bk": 128, "bt": 64, "warps": 8, "stages": 4, "split": 2},
-    {"bn": 128, "bk": 128, "bt": 64, "warps": 8, "stages": 4, "split": 2, "flatten": True},
-    {"bn": 128, "bk": 128, "bt": 128, "warps": 8, "stages": 3, "split": 2},
+    {"bn": 128, "bk": 128, "bt": 64, "warps": 8, "stages": 4, "split": 4},
+    {"bn": 128, "bk": 128, "bt": 64, "warps": 8, "stages": 4, "split": 4, "flatten": True},
+    {"bn": 128, "bk": 256, "bt": 32, "warps": 8, "stages": 6, "split": 8},
     {"bn": 128, "bk": 256, "bt": 64, "warps": 8, "stages": 3, "split": 8, "host_desc": True},
-    {"bn": 128, "bk": 256, "bt": 64, "warps": 8, "stages": 3, "split": 8, "warp_spec": True},
-    {"bn": 128, "bk": 128, "bt": 64, "warps": 8, "stages": 3, "split": 2, "warp_spec": True},
     {"bn": 128, "bk": 256, "bt": 64, "warps": 8, "stages": 3, "split": 8, "epi_tma": False},
-    {"bn": 128, "bk": 128, "bt": 64, "warps": 8, "stages": 4, "split": 2, "epi_tma": False},
+    {"bn": 128, "bk": 128, "bt": 64, "warps": 8, "stages": 4, "split": 4, "epi_tma": False},
 ]
 
 # The dispatcher's candidates (timed by launch's tuner against the classic kernel's): the
 # sweep's best few, refilled from bench/kernels/forge_hopper.py on the H200.
-TUNE = [SWEEP[0], SWEEP[2], SWEEP[5], SWEEP[7]]
+TUNE = [SWEEP[0], SWEEP[2], SWEEP[6], SWEEP[7]]
 
 
 def _supported(cfg: triton.Config) -> bool:
@@ -806,11 +830,14 @@ def launch(
     ieee: bool,
     w_old_out: torch.Tensor | None,
     config: triton.Config,
+    scalars: torch.Tensor | None = None,
 ) -> Any:
     """Launch the Hopper kernel; the arguments of `launch._launch` (inputs checked by the
     caller, `launch.check_inputs`). `ieee` must be False: this kernel takes bf16/fp16 operands
-    only. Returns None (no direct-launch handle: at the token counts it serves, the JIT's
-    per-call host cost hides under the kernel)."""
+    only. `scalars`: a capturable optimizer's device buffer (`rules.DeviceScalars.buffer`),
+    read in the kernel instead of `sc` (`seed_key` is then the parameter's key). Returns None
+    (no direct-launch handle: at the token counts it serves, the JIT's per-call host cost hides
+    under the kernel)."""
     if ieee:
         raise ValueError("the Hopper kernel multiplies bf16/fp16 operands, not fp32 (ieee)")
     if not operands_fit(dy, x):
@@ -842,13 +869,14 @@ def launch(
         s1,
         s2,
         wold,
+        w_arg if scalars is None else scalars,
         T,
         N,
         K,
         dy.stride(0),
         x.stride(0),
         programs,
-        *sc.kernel_args(),
+        *(sc.kernel_args() if scalars is None else _UNUSED_SCALARS),
         seed_key,
         RULE=int(rule),
         NESTEROV=bool(sc.nesterov),
@@ -856,6 +884,7 @@ def launch(
         STOCHASTIC=bool(stochastic),
         UPCAST=INTERPRET,
         WRITE_OLD=w_old_out is not None,
+        SCALARS_FROM_PTR=scalars is not None,
         BLOCK_N=k["BLOCK_N"],
         BLOCK_K=k["BLOCK_K"],
         BLOCK_T=k["BLOCK_T"],
@@ -884,9 +913,11 @@ def forge_linear_step_hopper_(
     seed_key: int = 0,
     w_old_out: torch.Tensor | None = None,
     config: triton.Config | None = None,
+    scalars: torch.Tensor | None = None,
 ) -> None:
     """`launch.forge_linear_step_` through this kernel (checked inputs; `config` or the
-    default): what the tests and the benchmark call."""
+    default; `scalars` a capturable optimizer's device buffer): what the tests and the
+    benchmark call."""
     from .launch import check_inputs
 
     check_inputs(dy, x, weight, states, rule, w_old_out)
@@ -902,4 +933,5 @@ def forge_linear_step_hopper_(
         False,
         w_old_out,
         config or default_config(),
+        scalars,
     )

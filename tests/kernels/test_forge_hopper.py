@@ -161,6 +161,56 @@ def test_old_weight_copy_is_written_everywhere(device: str) -> None:
     assert_update_close(w, w_r, max_step=2 * sc.step_size)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(
+    ("rule", "w_dtype"),
+    [
+        pytest.param(Rule.ADAMW, torch.float32, id="adamw-fp32"),
+        pytest.param(Rule.ADAMW, torch.bfloat16, id="adamw-bf16-stochastic"),
+        pytest.param(Rule.SGD_MOMENTUM, torch.float32, id="sgd-first-step"),
+    ],
+)
+def test_scalars_from_device_buffer_match_reference(
+    device: str, rule: Rule, w_dtype: torch.dtype
+) -> None:
+    """A capturable optimizer's step: scalars, step count and the rounding key's step read in
+    the kernel from the device buffer (`rules.DeviceScalars`), the host's scalar arguments
+    ignored (zeros): the reference reading the same buffer computes the same step."""
+    from kernels.forge.rules import DeviceScalars
+
+    need(device)
+    g = torch.Generator().manual_seed(seed_for(f"hopper-buffer-{device}-{rule}-{w_dtype}"))
+    T, N, K = SHAPES[device][0]
+    step = 1 if rule is Rule.SGD_MOMENTUM else 5
+    dev_scalars = DeviceScalars(torch.device(device))
+    dev_scalars.load(step)
+    dev_scalars.write(scalars(rule, step))
+    param_key = reference.as_int32(reference.sr_param_key(3, 11))
+    w0 = torch.randn(N, K, generator=g).to(device, w_dtype)
+    w_k, check = guarded(w0)
+    st_k = [torch.rand(N, K, generator=g).to(device) for _ in range(rule.n_states)]
+    w_r, st_r = w0.clone(), [s.clone() for s in st_k]
+    dy = torch.randn(T, N, generator=g).to(device, torch.bfloat16)
+    x = torch.randn(T, K, generator=g).to(device, torch.bfloat16)
+    unused = StepScalars(lr=0.0)  # nothing of it but nesterov may reach the kernel
+    forge_linear_step_hopper_(
+        dy, x, w_k, st_k, rule, unused, seed_key=param_key, scalars=dev_scalars.buffer
+    )
+    reference.forge_linear_step_from_buffer(
+        dy, x, w_r, st_r, rule, dev_scalars.buffer, param_key=param_key
+    )
+    check()
+    if w_dtype == torch.bfloat16:
+        ulps = bf16_ulps_apart(w_k, w_r)
+        assert (ulps > 1).sum().item() <= 3 + 1e-5 * ulps.numel()
+        assert (ulps > 0).float().mean().item() < 1e-3
+    else:
+        assert_update_close(w_k, w_r, max_step=2e-2)
+    assert (w_k != w0).float().mean().item() > 0.5
+    for s_k, s_r in zip(st_k, st_r, strict=True):
+        assert rel_err(s_k, s_r) <= 1e-5
+
+
 # Interpreter-sized variants of what the GPU sweep times: each column split through descriptors
 # and through pointers, host-side operand descriptors, the flattened loop, BLOCK_T past T.
 VARIANTS = [
