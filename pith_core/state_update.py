@@ -26,6 +26,24 @@ def _order(entry: Mapping[str, Any]) -> tuple[str, str]:
     return entry["created_at"], entry["event_id"]
 
 
+def _own_containers(state: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `state` with its own top-level object, `current`, lists and equivocation
+    groups (what growing changes); the entries in them are shared. Pointer copies only."""
+    current = dict(state["current"])
+    for name in STATE_LISTS.values():
+        current[name] = list(current[name])
+    groups = [
+        {**g, "event_ids": list(g["event_ids"]), "events": list(g["events"])}
+        for g in state["equivocations"]
+    ]
+    return {
+        **state,
+        "current": current,
+        "applied_event_ids": list(state["applied_event_ids"]),
+        "equivocations": groups,
+    }
+
+
 def extend_state(
     state: dict[str, Any],
     new_events: Iterable[dict[str, Any]],
@@ -33,8 +51,8 @@ def extend_state(
     holder_of: Callable[[Slot], str | None],
     event_of: Callable[[str], dict[str, Any]],
 ) -> dict[str, Any] | None:
-    """`state` (consumed) with `new_events` applied, or None when only a full merge can say
-    (see `extend_state_sealed`, which also returns the state's canonical bytes)."""
+    """`state` with `new_events` applied (a new state: `state` is left as it was), or None when
+    only a full merge can say (see `extend_state_sealed`, which also returns its bytes)."""
     grown = extend_state_sealed(state, new_events, created_at_of, holder_of, event_of)
     return None if grown is None else grown[0]
 
@@ -46,13 +64,16 @@ def extend_state_sealed(
     holder_of: Callable[[Slot], str | None],
     event_of: Callable[[str], dict[str, Any]],
 ) -> tuple[dict[str, Any], bytes] | None:
-    """`state` (consumed) with `new_events` applied, and its canonical bytes (encoded once, with
-    its new `state_sha256`); None when only a full merge can say.
+    """`state` with `new_events` applied and its canonical bytes (encoded once, with its new
+    `state_sha256`); None when only a full merge can say. `state` is left as it was: the new
+    state shares its entries (never changed) and owns the lists that changed, so a caller may
+    keep a parsed state and grow it again and again.
 
     What a state does not hold, the caller answers: `created_at_of(event_id)` of an applied
     event; `holder_of((signer fingerprint, seq))`, the id of an event of the state in that slot
     (None when there is none); `event_of(event_id)`, an event of the state in full (needed when
     a new event equivocates with it). Each is asked about a few events, never all of them."""
+    state = _own_containers(state)
     applied: list[str] = state["applied_event_ids"]
     applied_set = set(applied)
     groups = {(g["signer_fingerprint"], g["seq"]): g for g in state["equivocations"]}

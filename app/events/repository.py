@@ -162,14 +162,16 @@ class EventRepository:
     def cached_state(self, subject: str) -> StateCache | None:
         return self.session.get(StateCache, subject)
 
-    def state_mark(self, subject: str) -> tuple[int, str] | None:
-        """(through_log_index, registry_keys_sha256) of the saved state, without its text (a
-        large state's text is megabytes: read it only when it is current)."""
-        stmt = select(StateCache.through_log_index, StateCache.registry_keys_sha256).where(
-            StateCache.subject == subject
-        )
+    def state_mark(self, subject: str) -> tuple[int, str, str] | None:
+        """(through_log_index, registry_keys_sha256, state_sha256) of the saved state, without
+        its text (a large state's text is megabytes: read it only when it is needed)."""
+        stmt = select(
+            StateCache.through_log_index,
+            StateCache.registry_keys_sha256,
+            StateCache.state_sha256,
+        ).where(StateCache.subject == subject)
         row = self.session.execute(stmt).first()
-        return (int(row[0]), str(row[1])) if row else None
+        return (int(row[0]), str(row[1]), str(row[2])) if row else None
 
     def saved_state(self, subject: str) -> tuple[int, str, str] | None:
         """(through_log_index, registry_keys_sha256, state text) of the saved state."""

@@ -113,9 +113,11 @@ def test_sealed_bytes_are_the_canonical_json_of_the_state(events: list[dict], da
     merged, raw = merge_sealed(events, [], subject=SUBJECT)
     assert raw == canonical_json(merged) == canonical_json(merge(events, [], subject=SUBJECT))
     state = json.loads(canonical_json(merge(old, [], subject=SUBJECT)))
+    before = canonical_json(state)
     sealed = extend_state_sealed(state, new, *_answers(old))
     assert sealed is not None
     assert sealed[1] == canonical_json(sealed[0]) == raw
+    assert canonical_json(state) == before  # the old state is left as it was: growable again
 
 
 def test_seal_finds_the_top_level_key_when_a_payload_names_state_type() -> None:
