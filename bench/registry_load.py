@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import random
 import secrets
@@ -156,6 +157,24 @@ class Threads:
             )
 
 
+def poll_health(base: str, stop: Any, out: Any) -> None:
+    """/healthz latencies (ms) with their statuses, every 50 ms until `stop` is set, sent on
+    `out` (a traceback instead when it fails). Run in a process of its own."""
+    try:
+        samples: list[tuple[float, int]] = []
+        with httpx.Client(base_url=base, timeout=60) as c:
+            c.get("/healthz")  # connected before the readers start
+            out.send("ready")
+            while not stop.is_set():
+                t = time.perf_counter()
+                r = c.get("/healthz")
+                samples.append(((time.perf_counter() - t) * 1000, r.status_code))
+                time.sleep(0.05)
+        out.send(samples)
+    except BaseException:  # reported to the bench, which fails the run
+        out.send(traceback.format_exc())
+
+
 def load_now() -> list[float]:
     """The machine's 1, 5 and 15 minute load averages (other work moves wall-clock figures)."""
     return [round(x, 2) for x in os.getloadavg()]
@@ -179,9 +198,10 @@ class Bench:
         if r.status_code != 201:
             raise RuntimeError(f"action refused: {r.status_code} {r.text[:300]}")
 
-    def ingest(self, raw_rate: float) -> dict[str, Any]:
+    def ingest(self) -> dict[str, Any]:
         """`--events` events about the big paper in batches of 500 from 2 clients; the rate
-        counts the events the service says it accepted."""
+        counts the events the service says it accepted, against raw verify measured just
+        before and just after (side by side: the machine's load moves both alike)."""
         chains = [Chain(BIG, f"bulk-{i}") for i in range(max(1, self.args.events // 500))]
         queue = [
             json.dumps([c.next() for _ in range(min(500, self.args.events))]).encode()
@@ -207,18 +227,21 @@ class Bench:
                         accepted[0] += int(r.json()["accepted"])
 
         load = load_now()
+        raw_before = raw_verify_per_cpu_s()
         cpu0, t0 = self.cpu(), time.perf_counter()
         threads = Threads()
         for _ in range(2):
             threads.start(poster)
         threads.join()
         cpu = self.cpu() - cpu0
+        seconds = time.perf_counter() - t0
+        raw_rate = (raw_before + raw_verify_per_cpu_s()) / 2
         if accepted[0] != sent:
             raise RuntimeError(f"ingest: {sent} events sent, {accepted[0]} accepted")
         return {
             "events_sent": sent,
             "events_accepted": accepted[0],
-            "seconds": round(time.perf_counter() - t0, 2),
+            "seconds": round(seconds, 2),
             "service_cpu_s": round(cpu, 2),
             "events_per_cpu_s": round(accepted[0] / cpu),
             "raw_verify_per_cpu_s": round(raw_rate),
@@ -276,34 +299,37 @@ class Bench:
 
     def amplification(self) -> dict[str, Any]:
         """40 concurrent cache-busting reads of the big paper's state.json (made stale first)
-        while /healthz is polled."""
+        while /healthz is polled from a process of its own (in this one, the readers' threads
+        would hold its clock behind this process's GIL)."""
         self.post_one(BIG, self.extra.next())  # stale again
         stop = threading.Event()
-        health: list[float] = []
         codes: list[int] = []
         peak = [rss_mb(self.pids())]
 
-        def poll_health() -> None:
-            with httpx.Client(base_url=self.base, timeout=60) as c:
-                while not stop.is_set():
-                    t = time.perf_counter()
-                    r = c.get("/healthz")
-                    health.append((time.perf_counter() - t) * 1000)
-                    codes.append(r.status_code)
-                    peak[0] = max(peak[0], rss_mb(self.pids()))
-                    time.sleep(0.05)
+        def watch_rss() -> None:
+            while not stop.is_set():
+                peak[0] = max(peak[0], rss_mb(self.pids()))
+                time.sleep(0.1)
 
         def busting_reader() -> None:
             with httpx.Client(base_url=self.base, timeout=120) as c:
                 for _ in range(self.args.reads_each):
-                    r = c.get(
-                        f"/pith/{suffix(BIG)}/state.json", params={"cb": secrets.token_hex(8)}
-                    )
+                    url = f"/pith/{suffix(BIG)}/state.json"
+                    with c.stream("GET", url, params={"cb": secrets.token_hex(8)}) as r:
+                        for _ in r.iter_raw():  # received, not decoded (client CPU)
+                            pass
                     codes.append(r.status_code)
 
         load = load_now()
-        poller = Threads()
-        poller.start(poll_health)
+        context = multiprocessing.get_context("spawn")
+        poll_stop = context.Event()
+        receive, send = context.Pipe(duplex=False)
+        poller = context.Process(target=poll_health, args=(self.base, poll_stop, send))
+        poller.start()
+        if not receive.poll(120) or receive.recv() != "ready":
+            raise RuntimeError("the /healthz poller did not start")
+        watcher = Threads()
+        watcher.start(watch_rss)
         t0 = time.perf_counter()
         readers = Threads()
         try:
@@ -311,14 +337,22 @@ class Bench:
                 readers.start(busting_reader)
             readers.join()
         finally:
+            seconds = time.perf_counter() - t0
+            poll_stop.set()
             stop.set()
-            poller.join()
+            watcher.join()
+            samples = receive.recv() if receive.poll(120) else None
+            poller.join(10)
+        if not isinstance(samples, list):
+            raise RuntimeError(f"the /healthz poller failed: {samples}")
+        health = sorted(ms for ms, _ in samples)
+        codes += [code for _, code in samples]
         return {
             "reads": 40 * self.args.reads_each,
-            "seconds": round(time.perf_counter() - t0, 2),
+            "seconds": round(seconds, 2),
             "healthz_p50_ms": round(statistics.median(health), 1),
-            "healthz_p99_ms": round(sorted(health)[int(0.99 * (len(health) - 1))], 1),
-            "healthz_max_ms": round(max(health), 1),
+            "healthz_p99_ms": round(health[int(0.99 * (len(health) - 1))], 1),
+            "healthz_max_ms": round(health[-1], 1),
             "healthz_samples": len(health),
             "status_5xx": sum(1 for c in codes if c >= 500),
             "status_other_non_200": sum(1 for c in codes if c != 200 and c < 500),
@@ -373,7 +407,7 @@ class Bench:
 PHASES = ("state_json", "actions", "amplification", "mixed")
 
 
-def run_backend(backend: str, args: argparse.Namespace, raw_rate: float) -> dict[str, Any]:
+def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"backend": backend, "events": args.events}
     with (
         tempfile.TemporaryDirectory(prefix="pith-bench14-") as tmp_name,
@@ -403,7 +437,7 @@ def run_backend(backend: str, args: argparse.Namespace, raw_rate: float) -> dict
                 Path(args.pid_file).write_text(" ".join(map(str, group_pids(svc.pid))))
             bench = Bench(base, lambda: group_pids(svc.pid), args)
             try:
-                out["ingest"] = bench.ingest(raw_rate)
+                out["ingest"] = bench.ingest()
                 for phase in args.phases.split(","):
                     out[phase] = getattr(bench, phase)()
             finally:
@@ -434,12 +468,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.phases.split(",")) - set(PHASES)
     if unknown:
         parser.error(f"unknown phases {sorted(unknown)}; choose from {','.join(PHASES)}")
-    raw = raw_verify_per_cpu_s()
     results = {
         "when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "cpus": os.cpu_count(),
         "load_avg_at_start": os.getloadavg(),
-        "runs": [run_backend(b, args, raw) for b in args.backends.split(",")],
+        "runs": [run_backend(b, args) for b in args.backends.split(",")],
     }
     print(json.dumps(results, indent=2))
     out = REPO / "bench" / "results" / f"registry-load-{results['when'].replace(':', '')}.json"
