@@ -147,6 +147,23 @@ class LogRepository:
         )
         return [(str(e), int(i)) for e, i in self.session.execute(stmt)]
 
+    def record_leaf(self, subject: str, signers: Collection[str]) -> tuple[str, int] | None:
+        """(event id, leaf index) of the first `record` event about `subject` signed by one of
+        `signers` (the registry's keys): the leaf that commits to the record's hash."""
+        stmt = (
+            select(Event.event_id, LogLeaf.leaf_index)
+            .join(LogLeaf, LogLeaf.event_log_index == Event.log_index)
+            .where(
+                Event.subject == subject,
+                Event.target == "record",
+                Event.signer_fingerprint.in_(sorted(signers)),
+            )
+            .order_by(LogLeaf.leaf_index)
+            .limit(1)
+        )
+        row = self.session.execute(stmt).first()
+        return None if row is None else (str(row[0]), int(row[1]))
+
     def entries(self, begin: int, end: int) -> list[tuple[int, str]]:
         """(leaf index, entry text) of leaves [begin, end), in order."""
         stmt = (

@@ -9,8 +9,9 @@ asked, not stored: every worker serving size n serves the same bytes.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from nacl.signing import SigningKey
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from pith_core import note, tiles, tlog
 from pith_core.rotation import KeyWindow
+from pith_core.timefmt import format_utc_second
 
 from ..core.problems import Problem
 from ..core.timeutil import utcnow
@@ -355,4 +357,38 @@ def add_cosignature(session: Session, signer: LogSigner, body: str) -> dict[str,
         "accepted": kept,
         "cosignatures": have,
         "quorum": signer.quorum,
+    }
+
+
+def witnessed_inclusion(
+    session: Session, signer: LogSigner, subject: str, registry_fingerprints: Collection[str]
+) -> dict[str, Any] | None:
+    """The evidence that `subject`'s record was in this log at a checkpoint a quorum of the
+    configured witnesses cosigned (its `record` event a leaf below that tree size), or None:
+    the witnesses, not this registry, attest the tree existed by their cosignatures' times."""
+    size = witnessed_size(session, signer)
+    if size is None:
+        return None
+    found = LogRepository(session).record_leaf(subject, registry_fingerprints)
+    if found is None or found[1] >= size:
+        return None
+    event_id, leaf = found
+    cosigned = []
+    for row in configured_cosignatures(session, signer, size):
+        sig = note.parse_signature_line(row.signature_line)
+        at = datetime.fromtimestamp(note.cosignature_time(sig), UTC)
+        cosigned.append({"witness": sig.name, "at": format_utc_second(at)})
+    # the quorum's word: by this time at least `quorum` witnesses had cosigned the tree
+    earliest = sorted(c["at"] for c in cosigned)[signer.quorum - 1]
+    names = ", ".join(c["witness"] for c in cosigned)
+    return {
+        "event_id": event_id,
+        "created_at": earliest,
+        "method": "witnessed_log",
+        "label": "witnessed log",
+        "leaf_index": leaf,
+        "tree_size": size,
+        "cosignatures": cosigned,
+        "how": f"the record is leaf {leaf} of this registry's log, under checkpoint {size} "
+        f"cosigned by {len(cosigned)} witness(es) ({names}) from {earliest}",
     }

@@ -3,7 +3,9 @@
 A valid signature proves who said something, not that it is true. Every valid statement is
 listed; only these move a record's verification status:
 - a `timestamp_anchor` whose RFC 3161 token, from a configured time-stamping authority
-  (`PITH_TRUST_TSA_CERTIFICATES`), has the record's canonical hash as its imprint;
+  (`PITH_TRUST_TSA_CERTIFICATES`), has the record's canonical hash as its imprint; and this
+  registry's own log once witnessed: the record's `record` event is a leaf of a checkpoint a
+  quorum of the configured witnesses cosigned (`PITH_LOG_WITNESSES`, `PITH_LOG_WITNESS_QUORUM`);
 - a `storage_attestation` signed by a configured storage attester
   (`PITH_TRUST_STORAGE_ATTESTER_KEYS`);
 - an `author_attestation` is weak unless a pinned registry key signed it with
@@ -25,6 +27,7 @@ from typing import Any
 
 from pith_core.keys import fingerprint
 
+from ..log.service import LogSigner, witnessed_inclusion
 from ..registry.service import RegistryIdentity
 from ..settings import Settings
 from .rfc3161 import Anchored, Authority, TokenRefused, verify_token
@@ -44,6 +47,7 @@ class TrustPolicy:
     storage_attesters: frozenset[str]  # key fingerprints
     registry_fingerprints: frozenset[str]
     predate_margin_seconds: int
+    log: LogSigner | None = field(default=None, compare=False)  # with a witness quorum only
     _memo: OrderedDict[tuple[str, str], AnchorCheck] = field(
         default_factory=OrderedDict, compare=False, repr=False
     )
@@ -58,6 +62,7 @@ class TrustPolicy:
             ),
             registry_fingerprints=identity.pinned_fingerprints,
             predate_margin_seconds=settings.trust_predate_margin_seconds,
+            log=LogSigner.of(settings, identity) if settings.log_witness_quorum > 0 else None,
         )
 
     def describe(self) -> dict[str, Any]:
@@ -66,6 +71,9 @@ class TrustPolicy:
             "timestamp_anchor": "counts with an RFC 3161 token over the record's canonical hash "
             "from a configured time-stamping authority",
             "time_stamping_authorities": [a.name for a in self.authorities],
+            "witnessed_log": "the record counts as anchored once its record event is in a log "
+            "checkpoint cosigned by a quorum of this registry's configured witnesses",
+            "log_witness_quorum": self.log.quorum if self.log is not None else 0,
             "storage_attestation": "counts when signed by a configured storage attester",
             "storage_attesters": sorted(self.storage_attesters),
             "author_attestation": "strong only when a pinned registry key signed it",
@@ -107,6 +115,12 @@ class TrustPolicy:
         at = anchored.at.strftime("%Y-%m-%dT%H:%M:%SZ")
         return AnchorCheck(True, f"RFC 3161 token of {anchored.authority}, {at}")
 
+    def witnessed_log(self, session: Any, subject: str) -> dict[str, Any] | None:
+        """The witnessed-log evidence of `subject`'s record (app.log), None without it."""
+        if self.log is None:
+            return None
+        return witnessed_inclusion(session, self.log, subject, self.registry_fingerprints)
+
     def stored(self, entry: Mapping[str, Any]) -> bool:
         return entry["signer"]["public_key_fingerprint"] in self.storage_attesters
 
@@ -128,6 +142,9 @@ def policy_for(settings: Settings, identity: RegistryIdentity) -> TrustPolicy:
                 settings.trust_storage_attester_keys,
                 settings.trust_predate_margin_seconds,
                 identity.pins_sha256,
+                settings.log_witnesses,
+                settings.log_witness_quorum,
+                settings.tlog_origin,
             )
         ).encode()
     ).hexdigest()

@@ -49,8 +49,17 @@ def verification(
         check = policy.anchor(entry, canonical_sha256)
         if check.verified:
             verified_anchors.append(
-                {"event_id": entry["event_id"], "created_at": entry["created_at"], "how": check.how}
+                {
+                    "event_id": entry["event_id"],
+                    "created_at": entry["created_at"],
+                    "method": "rfc3161",
+                    "label": "RFC 3161",
+                    "how": check.how,
+                }
             )
+    witnessed = policy.witnessed_log(session, state["pith_number"])
+    if witnessed is not None:
+        verified_anchors.append(witnessed)
     storage = current["storage_attestations"]
     stored = [e for e in storage if policy.stored(e)]
     authors = current["author_attestations"]
@@ -74,6 +83,7 @@ def verification(
         "anchors": {
             "listed": len(anchors),
             "verified": len(verified_anchors),
+            "witnessed_log": witnessed,
             "verified_by": verified_anchors[:MAX_LISTED],
         },
         "storage": {

@@ -267,3 +267,45 @@ def test_a_license_that_is_not_http_is_not_a_link(seeded: TestClient) -> None:
     assert r.status_code == 201, r.text
     page = seeded.get(f"/pith/{r.json()['pith_number'].rsplit(':', 1)[1]}").text
     assert 'href="javascript:' not in page and "license javascript:" in page
+
+
+def test_a_witnessed_log_checkpoint_anchors_the_records_it_holds(
+    settings: Settings, database: Database
+) -> None:
+    """Issue 14 item 1: the record's `record` event under a checkpoint a quorum of configured
+    witnesses cosigned is external evidence it existed by their cosignatures' time."""
+    from nacl.signing import SigningKey
+
+    from app.registry.service import load_identity
+    from pith_core import note
+
+    from .helpers import import_seeds
+
+    wkey, name = SigningKey.generate(), "witness.example/w1"
+    vkey = note.verifier_key(name, bytes(wkey.verify_key), note.SIG_COSIGNATURE_V1)
+    witnessed = settings.model_copy(update={"log_witnesses": [vkey], "log_witness_quorum": 1})
+    import_seeds(database, load_identity(witnessed))
+    with make_client(witnessed, database) as client:
+        before = _status(client)
+        assert before["verification_status"]["externally_anchored"] is False
+        assert before["trust"]["anchors"]["witnessed_log"] is None
+        raw = client.get("/log/checkpoint/unwitnessed").text
+        body = note.parse_note(raw).text
+        cosigned = note.add_signatures(raw, [note.cosign(body, name, wkey, 1_800_000_000)])
+        assert client.post("/log/cosignature", content=cosigned).status_code == 200
+        # a later event moves the log head (the read cache's clock); FORGE's record stays
+        # under the cosigned checkpoint
+        later = signed_event(new_key(), SAGE)
+        assert _post(client, "replication_record", later, SAGE_SUFFIX).status_code == 201
+        doc = _status(client)
+        assert doc["verification_status"]["externally_anchored"] is True
+        evidence = doc["trust"]["anchors"]["witnessed_log"]
+        size = note.parse_checkpoint(body).size
+        assert evidence["tree_size"] == size and evidence["leaf_index"] < size
+        assert evidence["cosignatures"] == [{"witness": name, "at": "2027-01-15T08:00:00Z"}]
+        assert doc["trust"]["anchors"]["verified_by"] == [evidence]
+        assert "anchored (witnessed log)" in client.get(f"/pith/{FORGE_SUFFIX}").text
+        assert "anchored" in client.get(f"/pith/{FORGE_SUFFIX}/badge.svg").text
+    # without the quorum setting the same cosignature is no evidence
+    with make_client(settings, database) as client:
+        assert _status(client)["verification_status"]["externally_anchored"] is False
