@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,6 +26,11 @@ from replication.claims import CLAIM_MODULES
 
 PHASE_PREFIX = "::phase:: "
 LOG_TAIL_LINES = 20
+# the line Python's traceback ends with: a dotted exception class name, then ":" or nothing
+_EXCEPTION_LINE = re.compile(
+    r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*(?:Error|Exception|Interrupt|Exit))"
+    r"(?::.*)?"
+)
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,32 @@ class RunOutcome:
             return f"claim exited with status {self.exit_code}" + (f": {said}" if said else "")
         if self.result is None:
             return "claim wrote no result"
+        return None
+
+    @property
+    def public_error(self) -> str | None:
+        """What went wrong, for the PUBLIC signed record: a fixed phrase, the exit status, and
+        the exception's class name when the log ends in a traceback; never the claim's own
+        text (a message or log line may hold paths, hostnames or data, and a signed record is
+        forever). The person running the worker gets `error` and `log_tail` instead."""
+        if self.cancelled:
+            return "cancelled"
+        if self.timed_out:
+            return "time limit exceeded"
+        if self.exit_code != 0:
+            kind = self.exception_type
+            return f"claim exited with status {self.exit_code}" + (f" ({kind})" if kind else "")
+        if self.result is None:
+            return "claim wrote no result"
+        return None
+
+    @property
+    def exception_type(self) -> str | None:
+        """The class name of the exception the log's traceback ends with (None without one)."""
+        for line in reversed(self.log_tail):
+            m = _EXCEPTION_LINE.fullmatch(line.rstrip())
+            if m and len(m.group(1)) <= 120:
+                return m.group(1)
         return None
 
     @property

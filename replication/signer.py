@@ -65,7 +65,10 @@ class ChainState:
 def record_payload(
     outcome: RunOutcome, *, job_id: str, environment: dict[str, str]
 ) -> dict[str, Any]:
-    """The replication_record payload: the claim's result (or an error), environment, log digest."""
+    """The replication_record payload: the claim's result (or an error), environment, log digest.
+
+    A failure's `error` is the outcome's `public_error` (a fixed phrase, the exit status, the
+    exception's class name): the claim's own words and log stay with the worker's operator."""
     base = {
         "job_id": job_id,
         "claim_id": outcome.claim_id,
@@ -79,7 +82,7 @@ def record_payload(
         result.pop("claim_id", None)
         result.pop("profile", None)
         return {**result, **base}
-    return {**base, "verdict": "error", "error": outcome.error}
+    return {**base, "verdict": "error", "error": outcome.public_error}
 
 
 def sign_record(

@@ -4,11 +4,15 @@
     pith-worker claim NAME --profile P [--out FILE] [--keep]   # one claim, locally, no server
 
 SIGTERM/SIGINT stop the running claim, release the lease and exit cleanly. A claim that crashes
-or overruns its time limit still yields a signed record (verdict `error`, with its log digest).
+or overruns its time limit still yields a signed record (verdict `error`, with its log digest);
+the record names only what kind of failure it was (exit status, exception class), while the
+real error and the last lines of the log go to stderr.
 
 Output: stdout carries only results (`claim`: its summary as JSON; `run --json`: one JSON event
 a line); progress and logs go to stderr (rich on a terminal, plain lines otherwise). A claim's
-run directory (its log, its result file) is removed once done unless `--keep`.
+run directory (its log, its result file) is removed once done unless `--keep`; `run` keeps
+every claim's log in `--logs` (default: `logs/` beside the `--state` file) as
+`<log_sha256>.log`, the file the signed record's `log_sha256` names.
 """
 
 from __future__ import annotations
@@ -91,6 +95,14 @@ class Reporter:
         else:
             self.console.log(f"phase [bold]{name}[/bold] · {elapsed:.1f} s")
 
+    def claim_failed(self, error: str, tail: Sequence[str], **fields: Any) -> None:
+        """A failed claim, for the person running the worker: its real error and the last
+        lines of its log (the signed record carries neither)."""
+        self.emit("claim_failed", error=error, log_tail=list(tail), **fields)
+        if not self.as_json:
+            lines = "\n".join(f"  | {line}" for line in tail)
+            print(f"claim failed: {error}\nlast lines of its log:\n{lines}", file=sys.stderr)
+
     def job_finished(self) -> None:
         self._running.clear()
         if self._status is not None:
@@ -106,6 +118,68 @@ class Reporter:
             if self._status is not None:
                 self._status.update(self._text())
             time.sleep(0.5)
+
+
+def keep_log(log_path: Path, log_sha256: str, logs_dir: Path) -> Path | None:
+    """Copy a claim's log to `logs_dir/<log_sha256>.log` (the digest its record names), so it
+    outlives the run directory; None when the run left no log."""
+    if not log_path.is_file():
+        return None
+    logs_dir.mkdir(parents=True, exist_ok=True)
+    kept = logs_dir / f"{log_sha256}.log"
+    if not kept.exists():
+        tmp = kept.with_suffix(".tmp")
+        shutil.copyfile(log_path, tmp)
+        os.replace(tmp, kept)
+    return kept
+
+
+class Heartbeat:
+    """Renews a job's lease every third of its TTL on a thread while the claim runs; sets
+    `cancel` when the worker is stopping or the lease is lost (`lost`). A context manager:
+    leaving the block, by return or by exception, stops the beats."""
+
+    def __init__(
+        self, client: JobClient, job_id: str, lease: dict[str, Any], stop: threading.Event
+    ) -> None:
+        self.client, self.job_id, self.lease_id = client, job_id, lease["lease_id"]
+        self.interval = max(1.0, float(lease.get("ttl_s", 60)) / 3)
+        self.stop = stop
+        self.cancel = threading.Event()
+        self.lost = threading.Event()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job_id}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join(timeout=5.0)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def _beat(self) -> None:
+        due = time.monotonic() + self.interval
+        while not self._done.wait(0.2):
+            if self.stop.is_set():
+                self.cancel.set()
+                return
+            if time.monotonic() < due:
+                continue
+            due = time.monotonic() + self.interval
+            try:
+                self.client.heartbeat(self.job_id, self.lease_id)
+            except JobAPIError as e:
+                if e.status in (404, 409):
+                    self.lost.set()
+                    self.cancel.set()
+                    return
+            except Exception:  # a network blip: the next beat may get through
+                continue
 
 
 def job_gpus(job: dict[str, Any]) -> int:
@@ -141,6 +215,7 @@ class Worker:
     workdir: Path
     time_limit_s: float
     poll_s: float
+    logs_dir: Path
     keep: bool = False
     stop: threading.Event = field(default_factory=threading.Event)
     env: dict[str, str] = field(default_factory=dict)
@@ -179,59 +254,41 @@ class Worker:
         job_id, lease_id = job["job_id"], lease["lease_id"]
         label = f"job {job_id} · {job['claim_id']}/{job['profile']} · {job['pith_number']}"
         self.reporter.job_started(label)
-        lost_lease = threading.Event()
-        cancel = threading.Event()
-        beating = threading.Event()
-        beating.set()
-
-        def heartbeat() -> None:
-            interval = max(1.0, float(lease.get("ttl_s", 60)) / 3)
-            while beating.is_set():
-                if self.stop.wait(interval) or not beating.is_set():
-                    cancel.set()
-                    return
-                try:
-                    self.client.heartbeat(job_id, lease_id)
-                except JobAPIError as e:
-                    if e.status in (404, 409):
-                        lost_lease.set()
-                        cancel.set()
-                        return
-                except Exception:  # a network blip: the next beat may get through
-                    continue
-
-        beat = threading.Thread(target=heartbeat, daemon=True)
-        beat.start()
-        workdir = Path(tempfile.mkdtemp(prefix=f"job-{job_id}-", dir=self.workdir))
-        outcome = run_claim(
-            job["claim_id"],
-            job["profile"],
-            workdir,
-            time_limit_s=self.time_limit_s,
-            gpus=job_gpus(job),
-            on_phase=self.reporter.phase,
-            cancel=cancel,
-        )
-        beating.clear()
-        self.reporter.job_finished()
+        workdir: Path | None = None
         try:
+            workdir = Path(tempfile.mkdtemp(prefix=f"job-{job_id}-", dir=self.workdir))
+            with Heartbeat(self.client, job_id, lease, self.stop) as beat:
+                outcome = run_claim(
+                    job["claim_id"],
+                    job["profile"],
+                    workdir,
+                    time_limit_s=self.time_limit_s,
+                    gpus=job_gpus(job),
+                    on_phase=self.reporter.phase,
+                    cancel=beat.cancel,
+                )
+            self.reporter.job_finished()  # the spinner off before the events that follow
+            log = keep_log(outcome.log_path, outcome.log_sha256, self.logs_dir)
             if self.stop.is_set():
                 self.client.release(job_id, lease_id)
                 self.reporter.emit("released", job=job_id, reason="worker stopping")
                 return
-            if lost_lease.is_set():
+            if beat.lost.is_set():
                 self.reporter.emit("lease_lost", job=job_id)
                 return
             if outcome.error is not None:
-                self.reporter.emit("claim_failed", job=job_id, error=outcome.error)
-            self.submit(job, outcome)
+                self.reporter.claim_failed(
+                    outcome.error, outcome.log_tail, job=job_id, log=str(log) if log else None
+                )
+            self.submit(job, outcome, log)
         finally:
-            if self.keep:
+            self.reporter.job_finished()
+            if workdir is not None and self.keep:
                 self.reporter.emit("kept", job=job_id, workdir=str(workdir))
-            else:
+            elif workdir is not None:
                 shutil.rmtree(workdir, ignore_errors=True)
 
-    def submit(self, job: dict[str, Any], outcome: RunOutcome) -> None:
+    def submit(self, job: dict[str, Any], outcome: RunOutcome, log: Path | None = None) -> None:
         payload = record_payload(
             outcome, job_id=job["job_id"], environment=run_environment(self.env, job)
         )
@@ -244,7 +301,8 @@ class Worker:
                 worker_id=self.worker_id,
             )
         except PithError as e:  # the claim's result broke the signed-payload profile
-            bad = dict(payload, verdict="error", error=f"result not signable: {e}")
+            self.reporter.claim_failed(f"result not signable: {e}", (), job=job["job_id"])
+            bad = dict(payload, verdict="error", error="result not signable")
             for k in ("figures", "checks", "statement", "notes"):
                 bad.pop(k, None)
             event = sign_record(
@@ -262,6 +320,7 @@ class Worker:
             event_id=event["event_id"],
             verdict=event["payload"]["verdict"],
             state=response.get("job", {}).get("state"),
+            log=str(log) if log else None,
         )
 
 
@@ -289,6 +348,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return 2
     state_path = args.state or Path(f"{args.key}.chain.json")
+    logs_dir = args.logs or state_path.parent / "logs"
     args.workdir.mkdir(parents=True, exist_ok=True)
     worker = Worker(
         client=JobClient(args.server, key),
@@ -300,6 +360,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         workdir=args.workdir,
         time_limit_s=args.time_limit,
         poll_s=args.poll,
+        logs_dir=logs_dir,
         keep=args.keep,
         gpus=advertised_gpus(args.gpus),
     )
@@ -346,13 +407,7 @@ def cmd_claim(args: argparse.Namespace) -> int:
         "result": outcome.result,
     }
     if outcome.error is not None:
-        reporter.emit("claim_failed", error=outcome.error)
-        if not args.json:
-            tail = "\n".join(f"  | {line}" for line in outcome.log_tail)
-            print(
-                f"pith-worker claim: {outcome.error}\nlast lines of its log:\n{tail}",
-                file=sys.stderr,
-            )
+        reporter.claim_failed(outcome.error, outcome.log_tail)
     elif args.keep:
         reporter.emit("kept", workdir=str(workdir))
     text = json.dumps(summary, indent=2, sort_keys=True)
@@ -409,7 +464,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="where each job's run directory is made (default: TMPDIR/pith-worker)",
     )
     p.add_argument(
-        "--keep", action="store_true", help="keep each job's run directory (log, result)"
+        "--logs",
+        type=Path,
+        default=env("PITH_WORKER_LOGS") or None,
+        help="where every claim's log is kept as <log_sha256>.log, the digest its signed record "
+        "names, even when the run directory is removed (default: logs/ beside the --state "
+        "file; env PITH_WORKER_LOGS)",
+    )
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep each job's whole run directory too (result file; the log is kept in --logs "
+        "either way)",
     )
     p.add_argument("--time-limit", type=float, default=900.0, help="seconds a claim may run")
     p.add_argument("--poll", type=float, default=10.0, help="seconds between empty leases")

@@ -10,6 +10,7 @@ so each leaves no job queued behind it.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import os
@@ -236,8 +237,19 @@ def test_a_crashing_claim_still_yields_an_error_record(live: Live) -> None:
         for r in _state(live, SAGE)["current"]["replication_records"]
         if r["event_id"] == sent["event_id"]
     ]
-    assert record["payload"]["error"] == "claim exited with status 3: selftest: crashing on purpose"
-    assert len(record["payload"]["log_sha256"]) == 64
+    # the public record names the kind of failure, never the claim's own words
+    assert record["payload"]["error"] == "claim exited with status 3"
+    assert "crashing" not in json.dumps(record)
+    # the person running the worker gets the real error and the log's last lines
+    failed = _one(lines, "claim_failed")
+    assert failed["error"] == "claim exited with status 3: selftest: crashing on purpose"
+    assert "selftest: crashing on purpose" in failed["log_tail"]
+    # the log the record's digest names outlives the removed run directory
+    digest = record["payload"]["log_sha256"]
+    kept = Path(sent["log"])
+    assert kept == path.parent / "logs" / f"{digest}.log" == Path(failed["log"])
+    assert hashlib.sha256(kept.read_bytes()).hexdigest() == digest
+    assert list((live.workdir / "runs").glob(f"job-{job['job_id']}-*")) == []
     assert _job(live, job["job_id"])["state"] == "done"
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from pith_core import merge, verify_event
 from pith_core.keys import KeyPair, generate_signing_key
-from replication.runner import run_claim
+from replication.runner import RunOutcome, run_claim
 from replication.signer import ChainState, record_payload, sign_record
 
 SUBJECT = "pith:2026:GWT7BTE6QQH6QFVV76TWP23RSF"
@@ -32,6 +32,31 @@ def test_a_crash_is_an_outcome_with_its_log(tmp_path: Path) -> None:
     assert out.error == "claim exited with status 3: selftest: crashing on purpose"
     assert out.log_tail[-1] == "selftest: crashing on purpose"
     assert b"crashing on purpose" in out.log_path.read_bytes()
+
+
+def test_the_public_error_names_the_failure_never_the_claims_words(tmp_path: Path) -> None:
+    """What a signed record says of a failure: a fixed phrase, the exit status and the
+    exception's class; the message and the traceback (paths, data) stay in `error`."""
+
+    def outcome(tail: tuple[str, ...], exit_code: int | None = 1, **kw: bool) -> RunOutcome:
+        return RunOutcome(
+            "selftest", "smoke", None, exit_code, kw.get("timed_out", False),
+            kw.get("cancelled", False), tmp_path / "log", "0" * 64, 1.0, tail,
+        )  # fmt: skip
+
+    traceback = (
+        "Traceback (most recent call last):",
+        '  File "/home/alice/private/run.py", line 3, in <module>',
+        "torch.OutOfMemoryError: CUDA out of memory on host gpu-7.alice.example",
+    )
+    oom = outcome(traceback)
+    assert oom.public_error == "claim exited with status 1 (torch.OutOfMemoryError)"
+    assert oom.error is not None and "gpu-7.alice.example" in oom.error  # for the operator
+    assert outcome(("KeyError: 'secret'",)).public_error == "claim exited with status 1 (KeyError)"
+    assert outcome(("printed a line",), 3).public_error == "claim exited with status 3"
+    assert outcome(("x",), None, timed_out=True).public_error == "time limit exceeded"
+    assert outcome(("x",), None, cancelled=True).public_error == "cancelled"
+    assert outcome((), 0).public_error == "claim wrote no result"
 
 
 def test_the_time_limit_kills_the_claim(tmp_path: Path) -> None:
@@ -79,6 +104,7 @@ def test_records_chain_and_verify(tmp_path: Path) -> None:
     assert (second["seq"], second["prev"]) == (2, first["event_id"])
     assert first["payload"]["verdict"] == "replicated"
     assert second["payload"]["verdict"] == "error"
+    assert second["payload"]["error"] == "claim exited with status 3"  # not the claim's words
     assert second["payload"]["log_sha256"] == bad.log_sha256
     # the chain survives a restart: pending until submitted, seq never reused
     reloaded = ChainState(tmp_path / "chain.json")

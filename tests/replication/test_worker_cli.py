@@ -102,3 +102,10 @@ def test_help_documents_serve(tmp_path: Path) -> None:
     assert out.returncode == 0
     for option in ("--database-url", "--host", "--port", "--workers", "--no-seeds", "--log-level"):
         assert option in out.stdout
+
+
+def test_run_help_says_where_the_logs_are_kept(tmp_path: Path) -> None:
+    out = _run(tmp_path, str(WORKER), "run", "--help")
+    assert out.returncode == 0, out.stderr
+    text = " ".join(out.stdout.split())
+    assert "--logs" in text and "<log_sha256>.log" in text and "beside the --state file" in text
