@@ -30,7 +30,7 @@ from kernels.runtime.device import kernels_run_on
 from kernels.runtime.launch import FAST_LAUNCH, BoundLaunch, hooks_set, specialisation
 from kernels.runtime.tune import Tuner
 
-from . import reference
+from . import hopper, reference
 from .kernels import (
     INTERPRET,
     _forge_linear_step_kernel,
@@ -57,6 +57,8 @@ def _bucket(n: int) -> int:
 
 
 def config_name(cfg: triton.Config) -> str:
+    if hopper.is_hopper_config(cfg):  # F2 hook: the Hopper kernel's configs name themselves
+        return hopper.config_name(cfg)
     k = cfg.kwargs
     return (
         f"{k['BLOCK_N']}x{k['BLOCK_K']}x{k['BLOCK_T']} w{cfg.num_warps} s{cfg.num_stages}"
@@ -142,7 +144,10 @@ def _pick_config(
         _launch(dy, x, w_s, st_s, rule, sc, stochastic, seed_key, False, old_s, cfg, scalars)
 
     inplace = [weight, *states] + ([w_old_out] if w_old_out is not None else [])
-    return TUNER.choose(key, autotune_configs(), launch, inplace)
+    candidates = autotune_configs()
+    if hopper.hopper_eligible(T, N, K, dy.dtype, dy.device) and hopper.operands_fit(dy, x):
+        candidates = candidates + hopper.configs()  # F2 hook: large T, timed like the others
+    return TUNER.choose(key, candidates, launch, inplace)
 
 
 def forge_linear_step_(
@@ -254,6 +259,11 @@ def _launch(
     compiles); later ones call the compiled kernel directly, skipping the JIT's argument binding,
     which costs tens of µs a launch on a slow host — per layer, inside backward. Returns the
     compiled kernel, bound, when the direct launch is available (None otherwise)."""
+    if hopper.is_hopper_config(config):  # F2 hook: a tuned config of kernels/forge/hopper.py
+        if hopper.operands_fit(dy, x) and not ieee:
+            args = (dy, x, weight, states, rule, sc, stochastic, seed_key, ieee, w_old_out)
+            return hopper.launch(*args, config, scalars)
+        config = default_config()  # operands TMA cannot take: the classic kernel
     T, N = dy.shape
     K = x.shape[1]
     w_bf16 = weight.dtype == torch.bfloat16

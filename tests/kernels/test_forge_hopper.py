@@ -341,3 +341,49 @@ def test_every_dispatch_config_matches_reference() -> None:
         forge_linear_step_hopper_(dy, x, w, st, Rule.ADAMW, sc, config=cfg)
         assert_update_close(w, w_r, max_step=2 * sc.step_size)
         assert rel_err(st[1], st_r[1]) <= 1e-5, hopper.config_name(cfg)
+
+
+@pytest.mark.skipif(not INTERPRET, reason="runs the kernels through Triton's interpreter")
+def test_dispatch_hook_runs_hopper_configs_and_falls_back(monkeypatch) -> None:
+    """launch._launch hands a Hopper config to this kernel (the general path and a layer's
+    bound launcher alike, over several steps), and operands TMA cannot take (a transposed x)
+    to the classic kernel instead: every step equals the reference's."""
+    from kernels.forge import launch
+
+    calls = []
+    real = hopper.launch
+
+    def spy(*args, **kwargs):
+        calls.append(args[0].shape)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hopper, "launch", spy)
+    cfg = hopper.default_config()
+    assert launch.config_name(cfg) == hopper.config_name(cfg)
+    g = torch.Generator().manual_seed(seed_for("hopper-dispatch"))
+    T, N, K = 29, 40, 72
+    w0 = torch.randn(N, K, generator=g)
+    w, st = w0.clone(), [torch.zeros(N, K) for _ in range(2)]
+    w_r, st_r = w0.clone(), [torch.zeros(N, K) for _ in range(2)]
+    dy = torch.randn(T, N, generator=g).bfloat16()
+    x = torch.randn(T, K, generator=g).bfloat16()
+    sc = scalars(Rule.ADAMW, 1)
+    launch.forge_linear_step_(dy, x, w, st, Rule.ADAMW, sc, config=cfg)
+    reference.forge_linear_step_reference(dy, x, w_r, st_r, Rule.ADAMW, sc)
+    assert len(calls) == 1
+    x_t = torch.randn(K, T, generator=g).bfloat16().t()  # column stride != 1: no descriptor
+    sc = scalars(Rule.ADAMW, 2)
+    launch.forge_linear_step_(dy, x_t, w, st, Rule.ADAMW, sc, config=cfg)
+    reference.forge_linear_step_reference(dy, x_t, w_r, st_r, Rule.ADAMW, sc)
+    assert len(calls) == 1, "a transposed x went to the Hopper kernel"
+    assert_update_close(w, w_r, max_step=2 * 2 * sc.step_size)
+    # The backward's bound launcher, its config forced to the Hopper kernel's.
+    monkeypatch.setattr(launch, "_pick_config", lambda *a, **k: cfg)
+    layer = launch.LayerLauncher(w, st, Rule.ADAMW, stochastic=True)
+    for step in (3, 4, 5):
+        sc = scalars(Rule.ADAMW, step)
+        layer(dy, x, sc, sc.kernel_args(), 0, "ieee", None)
+        reference.forge_linear_step_reference(dy, x, w_r, st_r, Rule.ADAMW, sc)
+    assert len(calls) == 4
+    assert_update_close(w, w_r, max_step=2 * 5 * sc.step_size)
+    assert rel_err(st[1], st_r[1]) <= 1e-5
