@@ -37,7 +37,7 @@ import torch
 import triton
 
 from kernels.forge import hopper, reference
-from kernels.forge.kernels import INTERPRET, autotune_configs
+from kernels.forge.kernels import INTERPRET, _forge_linear_step_kernel, autotune_configs
 from kernels.forge.launch import config_name as classic_name
 from kernels.forge.launch import forge_linear_step_
 from kernels.forge.rules import Rule, StepScalars
@@ -157,22 +157,50 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def compiled_kernels(fn: Any) -> dict[int, Any]:
+    """The compiled kernels a @triton.jit function holds, by id (empty where this Triton keeps
+    them elsewhere): their registers, spills and shared memory go into the sweep's rows."""
+    found: dict[int, Any] = {}
+    try:
+        for cache in fn.device_caches.values():
+            for kernel in cache[0].values():
+                found[id(kernel)] = kernel
+    except Exception:  # a diagnostic only
+        pass
+    return found
+
+
+def kernel_resources(fn: Any, before: dict[int, Any]) -> dict[str, Any]:
+    """Registers a thread, spilled bytes and shared memory of the kernel `fn` compiled since
+    `before` was taken (None where unknown)."""
+    new = [k for i, k in compiled_kernels(fn).items() if i not in before]
+    if not new:
+        return {}
+    k = new[-1]
+    shared = getattr(getattr(k, "metadata", None), "shared", None)
+    return {"regs": getattr(k, "n_regs", None), "spills": getattr(k, "n_spills", None),
+            "shared_bytes": shared}  # fmt: skip
+
+
 def first_line(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}".strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:240]
 
 
 def try_config(
-    layer: Layer, name: str, step: Callable[[], None], flush: Flusher, rounds: int
+    layer: Layer, name: str, step: Callable[[], None], flush: Flusher, rounds: int, jit: Any
 ) -> dict[str, Any]:
-    """Compile, check against the reference, then time one config; errors become the row."""
+    """Compile, check against the reference, then time one config; errors become the row.
+    `jit` is the kernel's @triton.jit function (for the compiled kernel's resources)."""
     row: dict[str, Any] = {"config": name}
     t0 = time.perf_counter()
     try:
         layer.reset()
+        before = compiled_kernels(jit)
         step()  # compiles
         sync(layer.w.device)
         row["compile_s"] = round(time.perf_counter() - t0, 1)
+        row.update(kernel_resources(jit, before))
         errs = layer.errors()
         row["rel_err"] = errs
         row["correct"] = all(e <= REF_TOL for e in errs.values())
@@ -277,13 +305,19 @@ def main() -> int:
             sweep.append({"kernel": kind, "config": name, "error": "skipped: time budget"})
             log(f"  {kind:7s} {name:52s} skipped (time budget)")
             continue
-        step = layer.hopper_step(cfg) if kind == "hopper" else layer.classic_step(cfg)
-        row = {"kernel": kind, **try_config(layer, name, step, flush, max(5, args.rounds // 3))}
+        if kind == "hopper":
+            step, jit = layer.hopper_step(cfg), hopper._forge_hopper_kernel
+        else:
+            step, jit = layer.classic_step(cfg), _forge_linear_step_kernel
+        rounds = max(5, args.rounds // 3)
+        row = {"kernel": kind, **try_config(layer, name, step, flush, rounds, jit)}
         sweep.append(row)
         if "ms" in row:
             log(
                 f"  {kind:7s} {name:52s} {row['ms']:.3f} ms {row['tflops']:6.0f} TFLOP/s"
-                f"  (compile {row['compile_s']} s, max rel err {max(row['rel_err'].values()):.1e})"
+                f"  (compile {row['compile_s']} s, max rel err {max(row['rel_err'].values()):.1e},"
+                f" regs {row.get('regs')}, spills {row.get('spills')},"
+                f" smem {row.get('shared_bytes')})"
             )
         else:
             log(f"  {kind:7s} {name:52s} FAILED: {row['error']}")
