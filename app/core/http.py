@@ -266,7 +266,7 @@ class OffloadedCompressionMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         encoding = None
-        if scope["type"] == "http" and scope["method"] == "GET":
+        if scope["type"] == "http":  # any method: a batch's answer is hundreds of KiB too
             encoding = preferred_encoding(scope["headers"])
         if encoding is None:
             await self.app(scope, receive, send)

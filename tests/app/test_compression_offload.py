@@ -78,7 +78,11 @@ def _app(cache: ReadCache | None, loop_threads: list[int]) -> Any:
         return Response(b'{"ok":true}', media_type="application/json")
 
     app = Starlette(
-        routes=[Route("/cached", cached), Route("/plain", plain), Route("/small", small)]
+        routes=[
+            Route("/cached", cached),
+            Route("/plain", plain, methods=["GET", "POST"]),
+            Route("/small", small),
+        ]
     )
     return http.OffloadedCompressionMiddleware(app, cache=cache)
 
@@ -103,7 +107,10 @@ def test_a_compressed_answer_decompresses_to_the_plain_body(
                 packed = b"".join(s.iter_raw())
             assert int(s.headers["content-length"]) == len(packed) < len(BODY)
             assert DECODE[encoding](packed) == BODY
+        posted = client.post("/plain", headers={"accept-encoding": encoding})  # (a batch's answer)
+        assert posted.headers["content-encoding"] == encoding
     assert {name for name, _ in spy.calls} == {encoding}
+    assert len(spy.calls) == 4  # the rendering once (kept), the plain answer each time
     assert not {thread for _, thread in spy.calls} & set(loop_threads)  # never on the loop
 
 
