@@ -217,6 +217,8 @@ VARIANTS = [
     pytest.param(make_config(32, 32, 16, 4, 1, 1, group=1), id="split1-rowmajor"),
     pytest.param(make_config(32, 64, 16, 4, 1, 4, group=2), id="split4"),
     pytest.param(make_config(16, 64, 32, 4, 1, 8), id="split8"),
+    pytest.param(make_config(32, 64, 16, 4, 1, 4, epi_pipe=2), id="split4-pipelined"),
+    pytest.param(make_config(16, 64, 32, 4, 1, 8, group=1, epi_pipe=3), id="split8-pipelined"),
     pytest.param(make_config(32, 64, 16, 4, 1, 4, epi_tma=False), id="split4-pointers"),
     pytest.param(make_config(16, 64, 32, 4, 1, 8, epi_tma=False), id="split8-pointers"),
     pytest.param(make_config(32, 32, 16, 4, 1, 2, host_desc=True), id="host-desc"),
