@@ -698,9 +698,9 @@ def make_config(
     the host (`host_desc`) or in the kernel, and the tile loop's `flatten`/`warp_spec` hints.
     `stagger` (two programs a SM): the second half of the grid starts this fraction of one
     tile's estimated reduction time late (see `_stagger_ns`). `epi_pipe` > 0 steps the slices
-    in a run-time loop pipelined over that many stages (one load round trip a slice, for W and
-    its states together, instead of one each, and the next slice's loads in flight); 0 unrolls
-    them.
+    in a run-time loop pipelined over that many stages (W and its states load under one
+    barrier, one round trip a slice instead of one each; at 3 stages the next slice's loads are
+    in flight while this one is stepped); 0 unrolls them.
 
     Carries the keys `launch.config_name` reads (PREFETCH is always off here) and HOPPER, which
     tells the dispatcher which kernel a tuned config belongs to.
@@ -766,21 +766,21 @@ def config_name(cfg: triton.Config) -> str:
 # Two programs a SM, one warpgroup each: while one steps its W tiles the other multiplies.
 _PAIR: dict[str, Any] = {
     "bn": 128, "bk": 128, "bt": 64, "warps": 4, "stages": 3, "split": 8, "occupancy": 2,
-    "epi_pipe": 2,
+    "epi_pipe": 3,
 }  # fmt: skip
 _BIG: dict[str, Any] = {"bn": 128, "bk": 256, "bt": 64, "warps": 8, "stages": 3, "split": 8}
-_BIG_PIPED = {**_BIG, "epi_pipe": 2}
+_BIG_PIPED = {**_BIG, "epi_pipe": 3}  # two slice buffers: the next slice loads meanwhile
 SWEEP: list[dict[str, Any]] = [
     _BIG_PIPED,
     {**_BIG_PIPED, "stages": 4},
-    {**_BIG_PIPED, "epi_pipe": 3},
+    {**_BIG_PIPED, "epi_pipe": 2},
     {**_BIG_PIPED, "flatten": True},
     {**_BIG_PIPED, "bn": 256, "bk": 128},
     _PAIR,
     {**_PAIR, "stagger": 0.5},
     {**_PAIR, "stagger": 0.25},
-    {"bn": 128, "bk": 128, "bt": 64, "warps": 8, "stages": 4, "split": 4, "epi_pipe": 2},
-    {"bn": 128, "bk": 128, "bt": 64, "warps": 8, "stages": 4, "split": 4, "epi_pipe": 2,
+    {"bn": 128, "bk": 128, "bt": 64, "warps": 8, "stages": 4, "split": 4, "epi_pipe": 3},
+    {"bn": 128, "bk": 128, "bt": 64, "warps": 8, "stages": 4, "split": 4, "epi_pipe": 3,
      "flatten": True},
     {**_BIG_PIPED, "bt": 32, "stages": 6},
     {**_BIG_PIPED, "host_desc": True},
