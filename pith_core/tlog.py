@@ -42,6 +42,10 @@ def range_nodes(begin: int, end: int) -> list[NodeId]:
     """The perfect subtrees that tile `[begin, end)`, left to right (its compact range)."""
     if not 0 <= begin <= end:
         raise ValueError(f"bad range [{begin}, {end})")
+    width = end - begin
+    if width and not width & (width - 1) and not begin & (width - 1):  # one perfect subtree
+        level = width.bit_length() - 1
+        return [(level, begin >> level)]
     out: list[NodeId] = []
     while begin < end:
         # The largest aligned block starting at `begin` that still fits.

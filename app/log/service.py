@@ -31,6 +31,7 @@ from .repository import LogRepository
 
 _TREE = "pith.log_tree"  # session.info: (size, root) after this transaction's appends
 _LEAVES = "pith.log_leaves"  # session.info: event log_index → leaf index appended in it
+_NODES = "pith.log_nodes"  # session.info: the nodes this transaction read or wrote, by id
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,10 @@ def _append_leaves(
     repo.append(leaves, nodes)
     # What this transaction now knows, so its answer needs no query to prove what it appended.
     session.info[_TREE] = (size + len(items), tlog.root_from_frontier(front))
+    # what the proofs of the answer need is mostly here: the old frontier and the new nodes
+    held = session.info.setdefault(_NODES, {})
+    held.update(known)
+    held.update(((lv, ix), h) for lv, ix, h in nodes)
     session.info.setdefault(_LEAVES, {}).update((e, i) for i, e in leaves)
     return [i for i, _ in leaves]
 
@@ -212,14 +217,22 @@ def published_checkpoint(session: Session, signer: LogSigner) -> str:
 
 
 def inclusion_proofs(
-    repo: LogRepository, leaf_indices: Iterable[int], size: int
+    repo: LogRepository,
+    leaf_indices: Iterable[int],
+    size: int,
+    held: Mapping[tlog.NodeId, bytes] | None = None,
 ) -> dict[int, list[str]]:
-    """Base64 RFC 6962 audit paths of the leaves, against the tree of `size` (one node query)."""
+    """Base64 RFC 6962 audit paths of the leaves, against the tree of `size`: the nodes not
+    `held` already (this transaction's appends) in one query."""
     ranges = {i: tlog.inclusion_ranges(i, size) for i in set(leaf_indices)}
-    known = repo.nodes(tlog.proof_nodes(r for rs in ranges.values() for r in rs))
-    return {
-        i: [b64(h) for h in tlog.build_proof(rs, known.__getitem__)] for i, rs in ranges.items()
-    }
+    # neighbouring leaves share most of their paths: each distinct range is folded once
+    distinct = {r for rs in ranges.values() for r in rs}
+    compact = {r: tlog.range_nodes(*r) for r in distinct}
+    wanted = {n for nodes in compact.values() for n in nodes}
+    held = held or {}
+    known = {**repo.nodes(n for n in wanted if n not in held), **held}
+    folded = {r: b64(tlog.fold_range([known[n] for n in nodes])) for r, nodes in compact.items()}
+    return {i: [folded[r] for r in rs] for i, rs in ranges.items()}
 
 
 def consistency_proof(session: Session, size1: int, size2: int) -> list[str]:
@@ -247,15 +260,16 @@ def proofs_for_events(
     with_proofs: bool = True,
 ) -> dict[str, Any]:
     """The `log` object of a response: the checkpoint and, per event log index, its leaf index
-    and (unless `with_proofs` is False: a batch's answer, where proofs would cost more than the
-    ingest; GET /log/proof/inclusion serves them) its inclusion proof against that checkpoint."""
+    and (unless `with_proofs` is False) its inclusion proof against that checkpoint; the nodes
+    of what this transaction appended come from memory, not the database."""
     repo = LogRepository(session)
     size, _, checkpoint = current_checkpoint(session, signer)
     appended: dict[int, int] = session.info.get(_LEAVES, {})
     missing = [e for e in event_log_indices if e not in appended]  # duplicates: stored before
     found = {**repo.leaf_indices(missing), **appended} if missing else appended
     leaves = {e: i for e, i in found.items() if i < size}
-    proofs = inclusion_proofs(repo, leaves.values(), size) if with_proofs else {}
+    held = session.info.get(_NODES)
+    proofs = inclusion_proofs(repo, leaves.values(), size, held) if with_proofs else {}
     entries: dict[str, Any] = {}
     for log_index in event_log_indices:
         if log_index in leaves:

@@ -83,8 +83,9 @@ def verification(
         "anchors": {
             "listed": len(anchors),
             "verified": len(verified_anchors),
-            "witnessed_log": witnessed,
             "verified_by": verified_anchors[:MAX_LISTED],
+            # with the evidence only: documents of registries without witnesses keep their shape
+            **({"witnessed_log": witnessed} if witnessed is not None else {}),
         },
         "storage": {
             "listed": len(storage),
