@@ -8,8 +8,11 @@ fill past every edge, so T, N and K need not be multiples of a tile), and `tl.do
 hands the transposed A straight from shared memory to the tensor cores (wgmma reads an
 M-major bf16 A). One program per SM (or two: `OCCUPANCY`) walks the output tiles in grouped
 order; the [BLOCK_N, BLOCK_K] fp32 accumulator then goes, in `EPI_SPLIT` column slices (so W
-and its fp32 states fit in registers beside it), through the epilogue helpers of
-`kernels.forge.kernels` — the update math lives there only. dW is never written.
+and its fp32 states fit in registers beside it), through the optimizer step: W and its states
+move through tensor descriptors too (`_step_slice_tma`; no 64-bit address per element beside
+the accumulator), in a pipelined run-time loop (`EPI_PIPE`), and the rule and rounding are
+`kernels.forge.kernels`' (`_apply_rule`, `_fp32_to_bf16_bits`; the pointer epilogue is its
+`_update_tile`/`_update_halves`) — the update math lives there only. dW is never written.
 
 What one launch must move and compute (N·K weights, T tokens; b = 2 for bf16/fp16 operands):
 - operands: T·(N + K)·b bytes once (4096², T=8192: 134 MB); every further read of an operand
@@ -20,7 +23,8 @@ What one launch must move and compute (N·K weights, T tokens; b = 2 for bf16/fp
 - FLOPs: 2·T·N·K for the GEMM (275 GFLOP at T=8192, 4096²) and ~10-15 per weight for the rule.
 At T=8192, 4096², fp32 AdamW the GEMM is ~0.38 ms at cuBLAS's ~720 TFLOP/s and the epilogue
 traffic ~0.1 ms at ~4 TB/s: the two overlap only across programs, which is why the sweep has
-two programs a SM (one in its epilogue while the other multiplies) beside the larger tiles.
+two programs a SM, started out of step (`STAGGER`), so that one steps its W tiles while the
+other multiplies, beside the larger tiles.
 
 Feature detection is at import and per config: tensor descriptors (`tl.make_tensor_descriptor`
 in-kernel, which needs `triton.set_allocator`, or the host-side
