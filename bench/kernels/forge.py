@@ -247,11 +247,18 @@ def main() -> None:
         run = speed_run(t, args.width, args.depth, arms, iters=args.iters, warmup=3)
         for arm, err in run.errors.items():
             print(f"T={t:5d}  {arm} failed: {err}", flush=True)
-        steps = "  ".join(f"{arm} {tm.step_ms:.3f}" for arm, tm in run.timings.items())
+        steps = "  ".join(
+            f"{arm} {tm.backward_step_ms:.3f}/{tm.step_ms:.3f}"
+            for arm, tm in run.timings.items()
+            if tm.backward_step_ms is not None
+        )
         issue = "  ".join(f"{arm} {tm.host_ms:.3f}" for arm, tm in run.timings.items())
         speedup = run.speedup_vs_fused()
         judged = "n/a" if speedup is None else f"{speedup:.2f}x"
-        print(f"T={t:5d}  step ms: {steps}  speedup (faster vs faster) {judged}", flush=True)
+        print(
+            f"T={t:5d}  backward+step/whole step ms: {steps}  speedup (faster vs faster) {judged}",
+            flush=True,
+        )
         print(f"T={t:5d}  host issue ms: {issue}", flush=True)
         k = kernel_timings(t, args.width, ceilings=ceilings)
         print(

@@ -52,7 +52,12 @@ def _same(captured: Any, now: Any) -> bool:
 
 
 class CapturedStep:
-    """One captured training step; call it with a batch shaped like the example one."""
+    """One captured training step; call it with a batch shaped like the example one.
+
+    Captured with `split=True`, the step is two graphs in one memory pool: `graph` holds the
+    forward (and loss), `backward_graph` the backward and the optimizer step. `replay()` runs
+    both; `replay_forward()` and `replay_backward_step()` run one each, so a benchmark can time
+    backward + step alone (what FORGE changes) while both still replay."""
 
     def __init__(
         self,
@@ -61,8 +66,10 @@ class CapturedStep:
         loss: torch.Tensor,
         optimizer: torch.optim.Optimizer,
         warmup_steps: int,
+        backward_graph: torch.cuda.CUDAGraph | None = None,
     ) -> None:
         self.graph = graph
+        self.backward_graph = backward_graph
         self.inputs = inputs  # the graph's static input buffers
         self.loss = loss  # the graph's static loss (overwritten by each replay)
         self.optimizer = optimizer
@@ -89,7 +96,27 @@ class CapturedStep:
         """Replay on the inputs already in `self.inputs`; returns the static loss tensor."""
         self.check_hyperparameters()
         self.graph.replay()
+        if self.backward_graph is not None:
+            self.backward_graph.replay()
         return self.loss
+
+    def _split(self) -> torch.cuda.CUDAGraph:
+        if self.backward_graph is None:
+            raise RuntimeError("the step was captured as one graph: capture with split=True")
+        return self.backward_graph
+
+    def replay_forward(self) -> torch.Tensor:
+        """Replay the forward graph alone (a split capture); returns the static loss tensor.
+        Follow it with `replay_backward_step()`: together they are one training step."""
+        self._split()
+        self.check_hyperparameters()
+        self.graph.replay()
+        return self.loss
+
+    def replay_backward_step(self) -> None:
+        """Replay backward + optimizer step (a split capture) on the activations the last
+        `replay_forward()` left."""
+        self._split().replay()
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         """Copy `inputs` into the graph's input buffers, replay, return the static loss (read
@@ -116,6 +143,7 @@ def capture_step(
     *,
     warmup: int = 3,
     pool: Any = None,
+    split: bool = False,
 ) -> CapturedStep:
     """Capture forward, backward and `optimizer.step()` of one training step in a CUDA graph.
 
@@ -124,8 +152,11 @@ def capture_step(
     cuBLAS workspaces be created outside the graph); they are real steps on the example batch,
     counted in `CapturedStep.warmup_steps`. Gradients are set to None before the capture, so the
     graph's backward writes them afresh each replay (no zeroing inside). Each call of the result
-    is one more step. Raises on a machine without CUDA, CPU inputs or parameters, and an
-    optimizer that keeps host-side step state (`capturable=False`).
+    is one more step. `split=True` captures the forward and backward + step as two graphs in
+    one pool (the forward graph's activations are the backward graph's inputs, as in
+    `torch.cuda.make_graphed_callables`), so each half can be replayed and timed on its own.
+    Raises on a machine without CUDA, CPU inputs or parameters, and an optimizer that keeps
+    host-side step state (`capturable=False`).
     """
     if not torch.cuda.is_available():
         raise RuntimeError("capture_step needs a CUDA device (CUDA graphs)")
@@ -155,8 +186,16 @@ def capture_step(
 
     graph = torch.cuda.CUDAGraph()
     optimizer.zero_grad(set_to_none=True)
+    if not split:
+        with torch.cuda.graph(graph, pool=pool):
+            loss = loss_fn(model, *static)
+            loss.backward()
+            optimizer.step()
+        return CapturedStep(graph, static, loss.detach(), optimizer, warmup)
     with torch.cuda.graph(graph, pool=pool):
         loss = loss_fn(model, *static)
+    backward = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(backward, pool=graph.pool()):
         loss.backward()
         optimizer.step()
-    return CapturedStep(graph, static, loss.detach(), optimizer, warmup)
+    return CapturedStep(graph, static, loss.detach(), optimizer, warmup, backward)

@@ -193,6 +193,18 @@ def test_captured_step_refuses_a_changed_float_hyperparameter() -> None:
         step.check_hyperparameters()
 
 
+def test_a_one_graph_step_cannot_be_replayed_in_halves() -> None:
+    """replay_forward / replay_backward_step need a split capture: on one graph they raise
+    before replaying anything (the forward alone would leave the step half done)."""
+    model = mlp(seed_for("cap-halves"))
+    opt = ForgeAdamW(model, lr=1e-2, backend="reference", capturable=True)
+    step = CapturedStep(None, (), torch.zeros(()), opt, 0)
+    with pytest.raises(RuntimeError, match="split=True"):
+        step.replay_forward()
+    with pytest.raises(RuntimeError, match="split=True"):
+        step.replay_backward_step()
+
+
 def test_capture_refuses_what_it_cannot_replay() -> None:
     model = mlp(seed_for("cap-refuse"))
     with pytest.raises(ValueError, match="capturable=True"):
@@ -223,22 +235,32 @@ def _gpu_data(name: str, n: int, rows: int = 96, width: int = 256):
     ]
 
 
-def _replay_vs_eager(make_opt, make_twin_opt, name: str, n: int = 5, tol: float = 1e-5) -> None:
+def _replay_vs_eager(
+    make_opt, make_twin_opt, name: str, n: int = 5, tol: float = 1e-5, split: bool = False
+) -> None:
     """Warm-up steps on the example batch, then n replays (scheduler stepped after each)
-    against the same steps taken eagerly by a host-scalar twin."""
+    against the same steps taken eagerly by a host-scalar twin. `split`: the forward and the
+    backward + step are two graphs, replayed one after the other."""
     model = mlp(seed_for(name), width=256, hidden=512).cuda()
     twin = copy.deepcopy(model)
     opt, sched = make_opt(model)
     ref, sched_ref = make_twin_opt(twin)
     data = _gpu_data(name, n + 1)
-    step = capture_step(model, opt, _loss, data[0], warmup=3)
+    step = capture_step(model, opt, _loss, data[0], warmup=3, split=split)
+    assert (step.backward_graph is not None) == split
     for _ in range(step.warmup_steps):
         _loss(twin, *data[0]).backward()
         ref.step()
         ref.zero_grad()
     losses = []
     for x, y in data[1:]:
-        losses.append(step(x, y).item())
+        if split:
+            for buf, new in zip(step.inputs, (x, y), strict=True):
+                buf.copy_(new)
+            losses.append(step.replay_forward().item())
+            step.replay_backward_step()
+        else:
+            losses.append(step(x, y).item())
         sched.step()
     for x, y in data[1:]:
         loss = _loss(twin, x, y)
@@ -251,7 +273,8 @@ def _replay_vs_eager(make_opt, make_twin_opt, name: str, n: int = 5, tol: float 
 
 
 @pytest.mark.gpu
-def test_forge_replays_equal_eager_steps() -> None:
+@pytest.mark.parametrize("split", [False, True], ids=["one-graph", "split"])
+def test_forge_replays_equal_eager_steps(split: bool) -> None:
     need_cuda()
     lam = lambda s: 0.7**s  # noqa: E731
     kw = {"betas": (0.9, 0.999), "weight_decay": 0.1}
@@ -264,11 +287,12 @@ def test_forge_replays_equal_eager_steps() -> None:
         opt = ForgeAdamW(m, lr=1e-3, **kw)
         return opt, torch.optim.lr_scheduler.LambdaLR(opt, lam)
 
-    _replay_vs_eager(captured, eager, "replay-forge")
+    _replay_vs_eager(captured, eager, "replay-forge", split=split)
 
 
 @pytest.mark.gpu
-def test_torch_fused_adamw_replays_equal_eager_steps() -> None:
+@pytest.mark.parametrize("split", [False, True], ids=["one-graph", "split"])
+def test_torch_fused_adamw_replays_equal_eager_steps(split: bool) -> None:
     """The baseline captured the same way: torch AdamW(fused=True, capturable=True)."""
     need_cuda()
     lam = lambda s: 0.7**s  # noqa: E731
@@ -282,7 +306,7 @@ def test_torch_fused_adamw_replays_equal_eager_steps() -> None:
         opt = torch.optim.AdamW(m.parameters(), lr=1e-3, fused=True)
         return opt, torch.optim.lr_scheduler.LambdaLR(opt, lam)
 
-    _replay_vs_eager(captured, eager, "replay-torch")
+    _replay_vs_eager(captured, eager, "replay-torch", split=split)
 
 
 @pytest.mark.gpu

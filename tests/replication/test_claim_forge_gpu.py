@@ -19,9 +19,10 @@ def test_the_four_arms_are_built_and_timed() -> None:
     run = speed_run(TOKENS, WIDTH, DEPTH, (*ARMS, "hook_eager"), iters=3, warmup=1)
     assert run.errors == {}
     assert set(run.timings) == {*ARMS, "hook_eager"}
-    for arm, t in run.timings.items():
+    for t in run.timings.values():
         assert t.samples == 3 and t.step_ms > 0 and t.host_ms > 0
-        assert (t.backward_step_ms is None) == arm.endswith("_graph")
+        # captured arms replay forward and backward + step as two graphs: timed apart too
+        assert t.backward_step_ms is not None and 0 < t.backward_step_ms < t.step_ms
     assert run.speedup_vs_fused() is not None and run.speedup_vs_fused() > 0
 
 

@@ -52,23 +52,44 @@ def test_arms_run_in_turn_every_round_and_each_part_is_timed() -> None:
     assert replay.step_ms >= 8
 
 
-def timings(**step_ms: float) -> dict[str, ArmTiming]:
-    return {arm: ArmTiming(ms, None, ms, 3) for arm, ms in step_ms.items()}
+FORWARD_MS = 0.5  # the same forward on every arm (what the whole-step ratio dilutes)
 
 
-def test_the_judged_speedup_is_each_sides_faster_arm() -> None:
+def timings(**backward_step_ms: float) -> dict[str, ArmTiming]:
+    return {arm: ArmTiming(ms + FORWARD_MS, ms, ms, 3) for arm, ms in backward_step_ms.items()}
+
+
+def test_the_judged_speedup_is_each_sides_faster_backward_and_step() -> None:
     # torch is faster eager, FORGE captured: the faster of each side is compared
     run = SpeedRun(
         2048, timings(forge_eager=3.0, forge_graph=2.0, fused_eager=2.5, fused_graph=2.6), {}
     )
     assert run.speedup_vs_fused() == pytest.approx(2.5 / 2.0)
+    # whole steps (forward included) are reported, not judged: the ratio moves toward 1
+    assert run.speedup_vs_fused("step") == pytest.approx(3.0 / 2.5)
     f = speed_figures(run)
     assert f["speedup_vs_fused_T2048"] == pytest.approx(1.25)
+    assert f["speedup_vs_fused_whole_step_T2048"] == pytest.approx(1.2)
     assert f["speedup_eager_vs_eager_T2048"] == pytest.approx(2.5 / 3.0)
     assert f["speedup_graph_vs_graph_T2048"] == pytest.approx(2.6 / 2.0)
     assert f["graph_gain_T2048_forge"] == pytest.approx(1.5)
-    assert f["speed_step_T2048_forge_graph_ms"] == 2.0
+    assert f["speed_step_T2048_forge_graph_ms"] == 2.5
+    assert f["speed_backward_step_T2048_forge_graph_ms"] == 2.0
+    assert f["speed_backward_step_T2048_forge_best_ms"] == 2.0
     assert "speedup_vs_hook_T2048" not in f  # no hook arm was timed
+
+
+def test_an_arm_timed_whole_gives_no_backward_step_to_judge() -> None:
+    run = SpeedRun(
+        512,
+        {
+            **timings(forge_eager=3.0, forge_graph=2.0, fused_eager=2.5),
+            "fused_graph": ArmTiming(2.6, None, 2.6, 3),
+        },
+        {},
+    )
+    assert run.best_ms("fused") is None and run.speedup_vs_fused() is None
+    assert run.best_ms("fused", "step") == pytest.approx(2.6)
 
 
 def test_without_both_arms_of_a_side_there_is_no_judged_speedup() -> None:
