@@ -105,6 +105,26 @@ def append(
     return indices
 
 
+def refuse_retired_receipt(
+    session: Session, retired: Mapping[str, KeyWindow], receipt: Mapping[str, Any]
+) -> None:
+    """A record whose receipt a retired registry key signed is logged now (its `record` event
+    the next leaf): refused (422 `key_retired`) when that position is past the key's window,
+    whatever `signed_at` the receipt claims."""
+    window = retired.get(str(receipt.get("public_key_fingerprint")))
+    if window is None:
+        return
+    at = LogRepository(session).size()
+    if not window.covers_leaf(at):
+        raise Problem(
+            422,
+            "key_retired",
+            f"the receipt is signed by registry key {window.key_id}, retired at log position "
+            f"{window.checkpoints_through}; the record would be logged at {at}",
+            field="receipt",
+        )
+
+
 def _check_entry_sizes(entries: Sequence[bytes]) -> None:
     for entry in entries:
         if len(entry) > tiles.MAX_ENTRY_SIZE:

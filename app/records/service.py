@@ -24,6 +24,7 @@ from ..core.problems import Problem, not_found
 from ..core.timeutil import as_utc, iso, utcnow
 from ..events.repository import EventRepository
 from ..events.service import compute_state, ingest_batch, sign_registry_event
+from ..log.service import refuse_retired_receipt
 from ..registry.service import RegistryIdentity
 from ..storage.models import Record
 from .importing import ImportCandidate
@@ -97,6 +98,8 @@ def store_record(
             f"{other.pith_number} with different metadata",
             pith_number=other.pith_number,
         )
+    if candidate.receipt is not None:  # judged by the position it is logged at (app/log)
+        refuse_retired_receipt(session, identity.retired_windows, candidate.receipt)
     now = utcnow()
     receipt = candidate.receipt or sign_receipt(
         canonical, identity.key, signed_at=now, first_computed_at=candidate.first_computed_at

@@ -347,6 +347,19 @@ def test_key_rotation_keeps_old_signatures_and_refuses_the_old_keys_later_ones(
         assert_problem(r, 422, "key_retired")
         assert_problem(client.post("/api/events", json=[backdated]), 422, "key_retired")
         assert client.get("/log").json()["tree_size"] == size
+    # a receipt of the old key, logged now (its record event the next leaf): refused too,
+    # whatever signed_at it claims; one of the current key is not judged
+    from app.core.problems import Problem
+    from app.log.service import refuse_retired_receipt
+    from app.registry.service import load_identity
+
+    retired = load_identity(rotated).retired_windows
+    old_receipt = {"public_key_fingerprint": identity.key.fingerprint, "signed_at": "2020-01-01"}
+    with database.write() as session:
+        with pytest.raises(Problem) as refused:
+            refuse_retired_receipt(session, retired, old_receipt)
+        assert refused.value.status == 422 and refused.value.code == "key_retired"
+        refuse_retired_receipt(session, retired, {"public_key_fingerprint": new.fingerprint})
     assert after["log"]["checkpoint"] != before["log"]["checkpoint"]  # now signed by the new key
     old_hex = identity.key.public_key.hex()
     base = ["verify", "--key", old_hex, "--key", PUBLIC_KEY.hex()]
