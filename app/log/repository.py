@@ -164,6 +164,15 @@ class LogRepository:
         row = self.session.execute(stmt).first()
         return None if row is None else (str(row[0]), int(row[1]))
 
+    def signed_by(self, subject: str, signers: Collection[str]) -> list[tuple[str, str, int]]:
+        """(event id, signer fingerprint, leaf index) of `subject`'s events by `signers`."""
+        stmt = (
+            select(Event.event_id, Event.signer_fingerprint, LogLeaf.leaf_index)
+            .join(LogLeaf, LogLeaf.event_log_index == Event.log_index)
+            .where(Event.subject == subject, Event.signer_fingerprint.in_(sorted(signers)))
+        )
+        return [(str(e), str(f), int(i)) for e, f, i in self.session.execute(stmt)]
+
     def entries(self, begin: int, end: int) -> list[tuple[int, str]]:
         """(leaf index, entry text) of leaves [begin, end), in order."""
         stmt = (

@@ -426,3 +426,14 @@ def witnessed_inclusion(
         "how": f"the record is leaf {leaf} of this registry's log, under checkpoint {size} "
         f"cosigned by {len(cosigned)} witness(es) ({names}) from {earliest}",
     }
+
+
+def outside_key_windows(
+    session: Session, subject: str, retired: Mapping[str, KeyWindow]
+) -> set[str]:
+    """Ids of `subject`'s events signed by a retired registry key at a log position outside its
+    window (stored before the rotation was configured, say): not the registry's word."""
+    if not retired:
+        return set()
+    rows = LogRepository(session).signed_by(subject, retired)
+    return {eid for eid, fp, leaf in rows if not retired[fp].covers_leaf(leaf)}

@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pith_core.keys import fingerprint
+from pith_core.rotation import KeyWindow
 
-from ..log.service import LogSigner, witnessed_inclusion
+from ..log.service import LogSigner, outside_key_windows, witnessed_inclusion
 from ..registry.service import RegistryIdentity
 from ..settings import Settings
 from .rfc3161 import Anchored, Authority, TokenRefused, verify_token
@@ -48,6 +49,7 @@ class TrustPolicy:
     registry_fingerprints: frozenset[str]
     predate_margin_seconds: int
     log: LogSigner | None = field(default=None, compare=False)  # with a witness quorum only
+    retired: Mapping[str, KeyWindow] = field(default_factory=dict, compare=False)
     _memo: OrderedDict[tuple[str, str], AnchorCheck] = field(
         default_factory=OrderedDict, compare=False, repr=False
     )
@@ -63,6 +65,7 @@ class TrustPolicy:
             registry_fingerprints=identity.pinned_fingerprints,
             predate_margin_seconds=settings.trust_predate_margin_seconds,
             log=LogSigner.of(settings, identity) if settings.log_witness_quorum > 0 else None,
+            retired=identity.retired_windows,
         )
 
     def describe(self) -> dict[str, Any]:
@@ -123,6 +126,10 @@ class TrustPolicy:
 
     def stored(self, entry: Mapping[str, Any]) -> bool:
         return entry["signer"]["public_key_fingerprint"] in self.storage_attesters
+
+    def outside_windows(self, session: Any, subject: str) -> set[str]:
+        """Events of retired registry keys logged outside their windows (app.log)."""
+        return outside_key_windows(session, subject, self.retired)
 
     def strong_author(self, entry: Mapping[str, Any]) -> bool:
         signed_by_registry = entry["signer"]["public_key_fingerprint"] in self.registry_fingerprints

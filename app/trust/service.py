@@ -63,7 +63,9 @@ def verification(
     storage = current["storage_attestations"]
     stored = [e for e in storage if policy.stored(e)]
     authors = current["author_attestations"]
-    strong = sum(1 for e in authors if policy.strong_author(e))
+    # a retired registry key's word counts only inside its window (judged by log position)
+    outside = policy.outside_windows(session, state["pith_number"])
+    strong = sum(1 for e in authors if policy.strong_author(e) and e["event_id"] not in outside)
     replications = current["replication_records"]
     listed = {e["event_id"] for e in replications}
     from_jobs = TrustRepository(session).job_records(state["pith_number"]) & listed
@@ -102,6 +104,18 @@ def verification(
             "self_reported_verdicts": dict(sorted(self_verdicts.items())),
             "job_record_ids": sorted(from_jobs)[:MAX_LISTED],
         },
+        **(
+            {
+                "outside_key_window": {
+                    "event_ids": sorted(outside)[:MAX_LISTED],
+                    "count": len(outside),
+                    "why": "signed by a retired registry key at a log position outside its "
+                    "window: not the registry's word",
+                }
+            }
+            if outside
+            else {}
+        ),
         "from_job_ids": from_jobs,  # every one (a set: for pages, not for documents)
         "policy": policy.describe(),
     }

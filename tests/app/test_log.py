@@ -375,3 +375,60 @@ def test_key_rotation_keeps_old_signatures_and_refuses_the_old_keys_later_ones(
     (tmp_path / "forged.json").write_text(json.dumps(forged))
     assert pith_main([*base, str(tmp_path / "forged.json")]) == 0  # plain trust can't tell
     assert pith_main([*base, str(tmp_path / "forged.json"), *rot]) == 1  # the windows can
+
+
+def test_a_revocation_voids_what_the_old_key_logged_after_the_last_good_size(
+    settings: Any, database: Any, identity: Any, tmp_path: Any
+) -> None:
+    """A stolen registry key's strong author claim, logged before the operator revoked the
+    key, dated before the takeover: its log position is past the last size known good, so it
+    is flagged and counts for nothing."""
+    from app.registry.service import load_identity
+    from pith_core.keyfile import save_key
+    from pith_core.keys import KeyPair
+    from pith_core.rotation import sign_rotation
+
+    from .conftest import make_client
+    from .helpers import import_seeds
+
+    import_seeds(database, identity)
+    subject = seed_number("000")
+    suffix = subject.rsplit(":", 1)[1]
+    payload = {"author": "A. Author", "strength": "strong"}
+    with make_client(settings, database) as client:
+        good_size = client.get("/log").json()["tree_size"]
+        events = client.get(f"/api/pith-number/{suffix}/events.json").json()["events"]
+        tip = max(
+            (e for e in events if e["signer"]["public_key_fingerprint"] == identity.fingerprint),
+            key=lambda e: e["seq"],
+        )  # the stolen key continues the registry's own chain
+        stolen = signed_event(
+            identity.key, subject, target="author_attestation", payload=payload,
+            seq=tip["seq"] + 1, prev=tip["event_id"], created_at="2026-11-23T05:00:00Z",
+            signer_type="pith_registry",
+        )  # fmt: skip
+        r = client.post(f"/pith/{suffix}/action/author_attestation", json=stolen)
+        assert r.status_code == 201, r.text
+        assert client.get(f"/pith/{suffix}.json").json()["verification_status"][
+            "strong_author_claims"
+        ] == 1  # fmt: skip
+    new = KeyPair(SigningKey.generate(), "pith-local-v2")
+    save_key(tmp_path / "new-key.json", new)
+    statement = sign_rotation(
+        identity.key.signing_key, identity.key.key_id, new.public_key, new.key_id,
+        takes_over_at="2026-12-01T00:00:00Z", checkpoints_through=good_size,
+        revoked_since="2026-11-01T00:00:00Z",
+    )  # fmt: skip
+    (tmp_path / "rotation.json").write_text(json.dumps(statement))
+    rotated = type(settings)(
+        **{
+            **settings.model_dump(),
+            "key_file": tmp_path / "new-key.json",
+            "key_rotations": [tmp_path / "rotation.json"],
+        }
+    )
+    assert load_identity(rotated).retired_windows  # the old key, retired at good_size
+    with make_client(rotated, database) as client:
+        doc = client.get(f"/pith/{suffix}.json").json()
+    assert doc["verification_status"]["strong_author_claims"] == 0
+    assert doc["trust"]["outside_key_window"]["event_ids"] == [stolen["event_id"]]
