@@ -13,6 +13,13 @@ import torch
 from kernels.forge import Rule, StepScalars, hopper, reference
 from kernels.forge.hopper import forge_linear_step_hopper_, make_config
 from kernels.forge.kernels import INTERPRET
+from kernels.forge.launch import forge_linear_step_
+from kernels.forge.step_check import (
+    assert_kernels_agree,
+    assert_step_close,
+    lowp_step_,
+    within_rule,
+)
 from kernels.runtime.testing import bf16_ulps_apart, guarded, rel_err, seed_for
 
 DEVICES = [
@@ -53,14 +60,10 @@ def scalars(rule: Rule, step: int, *, nesterov: bool = False) -> StepScalars:
 
 
 def assert_update_close(got: torch.Tensor, want: torch.Tensor, max_step: float) -> None:
-    """Within 1e-5 norm-wise and element-wise, but for a few elements whose gradient is within
-    summation-order rounding of zero, where a sign-based rule (Adam's first steps, Lion) may go
-    the other way: those stay under `max_step`."""
-    assert rel_err(got, want) <= 1e-5
-    diff = (got - want).abs()
-    off = diff > 1e-5 + 1e-5 * want.abs()
-    assert off.sum().item() <= 3 + 1e-4 * want.numel(), off.sum().item()
-    assert diff.max().item() <= max_step
+    """At a few hundred tokens (the interpreter's shapes, T=1000 on the GPU) torch's
+    low-precision dW and the fp32 one differ by far less than the fp32 rule: the rule's bound
+    with torch_lowp = the reference is 1e-5 relative (`step_check`)."""
+    assert_step_close(got, want, want, max_step)
 
 
 RULES = [
@@ -77,7 +80,10 @@ RULES = [
 def test_fp32_weights_match_reference(
     device: str, in_dtype: torch.dtype, rule: Rule, nesterov: bool
 ) -> None:
-    """fp32 W and states after 3 steps through the Hopper kernel equal the reference's."""
+    """fp32 W and states after 3 steps through the Hopper kernel: within KERNELS.md's rule of
+    the fp32 reference (twice torch's own low-precision error at this T, + 1e-5), and equal to
+    the classic kernel's steps on the same inputs far more tightly than either to the
+    reference (same products, same order over T)."""
     need(device)
     g = torch.Generator().manual_seed(seed_for(f"hopper-{device}-{in_dtype}-{rule}-{nesterov}"))
     for T, N, K in SHAPES[device]:
@@ -88,20 +94,29 @@ def test_fp32_weights_match_reference(
             s, c = guarded(torch.zeros(N, K, device=device))
             states_k.append(s)
             checks.append(c)
-        w_r = w0.clone().to(device)
-        states_r = [torch.zeros(N, K, device=device) for _ in range(rule.n_states)]
+        # The fp32 reference, torch in the kernel's precision, the classic kernel.
+        runs = {
+            name: (w0.clone().to(device), [torch.zeros(N, K, device=device) for _ in states_k])
+            for name in ("ref32", "lowp", "classic")
+        }
         for step in (1, 2, 3):
             dy = torch.randn(T, N, generator=g).to(device, in_dtype)
             x = torch.randn(T, K, generator=g).to(device, in_dtype)
             sc = scalars(rule, step, nesterov=nesterov)
             forge_linear_step_hopper_(dy, x, w_k, states_k, rule, sc)
-            reference.forge_linear_step_reference(dy, x, w_r, states_r, rule, sc)
+            reference.forge_linear_step_reference(dy, x, *runs["ref32"], rule, sc)
+            lowp_step_(dy, x, *runs["lowp"], rule, sc)
+            forge_linear_step_(dy, x, *runs["classic"], rule, sc, tune=False)
         for c in checks:
             c()
         assert torch.isfinite(w_k).all()
-        assert_update_close(w_k, w_r, max_step=2 * 3 * max(sc.lr, sc.step_size))
-        for s_k, s_r in zip(states_k, states_r, strict=True):
-            assert rel_err(s_k, s_r) <= 1e-5
+        max_step = 2 * 3 * max(sc.lr, sc.step_size)
+        (w_r, states_r), (w_lo, states_lo), (w_c, states_c) = runs.values()
+        assert_step_close(w_k, w_r, w_lo, max_step)
+        assert_kernels_agree(w_k, w_c, max_step)
+        for s_k, s_r, s_lo, s_c in zip(states_k, states_r, states_lo, states_c, strict=True):
+            assert_step_close(s_k, s_r, s_lo, max_step=float("inf"))
+            assert_kernels_agree(s_k, s_c, max_step=float("inf"))
         # Every tile was stepped (a tile the persistent walk skipped would keep w0).
         assert (w_k != w0.to(device)).float().mean().item() > 0.99
 
@@ -110,33 +125,72 @@ def test_fp32_weights_match_reference(
 @pytest.mark.parametrize("stochastic", [False, True], ids=["nearest", "stochastic"])
 def test_bf16_weights_match_reference(device: str, stochastic: bool) -> None:
     """bf16 W (updated in fp32, rounded in the epilogue) equals the reference's rounding: 1 ulp
-    apart on a few elements where the GEMM's summation order crosses a rounding boundary."""
+    apart on a few elements where the GEMM's summation order crosses a rounding boundary; the
+    states within the rule; the classic kernel rounds the same values the same way."""
     need(device)
     g = torch.Generator().manual_seed(seed_for(f"hopper-bf16w-{device}-{stochastic}"))
     for T, N, K in SHAPES[device]:
         w0 = torch.randn(N, K, generator=g).to(device, torch.bfloat16)
         w_k, check = guarded(w0)
-        w_r = w0.clone()
         st_k = [torch.zeros(N, K, device=device) for _ in range(2)]
-        st_r = [torch.zeros(N, K, device=device) for _ in range(2)]
+        runs = {
+            name: (w0.clone(), [torch.zeros(N, K, device=device) for _ in range(2)])
+            for name in ("ref32", "lowp", "classic")
+        }
         for step in (1, 2):
             dy = torch.randn(T, N, generator=g).to(device, torch.bfloat16)
             x = torch.randn(T, K, generator=g).to(device, torch.bfloat16)
             sc = scalars(Rule.ADAMW, step)
-            key = reference.sr_seed_key(7, 3, step)
-            forge_linear_step_hopper_(
-                dy, x, w_k, st_k, Rule.ADAMW, sc, stochastic=stochastic, seed_key=key
-            )
-            reference.forge_linear_step_reference(
-                dy, x, w_r, st_r, Rule.ADAMW, sc, stochastic=stochastic, seed_key=key
-            )
+            kw = {"stochastic": stochastic, "seed_key": reference.sr_seed_key(7, 3, step)}
+            forge_linear_step_hopper_(dy, x, w_k, st_k, Rule.ADAMW, sc, **kw)
+            reference.forge_linear_step_reference(dy, x, *runs["ref32"], Rule.ADAMW, sc, **kw)
+            lowp_step_(dy, x, *runs["lowp"], Rule.ADAMW, sc, **kw)
+            forge_linear_step_(dy, x, *runs["classic"], Rule.ADAMW, sc, tune=False, **kw)
         check()
+        (w_r, st_r), (_, st_lo), (w_c, st_c) = runs.values()
         ulps = bf16_ulps_apart(w_k, w_r)
         assert (ulps > 0).float().mean().item() < 1e-3
         assert (ulps > 1).sum().item() <= 3 + 1e-5 * ulps.numel()
+        assert (bf16_ulps_apart(w_k, w_c) > 0).float().mean().item() < 1e-4
         assert (w_k != w0).float().mean().item() > 0.5
-        for s_k, s_r in zip(st_k, st_r, strict=True):
-            assert rel_err(s_k, s_r) <= 1e-5
+        for s_k, s_r, s_lo, s_c in zip(st_k, st_r, st_lo, st_c, strict=True):
+            assert_step_close(s_k, s_r, s_lo, max_step=float("inf"))
+            assert_kernels_agree(s_k, s_c, max_step=float("inf"))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_rule_rejects_a_step_that_misses_a_token(device: str) -> None:
+    """Negative control of the bound above: a step computed from dy with its last token's row
+    zeroed (the tail-tile bug) fails the rule at the largest T, and fails the agreement with
+    the classic kernel, while the true step passes both."""
+    need(device)
+    g = torch.Generator().manual_seed(seed_for(f"hopper-negative-{device}"))
+    T, N, K = SHAPES[device][-1]
+    dy = torch.randn(T, N, generator=g).to(device, torch.bfloat16)
+    x = torch.randn(T, K, generator=g).to(device, torch.bfloat16)
+    dy_bad = dy.clone()
+    dy_bad[-1] = 0
+    w0 = torch.randn(N, K, generator=g).to(device)
+    m0 = torch.rand(N, K, generator=g).to(device) * 1e-2
+    v0 = torch.rand(N, K, generator=g).to(device) * 1e-4
+    sc = scalars(Rule.ADAMW, 5)
+
+    def run(step_fn, dy_used):
+        w, m, v = w0.clone(), m0.clone(), v0.clone()
+        step_fn(dy_used, x, w, [m, v], Rule.ADAMW, sc)
+        return [w, m, v]
+
+    ref32 = run(reference.forge_linear_step_reference, dy)
+    lowp = run(lowp_step_, dy)
+    classic = run(lambda *a: forge_linear_step_(*a, tune=False), dy)
+    good = run(forge_linear_step_hopper_, dy)
+    bad = run(forge_linear_step_hopper_, dy_bad)
+    assert within_rule(good, ref32, lowp)
+    assert not within_rule(bad, ref32, lowp)
+    for s_good, s_bad, s_c in zip(good[1:], bad[1:], classic[1:], strict=True):
+        assert_kernels_agree(s_good, s_c, max_step=float("inf"))
+        with pytest.raises(AssertionError):
+            assert_kernels_agree(s_bad, s_c, max_step=float("inf"))
 
 
 @pytest.mark.parametrize("device", DEVICES)
