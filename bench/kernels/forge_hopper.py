@@ -308,6 +308,8 @@ def main() -> int:
             log("--cpu-smoke needs TRITON_INTERPRET=1")
             return 2
         dev = torch.device("cpu")
+        if args.width == ap.get_default("width"):  # interpreter-sized unless asked otherwise
+            args.width, args.tokens, args.rounds, args.top = 64, [48, 32], 3, 1
     elif torch.cuda.is_available():
         dev = torch.device("cuda")
     else:
