@@ -106,6 +106,7 @@ class _Slot:
         self.uses = 0  # forwards with grad since the last step()/zero_grad()
         self.updated = False  # fused update done since the last step()
         self.op_id = ops.register_slot(self)  # names this slot inside a torch.compile'd graph
+        self.update_token = ops.update_token(self.param)  # its update's mark there (ops.py)
 
     @property
     def module(self) -> nn.Linear:
@@ -119,7 +120,7 @@ class _Slot:
         if self._opt() is None:  # the optimizer is gone: a plain linear layer again
             return F.linear(x, module.weight, module.bias)
         if torch.compiler.is_compiling():  # torch.compile: the registered ops (ops.py)
-            return ops.compiled_linear(x, module.weight, module.bias, self.op_id)
+            return ops.compiled_linear(x, module.weight, module.bias, self.update_token, self.op_id)
         if module.weight is not self.param:
             raise RuntimeError(
                 f"FORGE: {self.name}.weight was replaced after the optimizer took it"
