@@ -172,6 +172,41 @@ def test_full_tiles_are_immutable_and_bad_tile_paths_are_problems(seeded: TestCl
     assert_problem(seeded.get("/log/tile/zz/000"), 404, "no_such_tile")
 
 
+def test_a_batch_answer_proves_each_event_against_its_checkpoint(seeded: TestClient) -> None:
+    """Issue 15: a batch's results carry each event's inclusion proof, as a single submission's
+    does, against the checkpoint the answer gives once; those stored before (duplicates) too."""
+    subject = seed_number("004")
+    key = new_key()
+    first = _submit(seeded, subject, 1, None, key)["event"]  # in the log before the batch
+    batch, prev = [first], first["event_id"]
+    for seq in range(2, 40):
+        batch.append(signed_event(key, subject, seq=seq, prev=prev))
+        prev = batch[-1]["event_id"]
+    r = seeded.post("/api/events", json=batch)
+    assert r.status_code == 201, r.text
+    answer = r.json()
+    origin = seeded.get("/log").json()["origin"]
+    checkpoint, _ = note.open_checkpoint(
+        answer["log"]["checkpoint"], note.Verifier(origin, _key(seeded)), origin
+    )
+    assert checkpoint.size == answer["log"]["tree_size"] == _checkpoint(seeded).size
+    assert [x["status"] for x in answer["results"]] == ["duplicate"] + ["created"] * 38
+    for event, result in zip(batch, answer["results"], strict=True):
+        leaf = hashlib.sha256(b"\x00" + canonical_json(event)).digest()
+        proof = [base64.b64decode(p) for p in result["log"]["inclusion_proof"]]
+        tlog.verify_inclusion(
+            result["log"]["leaf_index"], checkpoint.size, leaf, proof, checkpoint.root
+        )
+    served = seeded.get(
+        "/log/proof/inclusion",
+        params={
+            "leaf_index": answer["results"][7]["log"]["leaf_index"],
+            "tree_size": checkpoint.size,
+        },
+    )
+    assert served.json()["proof"] == answer["results"][7]["log"]["inclusion_proof"]
+
+
 def test_bad_proof_requests_are_problems(seeded: TestClient) -> None:
     size = _checkpoint(seeded).size
     assert_problem(seeded.get("/log/proof/consistency", params={"from": 3, "to": 2}), 400)
