@@ -3,17 +3,20 @@
 
 For each backend:
   1. ingest: `--events` (30,000) signed events about one paper, batches of 500 from 2 clients;
-     events per CPU second of the service against PyNaCl's raw Ed25519 verify rate (target ≥ 0.5);
+     events the service accepted per CPU second of the service, against PyNaCl's raw Ed25519
+     verify rate measured just before and after (target ≥ 0.5);
   2. a stale state.json of that paper (one new event since it was saved): CPU seconds of the
      service for the read (target ≤ 0.5), and the first, full build for reference;
   3. actions: CPU per action on that paper against one with 10 events (target ≤ 2×);
   4. amplification: 40 concurrent `state.json?cb=<random>` reads of the big paper (made stale
-     first) while /healthz is polled: /healthz p99 (target < 100 ms), 5xx count (0), the
-     service's peak RSS (target < 500 MB);
+     first) while /healthz is polled from a separate process: /healthz p99 (target < 100 ms),
+     5xx count (0), the service's peak RSS (target < 500 MB);
   5. `--mixed-seconds` (120) of mixed reads and writes: 5xx count (target 0).
+Each figure is recorded with the machine's load average: on a shared machine, compare ratios
+measured side by side. A bench thread that fails fails the run.
 
     .venv/bin/python bench/registry_load.py [--events 30000] [--mixed-seconds 120]
-        [--backends sqlite,postgresql]
+        [--backends sqlite,postgresql] [--phases state_json,actions,amplification,mixed]
 
 Needs a PostgreSQL server (PITH_TEST_POSTGRES_URL, default postgresql://postgres@127.0.0.1:5432/
 test) for that backend. Prints a table and writes JSON under bench/results/.
