@@ -136,7 +136,16 @@ def _pick_config(
         tune = weight.device.type == "cuda" and N * K >= AUTOTUNE_MIN_ELEMENTS and not ieee
     if not tune:
         return ieee_config() if ieee else default_config()
-    key = (_bucket(T), _bucket(N * K), dy.dtype, weight.dtype, int(rule), w_old_out is not None)
+    replayed = scalars is not None  # a capturable step: no host time per launch once captured
+    key = (
+        _bucket(T),
+        _bucket(N * K),
+        dy.dtype,
+        weight.dtype,
+        int(rule),
+        w_old_out is not None,
+        replayed,
+    )
 
     def launch(cfg: triton.Config, scratch: Sequence[torch.Tensor]) -> None:
         w_s, *st_s = scratch[: 1 + len(states)]
@@ -145,7 +154,8 @@ def _pick_config(
 
     inplace = [weight, *states] + ([w_old_out] if w_old_out is not None else [])
     candidates = autotune_configs()
-    if hopper.hopper_eligible(T, N, K, dy.dtype, dy.device) and hopper.operands_fit(dy, x):
+    eligible = hopper.hopper_eligible(T, N, K, dy.dtype, dy.device, replayed=replayed)
+    if eligible and hopper.operands_fit(dy, x):
         candidates = candidates + hopper.configs()  # F2 hook: large T, timed like the others
     return TUNER.choose(key, candidates, launch, inplace)
 

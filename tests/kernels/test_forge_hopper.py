@@ -341,6 +341,13 @@ def test_not_eligible_off_hopper_or_for_fp32() -> None:
         assert not hopper.hopper_eligible(big - 1, 4096, 4096, torch.bfloat16, cuda)
         sm90 = torch.cuda.get_device_capability() >= (9, 0)
         assert hopper.hopper_eligible(big, 4096, 4096, torch.bfloat16, cuda) == sm90
+        # a replayed (capturable) step takes it from fewer tokens: no host time per launch
+        small = hopper.MIN_TOKENS_REPLAYED
+        assert small < big
+        bf16 = torch.bfloat16
+        assert not hopper.hopper_eligible(small, 4096, 4096, bf16, cuda)
+        assert hopper.hopper_eligible(small, 4096, 4096, bf16, cuda, replayed=True) == sm90
+        assert not hopper.hopper_eligible(small - 1, 4096, 4096, bf16, cuda, replayed=True)
 
 
 def test_configs_are_distinct_and_fit() -> None:
