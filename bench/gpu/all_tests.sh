@@ -7,6 +7,7 @@
 # Run from the repo root on the GPU machine:  bash bench/gpu/all_tests.sh   (results under $OUT:
 # tests_<paper>.txt, bench_<paper>.txt — at most 8 files come back from a device call)
 # Limits: tests TEST_LIMIT_S (260) wall for all groups together, benches BENCH_LIMIT_S (80) each.
+# BENCHES names the benches to run after the tests (default "fp4 poet chunkft"; empty: none).
 set -o pipefail
 OUT=${OUT:-/tmp/all_tests_out}
 mkdir -p "$OUT"
@@ -46,7 +47,7 @@ for paper in forge sage chunkft fp4 poet; do
   grep -E "^(FAILED|ERROR) " "$OUT/tests_$paper.txt" | head -8 | cut -c1-220
 done
 
-for paper in fp4 poet chunkft; do
+for paper in ${BENCHES-fp4 poet chunkft}; do
   [ -f "bench/kernels/$paper.py" ] || continue
   echo "=== bench $paper ==="
   t1=$(date +%s)
