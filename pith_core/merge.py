@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import defaultdict
 from collections.abc import Iterable
+from operator import itemgetter
 from typing import Any
 
 from .canonical import CanonicalError, canonical_json, canonical_json_prechecked, canonical_sha256
@@ -29,6 +29,9 @@ from .number import record_aliases
 STATE_TYPE = "pith_open_graph_state"
 STATE_VERSION = "1.0"
 MERGE_VERSION = "pith-open-graph-merge-v1"
+
+_BY_ID = itemgetter("event_id")
+_APPLY_ORDER = itemgetter("created_at", "event_id")  # events are applied in this order
 
 # target -> its list under `current` (record and alias are special: see _current)
 STATE_LISTS: dict[str, str] = {
@@ -170,28 +173,35 @@ def merge_sealed(
         if event["signature_b64"] < kept["signature_b64"]:
             valid[event["event_id"]] = event
 
-    by_slot: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    # (signer, seq) slots held by more than one event; only those are sorted (of 100k slots,
+    # sorting all cost more than the grouping)
+    holder: dict[tuple[str, int], dict[str, Any]] = {}
+    shared: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for event in valid.values():
-        by_slot[(event["signer"]["public_key_fingerprint"], event["seq"])].append(event)
+        slot = (event["signer"]["public_key_fingerprint"], event["seq"])
+        first = holder.setdefault(slot, event)
+        if first is not event:
+            shared.setdefault(slot, [first]).append(event)
     equivocations = []
     equivocating: set[str] = set()
-    for (fp, seq), group in sorted(by_slot.items()):
-        if len(group) > 1:
-            group.sort(key=lambda e: e["event_id"])
-            equivocating.update(e["event_id"] for e in group)
-            equivocations.append(
-                {
-                    "signer_fingerprint": fp,
-                    "subject_pith_number": subject,
-                    "seq": seq,
-                    "event_ids": [e["event_id"] for e in group],
-                    "events": group,
-                }
-            )
+    for (fp, seq), group in sorted(shared.items()):
+        group.sort(key=_BY_ID)
+        equivocating.update(e["event_id"] for e in group)
+        equivocations.append(
+            {
+                "signer_fingerprint": fp,
+                "subject_pith_number": subject,
+                "seq": seq,
+                "event_ids": [e["event_id"] for e in group],
+                "events": group,
+            }
+        )
 
     applied = sorted(
-        (e for eid, e in valid.items() if eid not in equivocating),
-        key=lambda e: (e["created_at"], e["event_id"]),
+        (e for eid, e in valid.items() if eid not in equivocating)
+        if equivocating
+        else valid.values(),
+        key=_APPLY_ORDER,
     )
     state: dict[str, Any] = {
         "state_type": STATE_TYPE,
