@@ -48,6 +48,8 @@ EVENT_TYPES: dict[str, str] = {
 TARGET_OF_EVENT_TYPE = {v: k for k, v in EVENT_TYPES.items()}
 REGISTRY_ONLY_TARGETS = frozenset({"record", "graph", "alias"})
 REPLICATION_VERDICTS = frozenset({"replicated", "not_replicated", "inconclusive", "error"})
+# written once: _require's detail is built for every event, failing or not
+_VERDICT_DETAIL = f"replication payload verdict must be one of {sorted(REPLICATION_VERDICTS)}"
 
 SIGNED_FIELDS = frozenset(
     {
@@ -169,7 +171,7 @@ def _check_payload(target: str, subject: str, payload: Mapping[str, Any]) -> Non
         _require(
             payload.get("verdict") in REPLICATION_VERDICTS,
             "bad_payload",
-            f"replication payload verdict must be one of {sorted(REPLICATION_VERDICTS)}",
+            _VERDICT_DETAIL,
         )
 
 
