@@ -61,10 +61,14 @@ SPEC = ClaimSpec(
         ),
         CheckSpec(
             "exact_one_chunk_vs_torch_adamw",
-            "exact_one_chunk_vs_torch_adamw_update_rel_err",
+            "exact_one_chunk_vs_torch_adamw_bound_ratio",
             "<=",
-            1e-5,
-            description="worst norm-wise error of a weight's update against torch.optim.AdamW",
+            1.0,
+            description=(
+                "worst norm-wise error of a weight's update against torch.optim.AdamW run in "
+                "float64, over 2x torch AdamW's own fp32 error of it + 1e-6 (KERNELS.md's "
+                "rule): at most 1"
+            ),
         ),
         CheckSpec(
             "exact_four_chunks_slice_grad_rel_err",
