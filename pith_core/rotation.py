@@ -216,6 +216,29 @@ def key_history(first_key: bytes, rotations: Sequence[Mapping[str, Any]]) -> lis
     return windows
 
 
+def pinned_windows(pinned: Sequence[bytes], statements: Sequence[Any]) -> list[KeyWindow]:
+    """The windows a client judges a log's checkpoints by: the key history the signed
+    `statements` give from the first of its `pinned` keys they retire (so a rotation it can
+    check extends its trust to the new key, and a retired or revoked key signs nothing past
+    its window), and every other pinned key as it pinned it, without a window.
+    RotationError when the statements do not chain."""
+    pinned_hex = {k.hex() for k in pinned}
+    start = next(
+        (
+            bytes.fromhex(s["old_public_key_hex"])
+            for s in statements
+            if isinstance(s, Mapping) and s.get("old_public_key_hex") in pinned_hex
+        ),
+        None,
+    )
+    windows = key_history(start, statements) if start is not None else []
+    held = {w.public_key for w in windows}
+    windows += [
+        KeyWindow(k, "", None, None, 0, None) for k in dict.fromkeys(pinned) if k not in held
+    ]
+    return windows
+
+
 def window_of(windows: Sequence[KeyWindow], public_key: bytes) -> KeyWindow | None:
     for w in windows:
         if w.public_key == public_key:

@@ -28,6 +28,24 @@ def _keys(hexes: list[str] | None, client: Any) -> list[bytes]:
     return [key]
 
 
+def _rotations(args: argparse.Namespace, command: str) -> list[Any] | None:
+    """The rotation statements of --rotations FILE (a key document or a list of statements);
+    None without it (then the registry's own). SystemExit(2) when the file is not one."""
+    path = getattr(args, "rotations", None)
+    if path is None:
+        return None
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        print(f"{command}: --rotations: {e}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from e
+    statements = doc.get("rotations", []) if isinstance(doc, dict) else doc
+    if not isinstance(statements, list):
+        print(f"{command}: --rotations: not a list of rotation statements", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+    return statements
+
+
 def cmd_fsck(args: argparse.Namespace) -> int:
     import httpx
 
@@ -109,13 +127,20 @@ def cmd_witness(args: argparse.Namespace) -> int:
     if args.url == "serve":
         return cmd_witness_serve(args)
     pair = load_key(args.key)
+    rotations = _rotations(args, "pith witness")
     rounds = 0
     with httpx.Client(base_url=args.url.rstrip("/"), timeout=30) as client:
         keys = _keys(args.key_hex, client)
         while True:
             try:
                 result = witness_once(
-                    client, keys, args.name, pair.signing_key, args.state, int(time.time())
+                    client,
+                    keys,
+                    args.name,
+                    pair.signing_key,
+                    args.state,
+                    int(time.time()),
+                    rotations,
                 )
             except SplitView as e:
                 print(json.dumps(e.evidence, indent=1))
@@ -144,9 +169,11 @@ def cmd_mirror_pull(args: argparse.Namespace) -> int:
     except NoteError as e:
         print(f"pith mirror pull: --witness: {e}", file=sys.stderr)
         return EXIT_USAGE
+    rotations = _rotations(args, "pith mirror pull")
     with httpx.Client(base_url=args.url.rstrip("/"), timeout=60) as client:
         try:
-            result = pull(client, args.dir, _keys(args.key, client), witnesses, args.quorum)
+            keys = _keys(args.key, client)
+            result = pull(client, args.dir, keys, witnesses, args.quorum, rotations)
         except SplitView as e:
             print(json.dumps(e.evidence, indent=1))
             print(f"pith mirror pull: split view, nothing written: {e}", file=sys.stderr)
@@ -216,6 +243,14 @@ def register(subparsers: Any) -> None:
         help="cosignatures a checkpoint needs before the mirror publishes it (default: the "
         "registry's own quorum); never an unwitnessed checkpoint when above 0",
     )
+    mp.add_argument(
+        "--rotations",
+        type=Path,
+        metavar="FILE",
+        help="key rotations checkpoints are judged by (a registry's pith-signing-key.json or a "
+        "JSON list of signed statements; default: those the registry publishes): a checkpoint "
+        "signed by a retired or revoked key past its window is refused",
+    )
     mp.set_defaults(func=cmd_mirror_pull)
 
     w = subparsers.add_parser(
@@ -243,4 +278,12 @@ def register(subparsers: Any) -> None:
     )
     w.add_argument("--host", default="127.0.0.1", help="serve: the address to listen on")
     w.add_argument("--port", type=int, default=8100, help="serve: the port to listen on")
+    w.add_argument(
+        "--rotations",
+        type=Path,
+        metavar="FILE",
+        help="key rotations checkpoints are judged by (a registry's pith-signing-key.json or a "
+        "JSON list of signed statements; default: those the registry publishes): a checkpoint "
+        "signed by a retired or revoked key past its window is refused",
+    )
     w.set_defaults(func=cmd_witness)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,16 +15,23 @@ import httpx
 from nacl.signing import SigningKey
 
 from pith_core import note, tiles, tlog
+from pith_core.errors import PithError
 from pith_core.logcheck import (
     LogCheckError,
     check_consistency,
+    checkpoint_signer,
     open_signed_checkpoint,
     split_view_evidence,
 )
+from pith_core.rotation import KeyWindow, pinned_windows
 
 
 class LogClientError(Exception):
     """The log served something that does not hold (the message says what)."""
+
+
+class OutsideKeyWindow(LogClientError):
+    """A checkpoint signed by a registry key past its rotation window (retired or revoked)."""
 
 
 @dataclass
@@ -50,10 +58,74 @@ def registry_key(client: httpx.Client) -> bytes:
     return bytes.fromhex(_get(client, "/pith-signing-key.json").json()["public_key_hex"])
 
 
+def key_document(client: httpx.Client) -> dict[str, Any]:
+    """The registry's `/pith-signing-key.json` (empty from a static copy, which serves none)."""
+    r = client.get("/pith-signing-key.json")
+    try:
+        doc = r.json() if r.status_code == 200 else {}
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def rotation_windows(
+    client: httpx.Client, keys: list[bytes], statements: Sequence[Any] | None = None
+) -> list[KeyWindow]:
+    """The windows checkpoints are judged by: the rotations (`statements`, by default those the
+    registry publishes in its key document) chained from the pinned `keys`. A registry can only
+    publish rotations its pinned key signed, so it cannot widen what the client trusts past
+    them; a client that learned of a revocation elsewhere passes it as `statements`."""
+    if statements is None:
+        statements = key_document(client).get("rotations") or []
+    if not isinstance(statements, list):
+        raise LogClientError("the registry's `rotations` is not a list of rotation statements")
+    try:
+        return pinned_windows(keys, statements)
+    except (PithError, AttributeError, KeyError, TypeError, ValueError) as e:
+        raise LogClientError(f"the key rotations do not chain from the pinned key: {e}") from e
+
+
+def refuse_outside_window(raw: str, checkpoint: note.Checkpoint, windows: list[KeyWindow]) -> None:
+    """OutsideKeyWindow unless a key whose window holds the checkpoint's tree size signed it (a
+    retired key signs no larger tree than its rotation names; a revoked one none past the last
+    size known good)."""
+    if checkpoint_signer(raw, checkpoint.origin, windows) is not None:
+        return
+    signers = []
+    for w in windows:
+        try:
+            open_signed_checkpoint(raw, checkpoint.origin, [w.public_key])
+        except LogCheckError:
+            continue
+        signers.append(w)
+    if not signers:
+        raise OutsideKeyWindow(f"the checkpoint of tree size {checkpoint.size} is signed by no key "
+                             "of the registry's key history")  # fmt: skip
+    w = signers[0]
+    name = w.key_id or w.public_key.hex()[:16] + "…"
+    state = "revoked" if w.revoked else "retired"
+    raise OutsideKeyWindow(
+        f"the checkpoint of tree size {checkpoint.size} is signed by registry key {name}, "
+        f"{state}: it signs only checkpoints of tree sizes {w.checkpoints_after} to "
+        f"{w.checkpoints_through}; refused"
+    )
+
+
+def trusted_keys(keys: list[bytes], windows: list[KeyWindow] | None) -> list[bytes]:
+    """The pinned keys and the keys their rotations hand over to."""
+    extra = [w.public_key for w in windows or () if w.public_key not in keys]
+    return [*keys, *extra]
+
+
 def fetch_checkpoint(
-    client: httpx.Client, keys: list[bytes], *, unwitnessed: bool = True
+    client: httpx.Client,
+    keys: list[bytes],
+    *,
+    unwitnessed: bool = True,
+    windows: list[KeyWindow] | None = None,
 ) -> tuple[note.Checkpoint, str]:
-    """The log's latest checkpoint (the one witnesses follow, by default), signature checked.
+    """The log's latest checkpoint (the one witnesses follow, by default), signature checked,
+    and with `windows` (rotation_windows), signed by a key whose window holds its tree size.
     The origin is the note's first line: the signature binds it (it is the key's name), and a
     static copy of the log (a mirror) serves no `/log` document."""
     path = "/log/checkpoint/unwitnessed" if unwitnessed else "/log/checkpoint"
@@ -65,15 +137,17 @@ def fetch_checkpoint(
     raw = r.text
     origin = raw.split("\n", 1)[0]
     try:
-        checkpoint, _ = open_signed_checkpoint(raw, origin, keys)
+        checkpoint, _ = open_signed_checkpoint(raw, origin, trusted_keys(keys, windows))
     except LogCheckError as e:
         raise LogClientError(str(e)) from e
+    if windows is not None:
+        refuse_outside_window(raw, checkpoint, windows)
     return checkpoint, raw
 
 
 def fsck(client: httpx.Client, keys: list[bytes]) -> FsckReport:
     """Fetch every entry bundle and hash tile of the checkpoint's tree; recompute them."""
-    checkpoint, _ = fetch_checkpoint(client, keys)
+    checkpoint, _ = fetch_checkpoint(client, keys, windows=rotation_windows(client, keys))
     report = FsckReport(
         checkpoint.origin, checkpoint.size, base64.b64encode(checkpoint.root).decode()
     )
@@ -137,10 +211,15 @@ def witness_once(
     key: SigningKey,
     state_path: Path,
     timestamp: int,
+    rotations: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     """One witness round: fetch, check against the last checkpoint seen, cosign, submit, save.
-    Raises SplitView (with the evidence) when the new checkpoint does not extend the old."""
-    checkpoint, raw = fetch_checkpoint(client, log_keys)
+    Raises SplitView (with the evidence) when the new checkpoint does not extend the old, and
+    LogClientError when a key signed it outside its rotation window (`rotations`: by default
+    the registry's own, chained from `log_keys`)."""
+    windows = rotation_windows(client, log_keys, rotations)
+    log_keys = trusted_keys(log_keys, windows)
+    checkpoint, raw = fetch_checkpoint(client, log_keys, windows=windows)
     last = WitnessState.load(state_path)
     if last is not None:
         proof: list[str] = []

@@ -27,9 +27,19 @@ from pith_core.keys import fingerprint
 from pith_core.logcheck import LogCheckError, check_consistency, split_view_evidence
 from pith_core.merge import merge
 from pith_core.number import pith_number
+from pith_core.rotation import KeyWindow
 from pith_core.verify import verify_document
 
-from .client import LogClientError, SplitView, _get, fetch_checkpoint
+from .client import (
+    LogClientError,
+    OutsideKeyWindow,
+    SplitView,
+    _get,
+    fetch_checkpoint,
+    key_document,
+    rotation_windows,
+    trusted_keys,
+)
 
 
 def _suffix(subject: str) -> str:
@@ -84,8 +94,7 @@ def _verify_entries(entries: Iterable[bytes], pins: frozenset[str]) -> list[dict
 def witness_policy(client: httpx.Client) -> tuple[list[note.Verifier], int]:
     """The witnesses and quorum the registry says its checkpoints need (its key document's
     `transparency_log`); none from a static copy, which serves no such document."""
-    r = client.get("/pith-signing-key.json")
-    entry = r.json().get("transparency_log") if r.status_code == 200 else None
+    entry = key_document(client).get("transparency_log")
     if not isinstance(entry, dict):
         return [], 0
     try:
@@ -96,16 +105,23 @@ def witness_policy(client: httpx.Client) -> tuple[list[note.Verifier], int]:
 
 
 def _checkpoint_to_publish(
-    client: httpx.Client, keys: list[bytes], witnesses: list[note.Verifier], quorum: int
+    client: httpx.Client,
+    keys: list[bytes],
+    witnesses: list[note.Verifier],
+    quorum: int,
+    windows: list[KeyWindow],
 ) -> tuple[note.Checkpoint, str]:
-    """The checkpoint this pull may publish: with a quorum, only the registry's witnessed one,
-    carrying `quorum` valid cosignatures of `witnesses` (never the unwitnessed one)."""
+    """The checkpoint this pull may publish: signed by a key whose rotation window holds its
+    tree size, and with a quorum, only the registry's witnessed one, carrying `quorum` valid
+    cosignatures of `witnesses` (never the unwitnessed one)."""
     if quorum <= 0:
         try:
-            return fetch_checkpoint(client, keys, unwitnessed=False)
+            return fetch_checkpoint(client, keys, unwitnessed=False, windows=windows)
+        except OutsideKeyWindow:
+            raise  # a key signed past its window: no way round that
         except LogClientError:
-            return fetch_checkpoint(client, keys, unwitnessed=True)
-    checkpoint, raw = fetch_checkpoint(client, keys, unwitnessed=False)
+            return fetch_checkpoint(client, keys, unwitnessed=True, windows=windows)
+    checkpoint, raw = fetch_checkpoint(client, keys, unwitnessed=False, windows=windows)
     cosigners = note.count_cosigners(note.parse_note(raw), witnesses)
     if len(cosigners) < quorum:
         raise LogClientError(
@@ -121,15 +137,20 @@ def pull(
     keys: list[bytes],
     witnesses: list[note.Verifier] | None = None,
     quorum: int | None = None,
+    rotations: list[Any] | None = None,
 ) -> dict[str, Any]:
     """One pull; raises SplitView when the registry's log does not extend the mirror's copy,
-    LogClientError when what it serves does not verify. Nothing is written unless all holds.
-    Witnesses and quorum default to what the registry requires of its own checkpoints."""
+    LogClientError when what it serves does not verify (a checkpoint signed by a retired or
+    revoked key past its window included). Nothing is written unless all holds.
+    Witnesses and quorum default to what the registry requires of its own checkpoints, the key
+    rotations to those it publishes (chained from the pinned `keys`)."""
     if witnesses is None or quorum is None:
         asked_witnesses, asked_quorum = witness_policy(client)
         witnesses = asked_witnesses if witnesses is None else witnesses
         quorum = asked_quorum if quorum is None else quorum
-    checkpoint, raw = _checkpoint_to_publish(client, keys, witnesses, quorum)
+    windows = rotation_windows(client, keys, rotations)
+    keys = trusted_keys(keys, windows)
+    checkpoint, raw = _checkpoint_to_publish(client, keys, witnesses, quorum, windows)
     held_path = root / "log" / "checkpoint"
     held_size = 0
     if held_path.exists():
