@@ -33,7 +33,8 @@ from ..registry.service import RegistryIdentity
 from ..settings import Settings
 from .rfc3161 import Anchored, Authority, TokenRefused, verify_token
 
-MEMO_ENTRIES = 65_536
+MEMO_ENTRIES = 65_536  # anchor checks kept per policy (least recently used dropped first)
+POLICIES_KEPT = 16  # policies of distinct settings kept per process
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class TrustPolicy:
     predate_margin_seconds: int
     log: LogSigner | None = field(default=None, compare=False)  # with a witness quorum only
     retired: Mapping[str, KeyWindow] = field(default_factory=dict, compare=False)
+    memo_entries: int = field(default=MEMO_ENTRIES, compare=False)
     _memo: OrderedDict[tuple[str, str], AnchorCheck] = field(
         default_factory=OrderedDict, compare=False, repr=False
     )
@@ -86,16 +88,18 @@ class TrustPolicy:
         }
 
     def anchor(self, entry: Mapping[str, Any], canonical_sha256: str) -> AnchorCheck:
-        """Whether a timestamp_anchor entry proves the record existed (memoised by event id)."""
+        """Whether a timestamp_anchor entry proves the record existed (memoised by event id in
+        a least-recently-used set of `memo_entries`: a token is verified once while in use)."""
         key = (entry["event_id"], canonical_sha256)
         with self._lock:
             hit = self._memo.get(key)
-        if hit is not None:
-            return hit
+            if hit is not None:
+                self._memo.move_to_end(key)
+                return hit
         result = self._check_anchor(entry["payload"], canonical_sha256)
         with self._lock:
             self._memo[key] = result
-            while len(self._memo) > MEMO_ENTRIES:
+            while len(self._memo) > self.memo_entries:
                 self._memo.popitem(last=False)
         return result
 
@@ -136,12 +140,13 @@ class TrustPolicy:
         return signed_by_registry and entry["payload"].get("strength") == "strong"
 
 
-_POLICIES: dict[str, TrustPolicy] = {}
+_POLICIES: OrderedDict[str, TrustPolicy] = OrderedDict()
 _POLICIES_LOCK = threading.Lock()
 
 
 def policy_for(settings: Settings, identity: RegistryIdentity) -> TrustPolicy:
-    """The policy of these settings, built once per process (certificates read once)."""
+    """The policy of these settings, built once per process (certificates read once); the
+    `POLICIES_KEPT` most recently used are kept."""
     key = hashlib.sha256(
         repr(
             (
@@ -159,4 +164,7 @@ def policy_for(settings: Settings, identity: RegistryIdentity) -> TrustPolicy:
         policy = _POLICIES.get(key)
         if policy is None:
             policy = _POLICIES[key] = TrustPolicy.from_settings(settings, identity)
+            while len(_POLICIES) > POLICIES_KEPT:
+                _POLICIES.popitem(last=False)
+        _POLICIES.move_to_end(key)
         return policy
