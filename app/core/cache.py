@@ -11,6 +11,12 @@ app declares, in a canonical order, and the representation), so a pure ASGI midd
 a hit before FastAPI's routing and dependency machinery runs, and `?cb=<random>` cannot bypass it;
 a miss goes on to the route, which renders and stores the entry. The cache is a least recently
 used set bounded in bytes (`max_bytes`); an entry larger than a quarter of it is not kept.
+
+Some answers change without a new event (a witness cosignature makes a record anchored):
+`watch` names a mark read with the head, whose change drops every entry, and `invalidate` drops
+them at once after this worker stored such a thing. An entry is kept only if no invalidation
+happened since its thread last looked the key up (which precedes the build), so an answer built
+before the change is never kept after it.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from .negotiation import variant
 MAX_ENTRIES = 20_000
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 ResponseKey = tuple[str, bytes, str]
+_UNREAD = object()  # the watched mark before its first read
 # Per app object, weakly: an id() key outlives its app and a later app can reuse the id.
 _QUERY_NAMES: weakref.WeakKeyDictionary[Any, frozenset[str] | None] = weakref.WeakKeyDictionary()
 
@@ -114,6 +121,10 @@ class ReadCache:
         self._bytes = 0
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
+        self._watch: Callable[[], Hashable] | None = None
+        self._mark: Hashable = _UNREAD
+        self._epoch = 0  # invalidations so far
+        self._seen = threading.local()  # the epoch as this thread's last lookup saw it
 
     @property
     def size_bytes(self) -> int:
@@ -124,7 +135,25 @@ class ReadCache:
         """The log head as last seen, re-read when older than `ttl`."""
         if self._clock() - self._checked >= self.ttl:
             self.advance(self._read_head())
+            if self._watch is not None:
+                mark = self._watch()
+                if mark != self._mark:
+                    self._mark = mark
+                    self.invalidate()
         return self._head
+
+    def watch(self, mark: Callable[[], Hashable]) -> None:
+        """Also drop every entry when `mark()`, read with the head, changes (first read at the
+        next refresh: the database may not be ready yet)."""
+        self._watch = mark
+        self._checked = float("-inf")
+
+    def invalidate(self) -> None:
+        """Drop every entry: something answers show changed without a new event."""
+        with self._lock:
+            self._epoch += 1
+            self._entries = OrderedDict()
+            self._bytes = 0
 
     def advance(self, head: int) -> None:
         """Move to `head` (never back); entries built before it are dropped."""
@@ -140,6 +169,7 @@ class ReadCache:
             return None
         self.head  # noqa: B018 (refreshes the head when due)
         with self._lock:
+            self._seen.epoch = self._epoch
             value = self._entries.get(key)
             if value is not None:
                 self._entries.move_to_end(key)
@@ -162,7 +192,7 @@ class ReadCache:
         if built_at_head > self._head:
             self.advance(built_at_head)
         with self._lock:
-            if built_at_head != self._head:
+            if built_at_head != self._head or getattr(self._seen, "epoch", 0) != self._epoch:
                 return
             old = self._entries.pop(key, None)
             if old is not None:

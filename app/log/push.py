@@ -3,17 +3,23 @@ witness last cosigned, it POSTs `add-checkpoint` (the witness's size, the consis
 there, the signed checkpoint) and keeps the cosignature it gets back, as a witness's POST to
 /log/cosignature would be kept. A background task of each worker does it every
 PITH_LOG_WITNESS_PUSH_SECONDS; two workers pushing one checkpoint is harmless (the witness
-answers 409 with its size to the second, which then asks again from there)."""
+answers 409 with its size to the second, which then asks again from there).
+
+A cosignature changes what pages say (a record under a witnessed checkpoint is anchored) without
+a new event, so `install` also has each worker's read cache watch the cosignatures: their count,
+read with the log head, drops cached answers when it moves (another worker's, or a pull
+witness's POST), and a cosignature this worker keeps drops them at once."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
+from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
 from pith_core.logcheck import SIZE_MEDIA_TYPE, add_checkpoint_body
@@ -21,6 +27,7 @@ from pith_core.logcheck import SIZE_MEDIA_TYPE, add_checkpoint_body
 from ..core.problems import Problem
 from ..storage.engine import Database
 from . import service
+from .models import LogCosignature
 from .repository import LogRepository
 
 LOG = logging.getLogger("pith.log.push")
@@ -31,9 +38,11 @@ def push_once(
     signer: service.LogSigner,
     urls: Mapping[str, str],
     client: httpx.Client,
+    on_cosigned: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
     """One round: each configured witness with a URL that has not cosigned the current tree
-    is asked to; witness name → what happened."""
+    is asked to; witness name → what happened. `on_cosigned` runs after each cosignature is
+    kept (the read cache's invalidation)."""
     with db.read() as session:
         size, _, checkpoint = service.current_checkpoint(session, signer)
         known = LogRepository(session).last_cosigned_sizes([w.name for w in signer.witnesses])
@@ -45,6 +54,8 @@ def push_once(
         try:
             out[witness.name] = _push(db, signer, url, client, known.get(witness.name, 0), size,
                                       checkpoint)  # fmt: skip
+            if out[witness.name].get("status") == 200:
+                on_cosigned()
         except (httpx.HTTPError, Problem, ValueError) as e:
             out[witness.name] = {"error": str(e)}
     return out
@@ -82,9 +93,15 @@ class WitnessPusher:
     """The background task: a round every `interval` seconds while the app runs."""
 
     def __init__(
-        self, db: Database, signer: service.LogSigner, urls: Mapping[str, str], interval: float
+        self,
+        db: Database,
+        signer: service.LogSigner,
+        urls: Mapping[str, str],
+        interval: float,
+        on_cosigned: Callable[[], None] = lambda: None,
     ) -> None:
         self.db, self.signer, self.urls, self.interval = db, signer, dict(urls), interval
+        self.on_cosigned = on_cosigned
         self.client = httpx.Client(timeout=10)
         self.task: asyncio.Task[None] | None = None
 
@@ -102,7 +119,7 @@ class WitnessPusher:
         while True:
             try:
                 done = await run_in_threadpool(
-                    push_once, self.db, self.signer, self.urls, self.client
+                    push_once, self.db, self.signer, self.urls, self.client, self.on_cosigned
                 )
                 for name, result in done.items():
                     if "error" in result:
@@ -112,10 +129,23 @@ class WitnessPusher:
             await asyncio.sleep(self.interval)
 
 
+def cosignature_count(db: Database) -> int:
+    """How many cosignatures the log holds: it grows with each one kept (none is removed)."""
+    with db.read() as session:
+        return int(session.scalar(select(func.count()).select_from(LogCosignature)) or 0)
+
+
 def install(app: Any, db: Database, signer: service.LogSigner, settings: Any) -> None:
-    """Run a WitnessPusher with the app when PITH_LOG_WITNESS_URLS names any witness."""
+    """With witnesses configured, the read cache watches the cosignatures; a WitnessPusher runs
+    with the app when PITH_LOG_WITNESS_URLS names any witness."""
+    if not signer.witnesses:
+        return
+    cache = app.state.ctx.cache
+    cache.watch(lambda: cosignature_count(db))
     if not settings.log_witness_urls:
         return
-    pusher = WitnessPusher(db, signer, settings.log_witness_urls, settings.log_witness_push_seconds)
+    pusher = WitnessPusher(
+        db, signer, settings.log_witness_urls, settings.log_witness_push_seconds, cache.invalidate
+    )
     app.router.on_startup.append(pusher.start)
     app.router.on_shutdown.append(pusher.stop)

@@ -196,6 +196,7 @@ async def cosignature(request: Request) -> Response:
             raise Problem(400, "bad_note", "a note is UTF-8 text") from e
         with ctx.write() as session:
             result = service.add_cosignature(session, signer, text)
+        ctx.cache.invalidate()  # pages may say anchored now: no new event moved the head
         return _json(result)
 
     return await run_in_threadpool(run)

@@ -1,0 +1,108 @@
+"""A witness cosignature changes what pages say (a record under a witnessed checkpoint is
+anchored) without a new event: cached answers must not keep saying "not anchored". The worker
+that keeps the cosignature drops its cached answers at once; another worker within its
+`read_cache_seconds`, as for events; an answer built before the change is never kept after it.
+(In-process registry; both databases.)"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from nacl.signing import SigningKey
+
+from app.core.cache import ReadCache
+from pith_core import note
+
+from .conftest import make_client
+from .helpers import import_seeds, seed_number
+
+SUFFIX = seed_number("000").rsplit(":", 1)[1]
+NAME = "witness.example/w1"
+
+
+def _witnessed(settings: Any, wkey: SigningKey, seconds: float) -> Any:
+    vkey = note.verifier_key(NAME, bytes(wkey.verify_key), note.SIG_COSIGNATURE_V1)
+    return settings.model_copy(
+        update={"log_witnesses": [vkey], "log_witness_quorum": 1, "read_cache_seconds": seconds}
+    )
+
+
+def _cosigned(client: Any, wkey: SigningKey) -> str:
+    raw = client.get("/log/checkpoint/unwitnessed").text
+    return note.add_signatures(raw, [note.cosign(note.parse_note(raw).text, NAME, wkey, 1)])
+
+
+def _anchored(client: Any) -> bool:
+    return bool(client.get(f"/pith/{SUFFIX}.json").json()["verification_status"][
+        "externally_anchored"
+    ])  # fmt: skip
+
+
+def test_a_cosignature_refreshes_this_workers_cached_pages_at_once(
+    settings: Any, database: Any, identity: Any
+) -> None:
+    wkey = SigningKey.generate()
+    configured = _witnessed(settings, wkey, 3600)  # the head is not re-read during the test
+    import_seeds(database, identity)
+    with make_client(configured, database) as client:
+        assert _anchored(client) is False
+        page = client.get(f"/pith/{SUFFIX}").text
+        badge = client.get(f"/pith/{SUFFIX}/badge.svg").text
+        assert client.post("/log/cosignature", content=_cosigned(client, wkey)).status_code == 200
+        assert _anchored(client) is True  # no new event: the cache's head did not move
+        assert client.get(f"/pith/{SUFFIX}").text != page
+        assert "anchored (witnessed log)" in client.get(f"/pith/{SUFFIX}").text
+        assert client.get(f"/pith/{SUFFIX}/badge.svg").text != badge
+
+
+def test_another_workers_cosignature_shows_within_its_read_cache_seconds(
+    settings: Any, database: Any, identity: Any
+) -> None:
+    wkey = SigningKey.generate()
+    import_seeds(database, identity)
+    with (
+        make_client(_witnessed(settings, wkey, 0.3), database) as reader,
+        make_client(_witnessed(settings, wkey, 3600), database) as writer,
+    ):
+        assert _anchored(reader) is False  # cached by the reader
+        assert writer.post("/log/cosignature", content=_cosigned(writer, wkey)).status_code == 200
+        time.sleep(0.4)
+        assert _anchored(reader) is True
+
+
+def test_an_answer_built_before_an_invalidation_is_not_kept_after_it() -> None:
+    cache = ReadCache(lambda: 1, ttl=3600)
+    assert cache.get("k") is None  # the build starts after this lookup …
+    cache.invalidate()  # … a cosignature is kept meanwhile …
+    cache.put("k", object(), 1)  # … the old answer arrives
+    assert cache.get("k") is None
+    fresh = object()
+    cache.put("k", fresh, 1)  # looked up again since: kept
+    assert cache.get("k") is fresh
+    # another thread's invalidation counts too
+    cache.get("j")
+    t = threading.Thread(target=cache.invalidate)
+    t.start()
+    t.join()
+    cache.put("j", object(), 1)
+    assert cache.get("j") is None
+
+
+def test_a_watched_mark_that_moves_drops_the_entries() -> None:
+    mark = [0]
+    now = [0.0]
+    cache = ReadCache(lambda: 1, ttl=1.0, clock=lambda: now[0])
+    cache.watch(lambda: mark[0])
+    cache.get("k")
+    value = object()
+    cache.put("k", value, 1)
+    assert cache.get("k") is value
+    mark[0] = 1
+    assert cache.get("k") is value  # within ttl: not re-read yet
+    now[0] = 2.0
+    assert cache.get("k") is None
+    cache.put("k", value, 1)
+    now[0] = 4.0
+    assert cache.get("k") is value  # re-read, unchanged: kept
