@@ -26,6 +26,9 @@ from replication.claims import CLAIM_MODULES
 
 PHASE_PREFIX = "::phase:: "
 LOG_TAIL_LINES = 20
+# torchrun's variables: a single-process claim run from inside a distributed job must not
+# believe it is one of its ranks (only rank 0 writes the result)
+DISTRIBUTED_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 # the line Python's traceback ends with: a dotted exception class name, then ":" or nothing
 _EXCEPTION_LINE = re.compile(
     r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*(?:Error|Exception|Interrupt|Exit))"
@@ -148,6 +151,9 @@ def run_claim(
     out_file.unlink(missing_ok=True)
     cmd = claim_command(claim_id, profile, out_file, gpus=gpus, python=python)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if gpus <= 1:  # one process: a rank inherited from the worker's own launcher is not its own
+        for name in DISTRIBUTED_ENV:
+            env.pop(name, None)
     started = time.monotonic()
     digest = hashlib.sha256()
     timed_out = cancelled = False

@@ -26,6 +26,20 @@ def test_selftest_claim_runs_and_its_log_digest_matches(tmp_path: Path) -> None:
     assert out.log_sha256 == hashlib.sha256(out.log_path.read_bytes()).hexdigest()
 
 
+def test_a_single_process_claim_ignores_a_rank_it_inherits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker started under a launcher (RANK=1 ...) still gets its one-process claim's result:
+    only rank 0 writes it, and the claim is no rank of the worker's world."""
+    for name, value in (("RANK", "1"), ("LOCAL_RANK", "1"), ("WORLD_SIZE", "2")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29555")
+    out = run_claim("selftest", "smoke", tmp_path, time_limit_s=60, gpus=0)
+    assert out.error is None, out.log_tail
+    assert out.result is not None and out.result["verdict"] == "replicated"
+
+
 def test_a_crash_is_an_outcome_with_its_log(tmp_path: Path) -> None:
     out = run_claim("selftest", "crash", tmp_path, time_limit_s=60)
     assert out.result is None and out.exit_code == 3
