@@ -38,7 +38,7 @@ from pith_core import PithError
 from pith_core.keyfile import load_or_create_key
 from pith_core.keys import KeyPair
 from replication import environment
-from replication.claims import CLAIM_MODULES
+from replication.claims import CLAIM_MODULES, CLAIMS
 from replication.client import JobAPIError, JobClient
 from replication.runner import RunOutcome, run_claim
 from replication.signer import ChainState, record_payload, sign_record
@@ -127,10 +127,15 @@ def keep_log(log_path: Path, log_sha256: str, logs_dir: Path) -> Path | None:
         return None
     logs_dir.mkdir(parents=True, exist_ok=True)
     kept = logs_dir / f"{log_sha256}.log"
-    if not kept.exists():
-        tmp = kept.with_suffix(".tmp")
-        shutil.copyfile(log_path, tmp)
-        os.replace(tmp, kept)
+    if not kept.exists():  # a temporary name of its own: workers may share `logs_dir`
+        fd, tmp = tempfile.mkstemp(dir=logs_dir, prefix=f".{log_sha256}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as out, log_path.open("rb") as src:
+                shutil.copyfileobj(src, out)
+            os.replace(tmp, kept)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return kept
 
 
@@ -183,12 +188,14 @@ class Heartbeat:
 
 
 def job_gpus(job: dict[str, Any]) -> int:
-    """GPUs a leased job needs (a registry older than multi-GPU jobs sends none: one)."""
-    return max(int(job.get("gpus", 1)), 1)
+    """GPUs a leased job needs: 0 for a CPU (smoke) job; a registry older than multi-GPU jobs
+    sends none: one."""
+    return int(job.get("gpus", 1))
 
 
 def run_environment(env: dict[str, str], job: dict[str, Any]) -> dict[str, str]:
-    """The signed record's environment: the machine's, and how many GPUs the run used."""
+    """The signed record's environment: the machine's, and how many GPUs the run used (0 for
+    a CPU job, which still runs as one process)."""
     return {**env, "gpus_used": str(job_gpus(job))}
 
 
@@ -253,6 +260,14 @@ class Worker:
     def run_job(self, job: dict[str, Any], lease: dict[str, Any]) -> None:
         job_id, lease_id = job["job_id"], lease["lease_id"]
         label = f"job {job_id} · {job['claim_id']}/{job['profile']} · {job['pith_number']}"
+        if job_gpus(job) > self.gpus:  # the registry should not lease it: never launch it
+            self.client.release(job_id, lease_id)
+            self.reporter.emit(
+                "released",
+                job=job_id,
+                reason=f"the job needs {job_gpus(job)} GPUs; this worker offers {self.gpus}",
+            )
+            return
         self.reporter.job_started(label)
         workdir: Path | None = None
         try:
@@ -263,12 +278,17 @@ class Worker:
                     job["profile"],
                     workdir,
                     time_limit_s=self.time_limit_s,
-                    gpus=job_gpus(job),
+                    gpus=max(job_gpus(job), 1),  # a CPU job runs as one process
                     on_phase=self.reporter.phase,
                     cancel=beat.cancel,
                 )
             self.reporter.job_finished()  # the spinner off before the events that follow
-            log = keep_log(outcome.log_path, outcome.log_sha256, self.logs_dir)
+            try:
+                log = keep_log(outcome.log_path, outcome.log_sha256, self.logs_dir)
+            except OSError as e:  # a full disk or unwritable --logs must not lose the record
+                print(f"pith-worker: could not keep the claim's log: {e}", file=sys.stderr)
+                self.reporter.emit("log_not_kept", job=job_id, error=str(e))
+                log = None
             if self.stop.is_set():
                 self.client.release(job_id, lease_id)
                 self.reporter.emit("released", job=job_id, reason="worker stopping")
@@ -380,6 +400,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         worker.client.close()
 
 
+def profile_gpus(claim_id: str, profile: str) -> int:
+    """GPUs `claim_id`'s `profile` needs (an unknown profile: one process, so that the claim's
+    own message refuses it)."""
+    try:
+        return CLAIMS[claim_id].gpus_for(profile)
+    except ValueError:
+        return 1
+
+
 def cmd_claim(args: argparse.Namespace) -> int:
     reporter = Reporter(args.json, json_to_stdout=False)  # stdout holds only the summary
     workdir = Path(tempfile.mkdtemp(prefix=f"claim-{args.name}-"))
@@ -390,6 +419,7 @@ def cmd_claim(args: argparse.Namespace) -> int:
             args.profile,
             workdir,
             time_limit_s=args.time_limit,
+            gpus=profile_gpus(args.name, args.profile),
             on_phase=reporter.phase,
         )
         reporter.job_finished()

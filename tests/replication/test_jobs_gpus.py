@@ -139,7 +139,8 @@ def test_the_signed_environment_says_how_many_gpus_the_run_used() -> None:
     env = {"gpu_count": "2", "torch": "2.11.0"}
     assert run_environment(env, {"gpus": 2})["gpus_used"] == "2"
     assert run_environment(env, {})["gpus_used"] == "1"  # an older registry sends no count
-    assert job_gpus({"gpus": 0}) == 1  # a CPU (smoke) job still runs as one process
+    assert run_environment(env, {"gpus": 0})["gpus_used"] == "0"  # a CPU (smoke) job used none
+    assert job_gpus({"gpus": 0}) == 0
     assert env == {"gpu_count": "2", "torch": "2.11.0"}
 
 

@@ -53,6 +53,14 @@ def test_claim_keep_keeps_the_run_directory(tmp_path: Path) -> None:
     assert all(p["elapsed_s"] >= 0 for p in phases)
 
 
+def test_claim_runs_a_profile_across_the_gpus_it_needs(tmp_path: Path) -> None:
+    """selftest's `two_gpus` profile needs two: torchrun starts two processes (no GPU used)."""
+    out = _run(tmp_path, str(WORKER), "claim", "selftest", "--profile", "two_gpus")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["result"]["figures"]["world_size"] == "2"
+
+
 def test_a_failed_claim_reports_its_real_error_and_log_tail(tmp_path: Path) -> None:
     out = _run(tmp_path, str(WORKER), "claim", "selftest", "--profile", "crash")
     assert out.returncode == 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from replication import worker as worker_module
 from replication.signer import ChainState
-from replication.worker import Reporter, Worker
+from replication.worker import Reporter, Worker, keep_log
 from tests.app.helpers import new_key
 from tests.replication.jobs_support import SAGE, job_client, queue, register
 
@@ -124,3 +125,88 @@ def test_the_heartbeat_stops_when_running_the_claim_raises(
     assert len(beats) == seen, "the heartbeat went on after run_job raised"
     assert not [t for t in threading.enumerate() if t.name.startswith("heartbeat-")]
     assert list((tmp_path / "runs").iterdir()) == []
+
+
+def test_a_log_that_cannot_be_kept_still_leaves_a_signed_record(
+    seeded: TestClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    w = _worker(seeded, tmp_path)
+    w.logs_dir.write_text("a file where the logs directory should be")  # mkdir fails
+    leased = _lease(w, seeded, "smoke")
+    w.run_job(leased["job"], leased["lease"])
+    err = capsys.readouterr().err.splitlines()
+    assert any(line.startswith("pith-worker: could not keep the claim's log") for line in err)
+    events = _events("\n".join(line for line in err if line.startswith("{")))
+    assert "File exists" in events["log_not_kept"]["error"]
+    assert events["submitted"]["log"] is None
+    record = _record(seeded, events["submitted"]["event_id"])
+    assert record["payload"]["verdict"] == "replicated"
+    state = seeded.get(f"/api/jobs/{leased['job']['job_id']}").json()["state"]
+    assert state != "leased"
+
+
+def test_two_workers_keeping_the_same_log_at_once_both_succeed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each copies to a temporary name of its own: with one shared name, the second rename of
+    two copies in flight finds its file gone."""
+    log = tmp_path / "claim.log"
+    log.write_bytes(b"the same claim's log\n")
+    digest = hashlib.sha256(log.read_bytes()).hexdigest()
+    both_copied = threading.Barrier(2, timeout=10)
+    real_replace = os.replace
+
+    def replace_together(src: Any, dst: Any) -> None:
+        both_copied.wait()
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace_together)
+    logs = tmp_path / "logs"
+    errors: list[BaseException] = []
+
+    def keep() -> None:
+        try:
+            keep_log(log, digest, logs)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=keep) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert [p.name for p in logs.iterdir()] == [f"{digest}.log"]  # no temporary left behind
+    assert (logs / f"{digest}.log").read_bytes() == log.read_bytes()
+
+
+def test_a_smoke_job_is_signed_as_using_no_gpu(
+    seeded: TestClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    w = _worker(seeded, tmp_path)
+    leased = _lease(w, seeded, "smoke")
+    assert leased["job"]["gpus"] == 0
+    w.run_job(leased["job"], leased["lease"])
+    record = _record(seeded, _events(capsys.readouterr().err)["submitted"]["event_id"])
+    assert record["payload"]["environment"]["gpus_used"] == "0"
+
+
+def test_a_job_needing_more_gpus_than_the_worker_offers_is_released_unrun(
+    seeded: TestClient,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    w = _worker(seeded, tmp_path)
+    queue(seeded, SAGE, "selftest", "two_gpus")
+    leased = w.client.lease(["selftest"], gpus=2)  # as a registry that misjudged it would
+    assert leased is not None and leased["job"]["gpus"] == 2
+    w.gpus = 1
+    ran: list[str] = []
+    monkeypatch.setattr(worker_module, "run_claim", lambda *a, **k: ran.append("ran"))
+    w.run_job(leased["job"], leased["lease"])
+    assert ran == []
+    released = _events(capsys.readouterr().err)["released"]
+    assert "needs 2 GPUs" in released["reason"] and "offers 1" in released["reason"]
+    job = seeded.get(f"/api/jobs/{leased['job']['job_id']}").json()
+    assert job["state"] == "queued"
