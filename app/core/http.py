@@ -228,8 +228,10 @@ def _header(message: Message, name: bytes) -> bytes | None:
 
 
 def _compressible(start: Message) -> bool:
-    """A 200 whose body is text (JSON, HTML, XML, SVG...) and not encoded already."""
-    if start["status"] != 200:
+    """A success with a body (any 2xx but 204 and 206: a batch's 201 too) whose body is text
+    (JSON, HTML, XML, SVG...) and not encoded already."""
+    status = start["status"]
+    if not 200 <= status < 300 or status in (204, 206):
         return False
     if _header(start, b"content-encoding") or _header(start, b"content-range"):
         return False
@@ -262,7 +264,7 @@ class OffloadedCompressionMiddleware:
         self.app = app
         self.cache = cache
         self.minimum_size = minimum_size
-        self._inflight: dict[tuple[bytes, int, str], asyncio.Future[bytes]] = {}
+        self._inflight: dict[tuple[bytes, int, str], asyncio.Task[bytes]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         encoding = None
@@ -316,23 +318,27 @@ class OffloadedCompressionMiddleware:
         cached = self.cache.get(("encoded", *key)) if self.cache is not None else None
         if cached is not None:
             return bytes(cached.body)
-        pending = self._inflight.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        try:
-            packed = await to_thread.run_sync(compress, body)
-            if self.cache is not None:
-                self.cache.keep(("encoded", *key), Encoded(packed))
-            future.set_result(packed)
-            return packed
-        except BaseException as e:
-            future.set_exception(e)
-            future.exception()  # retrieved: a later asker gets it as well
-            raise
-        finally:
-            del self._inflight[key]
+        task = self._inflight.get(key)
+        if task is None:
+            # Its own task, each asker shielded from it: one asker's disconnect cancels only
+            # that asker's wait, never the compression the others are waiting on.
+            task = asyncio.ensure_future(self._compress_and_keep(compress, body, key))
+            self._inflight[key] = task
+            task.add_done_callback(lambda done: self._finished(key, done))
+        return await asyncio.shield(task)
+
+    def _finished(self, key: tuple[bytes, int, str], task: asyncio.Task[bytes]) -> None:
+        self._inflight.pop(key, None)
+        if not task.cancelled():
+            task.exception()  # retrieved: every asker may have gone before it ended
+
+    async def _compress_and_keep(
+        self, compress: Callable[[bytes], bytes], body: bytes, key: tuple[bytes, int, str]
+    ) -> bytes:
+        packed = await to_thread.run_sync(compress, body)
+        if self.cache is not None:
+            self.cache.keep(("encoded", *key), Encoded(packed))
+        return packed
 
 
 def install(app: FastAPI, *, cache: ReadCache | None = None) -> None:

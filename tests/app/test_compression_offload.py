@@ -72,7 +72,8 @@ def _app(cache: ReadCache | None, loop_threads: list[int]) -> Any:
 
     async def plain(request: Request) -> Response:
         loop_threads.append(threading.get_ident())
-        return Response(BODY, media_type="application/json")
+        status = 201 if request.method == "POST" else 200  # a batch that stored something
+        return Response(BODY, status_code=status, media_type="application/json")
 
     async def small(request: Request) -> Response:
         return Response(b'{"ok":true}', media_type="application/json")
@@ -108,6 +109,7 @@ def test_a_compressed_answer_decompresses_to_the_plain_body(
             assert int(s.headers["content-length"]) == len(packed) < len(BODY)
             assert DECODE[encoding](packed) == BODY
         posted = client.post("/plain", headers={"accept-encoding": encoding})  # (a batch's answer)
+        assert posted.status_code == 201
         assert posted.headers["content-encoding"] == encoding
     assert {name for name, _ in spy.calls} == {encoding}
     assert len(spy.calls) == 4  # the rendering once (kept), the plain answer each time
@@ -137,6 +139,44 @@ def test_a_rendering_is_compressed_once_however_many_ask_at_once(
     assert bodies == [BODY] * 13
     assert [name for name, _ in spy.calls] == ["zstd"]  # one compression, twelve waiters, a hit
     assert 0 < cache.size_bytes <= cache.max_bytes  # the compressed body is counted
+
+
+def test_one_askers_disconnect_does_not_fail_the_others_waiting_on_the_compression(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first asker (the one that started the compression) is cancelled mid-compression;
+    the others waiting on the same body still get it, compressed once."""
+    started, release = threading.Event(), threading.Event()
+    real = http.COMPRESSORS["zstd"]
+    calls: list[int] = []
+
+    def slow(body: bytes) -> bytes:
+        calls.append(1)
+        started.set()
+        release.wait(10)
+        return bytes(real(body))
+
+    monkeypatch.setitem(http.COMPRESSORS, "zstd", slow)
+    middleware = http.OffloadedCompressionMiddleware(lambda *_: None, cache=_cache())
+    etag = Rendered.of(BODY, "application/json").etag
+
+    async def scenario() -> list[bytes]:
+        first = asyncio.ensure_future(middleware._encode(BODY, "zstd", etag))
+        while not started.is_set():
+            await asyncio.sleep(0.001)
+        others = [asyncio.ensure_future(middleware._encode(BODY, "zstd", etag)) for _ in range(3)]
+        await asyncio.sleep(0.01)
+        first.cancel()
+        await asyncio.sleep(0.01)
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        return list(await asyncio.gather(*others))
+
+    packed = asyncio.run(scenario())
+    assert [DECODE["zstd"](p) for p in packed] == [BODY] * 3
+    assert calls == [1]
+    assert middleware._inflight == {}
 
 
 def test_compressed_bodies_count_in_the_cache_byte_bound(monkeypatch: pytest.MonkeyPatch) -> None:
