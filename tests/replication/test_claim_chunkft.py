@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+import replication.claims.chunkft.spec as spec_module
 from replication.claims.base import run_claim
 from replication.claims.chunkft.spec import SPEC
 from replication.claims.judge import RESULT_VERSION
@@ -33,6 +34,18 @@ def test_identity_and_registry() -> None:
         "quality_loss_ratio",
         "mem_7b_cycle_peak_gb",
     }
+
+
+def test_the_statement_says_the_rule_its_torch_adamw_check_judges() -> None:
+    """The signed statement and the module's docstring name the bound-ratio rule the gating
+    check applies (against a float64 run, 2x torch's own fp32 error), not a bare 1e-5."""
+    (check,) = [c for c in SPEC.checks if c.name == "exact_one_chunk_vs_torch_adamw"]
+    assert check.gating and check.figure.endswith("_bound_ratio")
+    assert (check.op, check.target) == ("<=", 1.0)
+    docstring = " ".join((spec_module.__doc__ or "").split())
+    for text in (SPEC.statement, docstring):
+        assert "float64" in text and "2x" in text and "1e-6" in text
+        assert "AdamW's within 1e-5" not in text
 
 
 def test_smoke_result_shape(smoke: dict) -> None:

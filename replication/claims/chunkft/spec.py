@@ -13,10 +13,13 @@ keeping the other chunks' optimizer states off the GPU. Measured here, in one pr
 2. Offload: bytes moved per chunk switch, the achieved device<->host bandwidth against pinned
    copies measured in the same run, and the fraction of the transfer time hidden behind compute.
 3. Exactness (fp32, TF32 off, tiny Llama): one chunk is bit-identical to the same kernels
-   unchunked, and its weight updates equal ``torch.optim.AdamW``'s (autograd's gradients,
-   torch's single-tensor step: the reference the paper's "full fine-tuning" means, and code
-   that is not ours) within 1e-5 relative; with four chunks every slice gradient equals
-   autograd's within 1e-5 relative.
+   unchunked, and its weight updates are as close to ``torch.optim.AdamW``'s (autograd's
+   gradients, torch's single-tensor step: the reference the paper's "full fine-tuning" means,
+   and code that is not ours) as torch's own fp32 run is: both are measured against torch
+   AdamW run in float64, and ours may be off by at most 2x torch's fp32 error + 1e-6
+   (KERNELS.md's rule: a bound ratio <= 1; an update is a small difference of fp32 weights, so
+   two correct fp32 runs differ in it by far more than 1e-5 relative); with four chunks every
+   slice gradient equals autograd's within 1e-5 relative.
 4. Quality: the d512-l8 Llama on Shakespeare, ChunkFT with 4 chunks after 4·S steps against
    AdamW after S steps (equal updates per parameter), eval loss ratio ≤ 1.05, over 2 seeds; the
    spread is the standard error of the mean ratio (the judge's one rule).
@@ -39,8 +42,9 @@ SPEC = ClaimSpec(
         "other windows' AdamW states in pinned host memory) fine-tunes a Llama-2-7B-shaped model "
         "(bf16, seq 1024, batch 1) with peak GPU memory over a whole chunk cycle <= 15.8 GB "
         "(13.72 GB + 15%); with one chunk it is bit-identical to the same kernels unchunked and "
-        "its updates match torch.optim.AdamW's within 1e-5, with four its slice gradients "
-        "match autograd within 1e-5; and with 4 chunks after 4S steps "
+        "its updates are within 2x torch.optim.AdamW's own fp32 error (+ 1e-6) of torch AdamW "
+        "run in float64, with four its slice gradients match autograd within 1e-5; and with 4 "
+        "chunks after 4S steps "
         "its eval loss on Shakespeare is within 5% of AdamW's after S steps (2 seeds)."
     ),
     scale=(
