@@ -141,6 +141,38 @@ def _published(c: httpx.Client, size: int, witness: note.Verifier) -> note.Note:
     raise AssertionError(f"no cosigned checkpoint of size {size}: {r.status_code} {r.text}")
 
 
+def test_a_cosigned_size_is_durable_before_the_answer_leaves(tmp_path: Path, monkeypatch) -> None:
+    """The state file and its directory are fsynced before the cosignature is answered (a
+    witness that lost a cosigned size in a power loss could cosign a fork of it later), and the
+    request's work runs off the event loop (no running loop in the thread that fsyncs)."""
+    import asyncio
+
+    import app.log.witness as witness_module
+
+    synced: list[tuple[str, bool]] = []
+    real_fsync = os.fsync
+
+    def on_loop() -> bool:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        return True
+
+    def spy(fd: int) -> None:
+        synced.append((os.readlink(f"/proc/self/fd/{fd}"), on_loop()))
+        real_fsync(fd)
+
+    monkeypatch.setattr(witness_module.os, "fsync", spy)
+    log = _Log(SigningKey.generate(), 4)
+    client, _key, state = _witness(tmp_path, log.key)
+    r = client.post("/add-checkpoint", content=add_checkpoint_body(0, [], log.checkpoint(2)))
+    assert r.status_code == 200, r.text
+    assert [p for p, _ in synced] == [str(state.with_suffix(".tmp")), str(tmp_path)]
+    assert not any(loop for _, loop in synced)
+    assert json.loads(state.read_text())[ORIGIN]["size"] == 2
+
+
 def test_the_registry_pushes_each_new_checkpoint_to_its_witness(
     backend: str, fresh_databases, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
