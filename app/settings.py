@@ -161,10 +161,14 @@ class Settings(BaseSettings):
     @field_validator("log_witnesses")
     @classmethod
     def _witnesses_are_vkeys(cls, v: list[str]) -> list[str]:
-        from pith_core.note import Verifier
+        from pith_core.note import SIG_COSIGNATURE_V1, Verifier
 
         for vkey in v:
-            Verifier.parse(vkey)
+            if Verifier.parse(vkey).sig_type != SIG_COSIGNATURE_V1:
+                raise ValueError(
+                    f"PITH_LOG_WITNESSES: {vkey.split('+', 1)[0]!r} is not a witness key: a "
+                    "witness cosigns with a cosignature/v1 key (type 0x04), not a note key (0x01)"
+                )
         return v
 
     @cached_property

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nacl.signing import SigningKey
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pith_core import note, tiles, tlog
@@ -194,7 +195,9 @@ def configured_cosignatures(session: Session, signer: LogSigner, size: int) -> l
             sig = note.parse_signature_line(row.signature_line)
         except note.NoteError:
             continue
-        if (sig.name, sig.key_hash) in keys:
+        # a cosignature/v1 is 8 bytes of time then 64 of Ed25519: any other line is no
+        # witness's timed word (and its "time" would be read from a signature)
+        if (sig.name, sig.key_hash) in keys and len(sig.signature) == 72:
             out.append(row)
     return out
 
@@ -213,6 +216,29 @@ def witnessed_size(session: Session, signer: LogSigner) -> int | None:
     for size in LogRepository(session).witnessed_sizes(signer.quorum, names):
         if len(configured_cosignatures(session, signer, size)) >= signer.quorum:
             return size
+    return None
+
+
+def first_witnessed_size_above(
+    session: Session, signer: LogSigner, leaf: int, limit: int = 16
+) -> int | None:
+    """The smallest tree size above `leaf` a quorum of the configured witnesses cosigned, or
+    None: the earliest witnessed tree holding the leaf, so later checkpoints do not move the
+    time it was first attested."""
+    if signer.quorum <= 0 or not signer.witnesses:
+        return None
+    names = sorted({w.name for w in signer.witnesses})
+    stmt = (
+        select(LogCosignature.tree_size)
+        .where(LogCosignature.witness_name.in_(names), LogCosignature.tree_size > leaf)
+        .group_by(LogCosignature.tree_size)
+        .having(func.count() >= signer.quorum)
+        .order_by(LogCosignature.tree_size)
+        .limit(limit)
+    )
+    for size in session.scalars(stmt):
+        if len(configured_cosignatures(session, signer, int(size))) >= signer.quorum:
+            return int(size)
     return None
 
 
@@ -400,13 +426,15 @@ def witnessed_inclusion(
     """The evidence that `subject`'s record was in this log at a checkpoint a quorum of the
     configured witnesses cosigned (its `record` event a leaf below that tree size), or None:
     the witnesses, not this registry, attest the tree existed by their cosignatures' times."""
-    size = witnessed_size(session, signer)
-    if size is None:
+    if signer.quorum <= 0 or not signer.witnesses:
         return None
     found = LogRepository(session).record_leaf(subject, registry_fingerprints)
-    if found is None or found[1] >= size:
+    if found is None:
         return None
     event_id, leaf = found
+    size = first_witnessed_size_above(session, signer, leaf)
+    if size is None:
+        return None
     cosigned = []
     for row in configured_cosignatures(session, signer, size):
         sig = note.parse_signature_line(row.signature_line)

@@ -1,0 +1,85 @@
+"""The witnessed-log anchor: its time is the earliest witnessed checkpoint holding the record (a
+later one does not move it), and only cosignature/v1 keys are witnesses (a note key's 64-byte
+signature has no time: once it made every record read a 500)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from nacl.signing import SigningKey
+from pydantic import ValidationError
+
+from app.registry.service import load_identity
+from app.settings import Settings
+from app.storage.engine import Database
+from pith_core import note
+
+from .conftest import make_client
+from .helpers import import_seeds, new_key, seed_number, signed_event
+
+FORGE_SUFFIX = seed_number("000").rsplit(":", 1)[1]
+SAGE = seed_number("001")
+SAGE_SUFFIX = SAGE.rsplit(":", 1)[1]
+NAME = "witness.example/w1"
+
+
+def _cosign(client: Any, key: SigningKey, when: int) -> int:
+    """The current unwitnessed checkpoint cosigned by `key` at `when`; its size."""
+    raw = client.get("/log/checkpoint/unwitnessed").text
+    body = note.parse_note(raw).text
+    cosigned = note.add_signatures(raw, [note.cosign(body, NAME, key, when)])
+    assert client.post("/log/cosignature", content=cosigned).status_code == 200
+    return note.parse_checkpoint(body).size
+
+
+def _grow(client: Any) -> None:
+    event = signed_event(new_key(), SAGE)
+    r = client.post(f"/pith/{SAGE_SUFFIX}/action/replication_record", json=event)
+    assert r.status_code == 201
+
+
+def test_a_later_witnessed_checkpoint_does_not_move_the_anchor_time(
+    settings: Settings, database: Database
+) -> None:
+    wkey = SigningKey.generate()
+    vkey = note.verifier_key(NAME, bytes(wkey.verify_key), note.SIG_COSIGNATURE_V1)
+    witnessed = settings.model_copy(update={"log_witnesses": [vkey], "log_witness_quorum": 1})
+    import_seeds(database, load_identity(witnessed))
+    with make_client(witnessed, database) as client:
+        first = _cosign(client, wkey, 1_800_000_000)
+        _grow(client)
+        later = _cosign(client, wkey, 1_900_000_000)
+        assert later > first
+    with make_client(witnessed, database) as client:  # a fresh app: no cached document
+        evidence = client.get(f"/pith/{FORGE_SUFFIX}.json").json()["trust"]["anchors"]
+    anchor = evidence["witnessed_log"]
+    assert anchor["tree_size"] == first and anchor["leaf_index"] < first
+    assert anchor["created_at"] == "2027-01-15T08:00:00Z"  # 1_800_000_000, not 1_900_000_000
+
+
+def test_a_note_key_is_refused_as_a_witness_at_startup(settings: Settings) -> None:
+    note_key = note.verifier_key(NAME, bytes(SigningKey.generate().verify_key), note.SIG_ED25519)
+    with pytest.raises(ValidationError, match="cosignature/v1"):
+        Settings(**{**settings.model_dump(), "log_witnesses": [note_key]})
+
+
+def test_a_64_byte_signature_line_neither_counts_nor_breaks_record_reads(
+    settings: Settings, database: Database
+) -> None:
+    """A witness configured past the validator with a note key (type 0x01): its plain note
+    signature is stored, but reads stay 200 and it is no witnessed-log evidence."""
+    wkey = SigningKey.generate()
+    vkey = note.verifier_key(NAME, bytes(wkey.verify_key), note.SIG_ED25519)
+    lax = settings.model_copy(update={"log_witnesses": [vkey], "log_witness_quorum": 1})
+    import_seeds(database, load_identity(lax))
+    with make_client(lax, database) as client:
+        raw = client.get("/log/checkpoint/unwitnessed").text
+        body = note.parse_note(raw).text
+        signed = note.add_signatures(raw, [note.sign_note(body, NAME, wkey)])
+        client.post("/log/cosignature", content=signed)
+        _grow(client)
+        r = client.get(f"/pith/{FORGE_SUFFIX}.json")
+        assert r.status_code == 200
+        assert "witnessed_log" not in r.json()["trust"]["anchors"]
+        assert client.get(f"/pith/{FORGE_SUFFIX}").status_code == 200
