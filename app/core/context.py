@@ -121,10 +121,11 @@ class AppContext:
     def write(self) -> Iterator[Session]:
         """A write unit of work; once committed, this worker's read cache moves past it."""
         from ..events.repository import EventRepository
+        from ..log.service import LOG_APPEND
 
         with self.db.write() as session:
             if not self.log_append:  # bench/log.py's measure of ingest without the log
-                session.info["pith.log_append"] = False
+                session.info[LOG_APPEND] = False
             yield session
             head = EventRepository(session).head()
         self.cache.advance(head)

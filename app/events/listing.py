@@ -118,7 +118,7 @@ def _window(session: Session, asked: PageRequest) -> tuple[int, int, int]:
     current = LogRepository(session).size()
     size = asked.cursor[0] if asked.cursor is not None else asked.log_size
     if size is None:
-        # the current log; without leaves (the bench-only PITH_LOG_APPEND=false), every event
+        # the current log; without leaves (bench/log.py's create_app(log_append=False)), every event
         upto = _upto(session, current) if current else EventRepository(session).head()
         return current, upto, 0
     if size > current:

@@ -1,4 +1,5 @@
-"""Read models of a record's events: merged state, bundle, event list, graph snapshot, feed."""
+"""Read models of a record's events: merged state, graph snapshot, feed (the bundle and the
+event list are paged: listing.py)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,9 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session
 
 from ..core.context import AppContext
-from ..log.routes import signer_of as log_signer_of
-from ..log.service import subject_log_document
 from ..records.service import resolve
 from .repository import EventRepository
-from .service import bundle_document, encode_cursor, events_document
+from .service import encode_cursor
 from .state import state_bytes_for_read, state_for_read
 
 JSON = "application/json"
@@ -29,30 +28,6 @@ def state_json(ctx: AppContext, pith_id: str) -> Build:
     def build(session: Session) -> tuple[bytes, str]:
         record = resolve(session, pith_id)
         return state_bytes_for_read(ctx.db, session, ctx.identity, record.pith_number), JSON
-
-    return build
-
-
-def bundle_json(ctx: AppContext, pith_id: str) -> Build:
-    def build(session: Session) -> tuple[bytes, str]:
-        record = resolve(session, pith_id)
-        repo = EventRepository(session)
-        events = [json.loads(b) for b in repo.bodies_for(record.pith_number)]
-        state = state_for_read(ctx.db, session, ctx.identity, record.pith_number)
-        doc = bundle_document(record, events, state)
-        doc["log"] = subject_log_document(session, log_signer_of(ctx), record.pith_number)
-        return dumps(doc), JSON
-
-    return build
-
-
-def events_json(ctx: AppContext, pith_id: str) -> Build:
-    def build(session: Session) -> tuple[bytes, str]:
-        record = resolve(session, pith_id)
-        events = [json.loads(b) for b in EventRepository(session).bodies_for(record.pith_number)]
-        doc = events_document(record, events)
-        doc["log"] = subject_log_document(session, log_signer_of(ctx), record.pith_number)
-        return dumps(doc), JSON
 
     return build
 

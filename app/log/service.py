@@ -331,23 +331,6 @@ def proofs_for_events(
     }
 
 
-def subject_log_document(session: Session, signer: LogSigner, subject: str) -> dict[str, Any]:
-    """The `log` object of a record's events.json and bundle: the checkpoint and, per event id,
-    its leaf index and inclusion proof against it (event ids: a mirror's log indices differ)."""
-    repo = LogRepository(session)
-    size, _, checkpoint = current_checkpoint(session, signer)
-    leaves = [(e, i) for e, i in repo.leaves_for_subject(subject) if i < size]
-    proofs = inclusion_proofs(repo, (i for _, i in leaves), size)
-    return {
-        "origin": signer.origin,
-        "tree_size": size,
-        "checkpoint": checkpoint,
-        "entries": {
-            event_id: {"leaf_index": i, "inclusion_proof": proofs[i]} for event_id, i in leaves
-        },
-    }
-
-
 def event_log_object(proofs: Mapping[str, Any], log_index: int) -> dict[str, Any] | None:
     """One event's `log`: its leaf index, inclusion proof and the checkpoint it proves against."""
     entry = proofs["entries"].get(str(log_index))
