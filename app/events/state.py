@@ -106,7 +106,9 @@ def saved_state_bytes(session: Session, identity: RegistryIdentity, subject: str
     if recent is not None:
         return recent[0]
     saved = repo.saved_state(subject)
-    return None if saved is None else saved[2].encode("utf-8")
+    if saved is None or saved[:2] != mark[:2]:  # replaced by another worker since the mark
+        return None
+    return saved[2].encode("utf-8")
 
 
 def _answers(
@@ -152,6 +154,22 @@ def build(session: Session, identity: RegistryIdentity, subject: str) -> tuple[d
     return state, head
 
 
+def _saved_base(
+    repo: EventRepository, subject: str, mark: Mark
+) -> tuple[int, bytes, dict[str, Any]] | None:
+    """(through, canonical bytes, parsed state) of the saved state of `mark`, from this
+    process's recent states or the row; None when the row no longer has that mark (mark and
+    text are two statements: at READ COMMITTED another worker may replace the row between)."""
+    recent = _RECENT.get(subject, mark)
+    if recent is not None:
+        return mark[0], recent[0], recent[1]
+    saved = repo.saved_state(subject)  # through, keys and text of one row
+    if saved is None or saved[:2] != mark[:2]:
+        return None
+    raw = saved[2].encode("utf-8")
+    return saved[0], raw, orjson.loads(raw)
+
+
 def build_sealed(
     session: Session, identity: RegistryIdentity, subject: str
 ) -> tuple[dict[str, Any], int, bytes]:
@@ -166,20 +184,15 @@ def build_sealed(
         and mark[1] == identity.pins_sha256
         and repo.count_between(subject, mark[0], head) <= GROW_MAX
     ):
-        recent = _RECENT.get(subject, mark)
-        if recent is not None:
-            through, (raw, state) = mark[0], recent
-        else:
-            saved = repo.saved_state(subject)  # through, keys and text of one row
-            assert saved is not None  # (a saved state is replaced, never deleted)
-            through, raw = saved[0], saved[2].encode("utf-8")
-            state = orjson.loads(raw)
-        if through >= head:
-            return state, head, raw
-        new = [orjson.loads(b) for b in repo.bodies_between(subject, through, head)]
-        grown = extend_state_sealed(state, new, *_answers(repo, subject, through, state))
-        if grown is not None:
-            return grown[0], head, grown[1]
+        base = _saved_base(repo, subject, mark)
+        if base is not None:
+            through, raw, state = base
+            if through >= head:
+                return state, head, raw
+            new = [orjson.loads(b) for b in repo.bodies_between(subject, through, head)]
+            grown = extend_state_sealed(state, new, *_answers(repo, subject, through, state))
+            if grown is not None:
+                return grown[0], head, grown[1]
     events = [orjson.loads(b) for b in repo.bodies_between(subject, 0, head)]
     verified = {(bytes.fromhex(e["event_id"][7:]), e["signature_b64"]) for e in events}
     state, raw = merge_sealed(events, identity.pinned_keys, subject=subject, verified=verified)
