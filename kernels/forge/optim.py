@@ -119,8 +119,15 @@ class _Slot:
         module = self.module
         if self._opt() is None:  # the optimizer is gone: a plain linear layer again
             return F.linear(x, module.weight, module.bias)
+        if type(module.weight).__name__ == "DTensor":  # tensor parallel: kernels/forge/parallel.py
+            return _sharded_forward(self, x)  # eager, also under torch.compile (a graph break)
         if torch.compiler.is_compiling():  # torch.compile: the registered ops (ops.py)
             return ops.compiled_linear(x, module.weight, module.bias, self.update_token, self.op_id)
+        return self._checked_forward(x)
+
+    def _checked_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The eager forward: the weight is still the one the optimizer took, used once."""
+        module = self.module
         if module.weight is not self.param:
             raise RuntimeError(
                 f"FORGE: {self.name}.weight was replaced after the optimizer took it"
@@ -129,7 +136,7 @@ class _Slot:
             self.uses += 1
             if self.uses > 1:
                 raise RuntimeError(ACCUMULATION_ERROR.format(name=f"{self.name}.weight"))
-        if type(module.weight).__name__ == "DTensor":  # tensor parallel: kernels/forge/parallel.py
+        if type(module.weight).__name__ == "DTensor":
             from .parallel import forge_linear_sharded
 
             return forge_linear_sharded(x, module.weight, module.bias, self)
@@ -146,6 +153,14 @@ class _Slot:
         if opt is None:
             raise RuntimeError("FORGE: the optimizer that owns this layer no longer exists")
         opt._fused_update(self, dy, x, w_old_out)
+
+
+@torch.compiler.disable
+def _sharded_forward(slot: _Slot, x: torch.Tensor) -> torch.Tensor:
+    """A tensor-parallel layer's forward, always eager: the registered ops (ops.py) know only
+    whole weights, and a DTensor weight there would be stepped as one tensor, not on its shard;
+    under torch.compile this is a graph break and the sharded path runs as in eager mode."""
+    return slot._checked_forward(x)
 
 
 def _eligible(module: nn.Module, shared: set[int]) -> bool:

@@ -147,6 +147,12 @@ def forge_linear_sharded(
     layout = _layout(weight)
     mesh = weight.device_mesh
     opt = slot._opt()
+    if opt is not None and getattr(opt, "capturable", False):
+        raise NotImplementedError(
+            f"FORGE: capturable=True is not supported with tensor parallelism ({slot.name}.weight "
+            "is a DTensor): the sharded step keeps host-side step counts; build the optimizer "
+            "with capturable=False"
+        )
     if opt is not None and opt not in _READY:
         ensure_states(opt)  # `opt.step()` steps the sharded biases: their states must be DTensors
         _READY.add(opt)

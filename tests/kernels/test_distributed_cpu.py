@@ -95,17 +95,21 @@ def _forge(device: Any, mesh: Any) -> dict[str, Any]:
         return nn.Sequential(*layers).to(device)
 
     results: dict[str, Any] = {}
-    for name, cls, kw in (
-        ("forge_adamw", ForgeAdamW, {"lr": 1e-2, "weight_decay": 0.1}),
-        ("forge_lion", ForgeLion, {"lr": 1e-2, "weight_decay": 0.1}),
+    kw = {"lr": 1e-2, "weight_decay": 0.1}
+    # forge_adamw_compiled: under torch.compile a DTensor weight still takes the sharded path
+    for name, cls, compiled in (
+        ("forge_adamw", ForgeAdamW, False),
+        ("forge_lion", ForgeLion, False),
+        ("forge_adamw_compiled", ForgeAdamW, True),
     ):
         ref, model, init = build(), build(), build()
         parallelize_module(model, mesh, {"2": ColwiseParallel(), "4": RowwiseParallel()})
         o_ref, o_tp = cls(ref, **kw), cls(model, **kw)
+        run_tp = torch.compile(model, backend="eager") if compiled else model
         g = torch.Generator().manual_seed(1)
         for _ in range(STEPS):
             x = torch.randn(2, 7, 12, generator=g).to(device)
-            for m, o in ((ref, o_ref), (model, o_tp)):
+            for m, o in ((ref, o_ref), (run_tp, o_tp)):
                 m(x).square().mean().backward()
                 o.step()
                 o.zero_grad()
@@ -119,6 +123,15 @@ def _forge(device: Any, mesh: Any) -> dict[str, Any]:
         res["state_steps"] = [int(st_ref["step"]), int(st_tp["step"])]
         res["weights_have_no_grad"] = all(model[i].weight.grad is None for i in (0, 2, 4))
         results[name] = res
+    model = build()
+    parallelize_module(model, mesh, {"2": ColwiseParallel(), "4": RowwiseParallel()})
+    opt = ForgeAdamW(model, capturable=True, **kw)
+    try:
+        model(torch.randn(2, 7, 12).to(device)).square().mean().backward()
+        results["forge_capturable_refused"] = ""
+    except NotImplementedError as e:
+        results["forge_capturable_refused"] = str(e)
+    del opt
     try:
         _layout(distribute_tensor(torch.zeros(4, 4, device=device), mesh, [Replicate()]))
         results["forge_replicated_refused"] = False
@@ -274,14 +287,21 @@ def _assert_equal_to_one_process(params: dict[str, dict[str, float]]) -> None:
         assert r["diff"] <= TOL * max(1.0, r["scale"]), f"{name}: {r['diff']} off one process"
 
 
-@pytest.mark.parametrize("name", ["forge_adamw", "forge_lion"])
+@pytest.mark.parametrize("name", ["forge_adamw", "forge_lion", "forge_adamw_compiled"])
 def test_forge_tensor_parallel_equals_one_process(results: dict[str, Any], name: str) -> None:
+    """forge_adamw_compiled: the parallelized model under torch.compile (a DTensor weight is
+    stepped on its shard, not as one tensor by the compiled graph's forge::linear)."""
     res = results[name]
     _assert_equal_to_one_process({k: v for k, v in res.items() if isinstance(v, dict)})
     assert res["state_steps"] == [STEPS, STEPS]
     assert res["weights_have_no_grad"]  # the update stayed in the epilogue: no dW was formed
-    if name == "forge_adamw":
+    if name != "forge_lion":
         assert res["state_exp_avg_diff"] <= TOL
+
+
+def test_forge_tensor_parallel_refuses_capturable(results: dict[str, Any]) -> None:
+    message = results["forge_capturable_refused"]
+    assert "capturable=True is not supported with tensor parallelism" in message
 
 
 def test_forge_refuses_a_replicated_weight(results: dict[str, Any]) -> None:
