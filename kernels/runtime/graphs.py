@@ -115,8 +115,11 @@ class CapturedStep:
 
     def replay_backward_step(self) -> None:
         """Replay backward + optimizer step (a split capture) on the activations the last
-        `replay_forward()` left."""
-        self._split().replay()
+        `replay_forward()` left. The step's graph bakes the hyper-parameters in too: checked
+        here as well (a scheduler may change them between the halves)."""
+        graph = self._split()
+        self.check_hyperparameters()
+        graph.replay()
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         """Copy `inputs` into the graph's input buffers, replay, return the static loss (read

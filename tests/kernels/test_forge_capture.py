@@ -205,6 +205,28 @@ def test_a_one_graph_step_cannot_be_replayed_in_halves() -> None:
         step.replay_backward_step()
 
 
+def test_the_backward_half_refuses_a_changed_hyperparameter() -> None:
+    """replay_backward_step replays the optimizer step, which bakes in the hyper-parameters:
+    it checks them before replaying, as replay and replay_forward do."""
+
+    class CountingGraph:  # stands in for the backward graph on the CPU: counts its replays
+        replays = 0
+
+        def replay(self) -> None:
+            self.replays += 1
+
+    model = mlp(seed_for("cap-half-guard"))
+    opt = ForgeAdamW(model, lr=1e-2, weight_decay=0.1, backend="reference", capturable=True)
+    backward = CountingGraph()
+    step = CapturedStep(None, (), torch.zeros(()), opt, 0, backward_graph=backward)
+    step.replay_backward_step()
+    assert backward.replays == 1
+    opt.param_groups[0]["weight_decay"] = 0.2
+    with pytest.raises(RuntimeError, match=r"\['weight_decay'\] changed after capture"):
+        step.replay_backward_step()
+    assert backward.replays == 1  # refused before replaying
+
+
 def test_capture_refuses_what_it_cannot_replay() -> None:
     model = mlp(seed_for("cap-refuse"))
     with pytest.raises(ValueError, match="capturable=True"):
