@@ -6,7 +6,7 @@ from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, any_, bindparam, func, insert, select, tuple_
+from sqlalchemy import String, and_, any_, bindparam, func, insert, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
@@ -33,6 +33,12 @@ _EVENT_COLUMNS = (
 _COPY_EVENTS = f"COPY events ({', '.join(_EVENT_COLUMNS)}) FROM STDIN"
 _COPY_LEAVES = "COPY tlog_leaves (leaf_index, event_log_index) FROM STDIN"
 _COPY_NODES = "COPY tlog_nodes (level, idx, hash) FROM STDIN"
+_INSERT_EVENTS = (
+    f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_EVENT_COLUMNS))})"
+)
+_INSERT_LEAVES = "INSERT INTO tlog_leaves (leaf_index, event_log_index) VALUES (?, ?)"
+_INSERT_NODES = "INSERT INTO tlog_nodes (level, idx, hash) VALUES (?, ?, ?)"
 
 
 class LogRepository:
@@ -56,14 +62,17 @@ class LogRepository:
     def insert_events(self, rows: list[dict[str, Any]]) -> list[int]:
         """Insert event rows (dicts of the Event columns); their log indices, in order. The only
         insert into `events` (app/log owns appends). Many rows go to PostgreSQL by COPY (an order
-        of magnitude cheaper than a multi-row INSERT); their indices are then read back by id."""
+        of magnitude cheaper than a multi-row INSERT), their indices then read back by id; to
+        SQLite by the driver's executemany (SQLAlchemy's bulk path cost more than the insert)."""
         if not rows:
             return []
-        if not self._postgresql() or len(rows) < COPY_THRESHOLD:
+        if len(rows) < COPY_THRESHOLD:
             result = self.session.execute(
                 insert(Event).returning(Event.log_index, sort_by_parameter_order=True), rows
             )
             return [int(i) for i in result.scalars()]
+        if not self._postgresql():
+            return self._sqlite_insert_events(rows)
         with self._driver().cursor() as cur, cur.copy(_COPY_EVENTS) as copy:
             for row in rows:
                 copy.write_row([row[c] for c in _EVENT_COLUMNS])
@@ -77,16 +86,53 @@ class LogRepository:
             index.update((str(e), int(i)) for e, i in self.session.execute(stmt))
         return [index[i] for i in ids]
 
+    def _sqlite_insert_events(self, rows: list[dict[str, Any]]) -> list[int]:
+        """One executemany on the driver. The caller holds the write lock (BEGIN IMMEDIATE), so
+        the rows take consecutive log indices ending at last_insert_rowid(); checked on the
+        first row."""
+        dialect = self.session.get_bind().dialect
+        column = Event.__table__.c.received_at
+        as_sqlite = column.type.dialect_impl(dialect).bind_processor(dialect) or (lambda v: v)
+        driver = self._driver()
+        cur = driver.cursor()
+        try:
+            cur.executemany(
+                _INSERT_EVENTS,
+                [
+                    [as_sqlite(row[c]) if c == "received_at" else row[c] for c in _EVENT_COLUMNS]
+                    for row in rows
+                ],
+            )
+            last = int(cur.execute("SELECT last_insert_rowid()").fetchone()[0])
+            first = last - len(rows) + 1
+            found = cur.execute(
+                "SELECT log_index FROM events WHERE event_id = ?", (rows[0]["event_id"],)
+            ).fetchone()
+        finally:
+            cur.close()
+        if found is None or int(found[0]) != first:  # never: the log lock is held
+            raise RuntimeError("events.log_index not consecutive under the log lock")
+        return list(range(first, last + 1))
+
     def nodes(self, ids: Iterable[NodeId]) -> dict[NodeId, bytes]:
         wanted = sorted(set(ids))
         out: dict[NodeId, bytes] = {}
         for start in range(0, len(wanted), _CHUNK):
             chunk = wanted[start : start + _CHUNK]
-            stmt = select(LogNode.level, LogNode.idx, LogNode.hash).where(
-                tuple_(LogNode.level, LogNode.idx).in_(chunk)
-            )
+            stmt = select(LogNode.level, LogNode.idx, LogNode.hash).where(self._node_ids_in(chunk))
             out.update(((int(lv), int(ix)), bytes(h)) for lv, ix, h in self.session.execute(stmt))
         return out
+
+    def _node_ids_in(self, ids: Sequence[NodeId]) -> Any:
+        """`(level, idx) IN ids`. SQLite plans a row-value IN as a scan of the whole table (one
+        a batch made ingest quadratic), so there it is one `level = ? AND idx IN (...)` a level,
+        OR'ed: a primary-key search each."""
+        if self._postgresql():
+            return tuple_(LogNode.level, LogNode.idx).in_(ids)
+        by_level: dict[int, list[int]] = {}
+        for level, idx in ids:
+            by_level.setdefault(level, []).append(idx)
+        return or_(*(and_(LogNode.level == lv, LogNode.idx.in_(ix)) for lv, ix in by_level.items()))
 
     def level_slice(self, level: int, begin: int, end: int) -> list[bytes]:
         """The hashes of nodes [begin, end) of Merkle `level`, in order."""
@@ -110,6 +156,14 @@ class LogRepository:
                 with cur.copy(_COPY_NODES) as copy:
                     for row in nodes:
                         copy.write_row(row)
+            return
+        if len(leaves) >= COPY_THRESHOLD:  # SQLite: the driver's executemany, as events
+            cur = self._driver().cursor()
+            try:
+                cur.executemany(_INSERT_LEAVES, leaves)
+                cur.executemany(_INSERT_NODES, nodes)
+            finally:
+                cur.close()
             return
         if leaves:
             self.session.execute(
