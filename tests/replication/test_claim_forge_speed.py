@@ -11,7 +11,11 @@ import pytest
 import torch
 
 from replication.claims.forge import speed
-from replication.claims.forge.measure import processes_figures, speed_figures
+from replication.claims.forge.measure import (
+    bf16_weights_figures,
+    processes_figures,
+    speed_figures,
+)
 from replication.claims.forge.spec import SPEC, SPEED_PROCESSES
 from replication.claims.forge.workload import ARMS, Arm, ArmTiming, SpeedRun, time_interleaved
 from replication.claims.judge import judge
@@ -77,6 +81,19 @@ def test_the_judged_speedup_is_each_sides_faster_backward_and_step() -> None:
     assert f["speed_backward_step_T2048_forge_graph_ms"] == 2.0
     assert f["speed_backward_step_T2048_forge_best_ms"] == 2.0
     assert "speedup_vs_hook_T2048" not in f  # no hook arm was timed
+
+
+def test_the_bf16_weights_figures_time_backward_and_step() -> None:
+    """Their names meant backward + step before the speed run timed whole steps: they keep
+    that meaning (the forward, the same on both arms, would dilute the ratio)."""
+    run = SpeedRun(512, timings(forge_eager=2.0, fused_eager=3.0), {})
+    f = bf16_weights_figures(run)
+    assert f["speed_bf16_weights_T512_forge_eager_ms"] == 2.0
+    assert f["speed_bf16_weights_T512_fused_eager_ms"] == 3.0
+    assert f["speedup_vs_fused_bf16_weights_T512"] == pytest.approx(1.5)
+    failed = bf16_weights_figures(SpeedRun(512, timings(fused_eager=3.0), {"forge_eager": "x"}))
+    assert failed["speed_error_bf16_weights_T512_forge_eager"] == "x"
+    assert "speedup_vs_fused_bf16_weights_T512" not in failed
 
 
 def test_an_arm_timed_whole_gives_no_backward_step_to_judge() -> None:
