@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -33,22 +34,25 @@ from ..records.service import resolve
 from ..storage.models import Event, Record
 from .repository import EventRepository
 from .service import bundle_document
-from .state import state_for_read
+from .state import saved_base, state_for_read
 
 JSON = "application/json"
 MAX_PAGE_EVENTS = 1000
 _CHUNK = 200
 _CURSOR_PREFIX = "page:"
+_TAG_LENGTH = 12
 
 
 @dataclass(frozen=True)
 class PageRequest:
     """What a request asks: a tree size (None: the current one), where to go on from (the
-    `next` cursor of a previous page), and at most how many events."""
+    `next` cursor of a previous page), at most how many events, and the settings tag its
+    cursors carry (`settings_tag`)."""
 
     log_size: int | None = None
     cursor: tuple[int, int] | None = None  # (tree size, last log index served)
     limit: int = MAX_PAGE_EVENTS
+    tag: str = ""
 
     @property
     def fixed(self) -> bool:
@@ -56,35 +60,59 @@ class PageRequest:
         return self.log_size is not None or self.cursor is not None
 
 
-def encode_cursor(size: int, last: int) -> str:
-    raw = f"{_CURSOR_PREFIX}{size}:{last}".encode()
+def settings_tag(pins_sha256: str, max_listing_bytes: int) -> str:
+    """A short hash of the settings a fixed page's bytes depend on beyond the log: the pinned
+    registry keys (the bundle's merged state) and PITH_MAX_LISTING_BYTES (where pages end). A
+    cursor carries it, so a cursor cut under other settings is refused, not continued wrongly."""
+    raw = f"{pins_sha256}:{max_listing_bytes}".encode()
+    return hashlib.sha256(raw).hexdigest()[:_TAG_LENGTH]
+
+
+def encode_cursor(size: int, last: int, tag: str) -> str:
+    raw = f"{_CURSOR_PREFIX}{size}:{last}:{tag}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(text: str) -> tuple[int, int]:
-    """A `next` cursor back to (tree size, last log index); 400 for anything else."""
+def _bad_cursor() -> Problem:
+    return Problem(400, "bad_cursor", "after must be a `next` cursor of this list", field="after")
+
+
+def decode_cursor(text: str) -> tuple[int, int, str]:
+    """A `next` cursor back to (tree size, last log index, settings tag); 400 for anything
+    else."""
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("ascii")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raw = ""
-    size, _, last = raw.removeprefix(_CURSOR_PREFIX).partition(":")
+    if not raw.startswith(_CURSOR_PREFIX):
+        raise _bad_cursor()
+    parts = raw.removeprefix(_CURSOR_PREFIX).split(":")
+    if len(parts) != 3:
+        raise _bad_cursor()
+    size, last, tag = parts
     if not (
-        raw.startswith(_CURSOR_PREFIX)
-        and size.isascii()
-        and size.isdigit()
-        and last.isascii()
-        and last.isdigit()
-        and len(size) <= 18
-        and len(last) <= 18
+        all(p.isascii() and p.isdigit() and len(p) <= 18 for p in (size, last))
+        and len(tag) == _TAG_LENGTH
+        and all(c in "0123456789abcdef" for c in tag)
     ):
-        raise Problem(
-            400, "bad_cursor", "after must be a `next` cursor of this list", field="after"
-        )
-    return int(size), int(last)
+        raise _bad_cursor()
+    return int(size), int(last), tag
 
 
-def page_request(log_size: int | None, after: str | None, limit: int) -> PageRequest:
-    cursor = decode_cursor(after) if after else None
+def page_request(log_size: int | None, after: str | None, limit: int, tag: str = "") -> PageRequest:
+    """The request's page; 400 for a cursor of another tree size or of other settings."""
+    cursor = None
+    if after:
+        size, last, cut_under = decode_cursor(after)
+        if cut_under != tag:
+            raise Problem(
+                400,
+                "stale_cursor",
+                "this cursor was cut under other settings (trusted registry keys or page "
+                "size): start again from the first page",
+                field="after",
+            )
+        cursor = (size, last)
     if cursor is not None and log_size is not None and cursor[0] != log_size:
         raise Problem(
             400,
@@ -92,7 +120,7 @@ def page_request(log_size: int | None, after: str | None, limit: int) -> PageReq
             f"the cursor goes on from the log at size {cursor[0]}, not {log_size}",
             field="after",
         )
-    return PageRequest(log_size, cursor, limit)
+    return PageRequest(log_size, cursor, limit, tag)
 
 
 @dataclass(frozen=True)
@@ -162,7 +190,9 @@ def read_page(session: Session, subject: str, asked: PageRequest, max_bytes: int
     total = session.scalar(
         select(func.count()).where(Event.subject == subject, Event.log_index <= upto)
     )
-    return Page(size, upto, events, indices, encode_cursor(size, last) if more else None, total)
+    return Page(
+        size, upto, events, indices, encode_cursor(size, last, asked.tag) if more else None, total
+    )
 
 
 def log_document(ctx: AppContext, session: Session, page: Page) -> dict[str, Any]:
@@ -184,21 +214,20 @@ def log_document(ctx: AppContext, session: Session, page: Page) -> dict[str, Any
 
 def state_at(ctx: AppContext, session: Session, subject: str, page: Page) -> dict[str, Any]:
     """The record's merged state at the page's tree size: the saved state when it was saved
-    through exactly the record's last event at that size, else the merge of those events (no
-    signature checked again: stored events were verified on the way in)."""
+    through exactly the record's last event at that size (checked by its mark, its text read
+    only then, or taken parsed from this process's recent states), else the merge of those
+    events (no signature checked again: stored events were verified on the way in)."""
     repo = EventRepository(session)
     last = session.scalar(
         select(func.max(Event.log_index)).where(
             Event.subject == subject, Event.log_index <= page.upto
         )
     )
-    saved = repo.cached_state(subject)
-    if (
-        saved is not None
-        and saved.registry_keys_sha256 == ctx.identity.pins_sha256
-        and saved.through_log_index == (last or 0)
-    ):
-        return dict(orjson.loads(saved.state))
+    mark = repo.state_mark(subject)
+    if mark is not None and mark[1] == ctx.identity.pins_sha256 and mark[0] == (last or 0):
+        base = saved_base(repo, subject, mark)
+        if base is not None:
+            return base[2]
     events = [orjson.loads(b) for b in repo.bodies_between(subject, 0, page.upto)]
     verified = {(bytes.fromhex(e["event_id"][7:]), e["signature_b64"]) for e in events}
     return merge(events, ctx.identity.pinned_keys, subject=subject, verified=verified)

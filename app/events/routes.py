@@ -208,6 +208,11 @@ async def state(pith_id: str, request: Request) -> Response:
     return await _serve(request, views.state_json(context_of(request), pith_id))
 
 
+def _settings_tag(request: Request) -> str:
+    ctx = context_of(request)
+    return listing.settings_tag(ctx.identity.pins_sha256, ctx.settings.max_listing_bytes)
+
+
 PageBody = Callable[[AppContext, Session, str, listing.PageRequest], bytes]
 
 
@@ -273,7 +278,7 @@ async def bundle(
     after: After = None,
     limit: PageLimit = listing.MAX_PAGE_EVENTS,
 ) -> Response:
-    asked = listing.page_request(log_size, after, limit)
+    asked = listing.page_request(log_size, after, limit, _settings_tag(request))
     return await _serve_page(request, pith_id, asked, listing.bundle_body)
 
 
@@ -308,7 +313,7 @@ async def events(
     after: After = None,
     limit: PageLimit = listing.MAX_PAGE_EVENTS,
 ) -> Response:
-    asked = listing.page_request(log_size, after, limit)
+    asked = listing.page_request(log_size, after, limit, _settings_tag(request))
     return await _serve_page(request, pith_id, asked, listing.events_body)
 
 

@@ -154,7 +154,7 @@ def build(session: Session, identity: RegistryIdentity, subject: str) -> tuple[d
     return state, head
 
 
-def _saved_base(
+def saved_base(
     repo: EventRepository, subject: str, mark: Mark
 ) -> tuple[int, bytes, dict[str, Any]] | None:
     """(through, canonical bytes, parsed state) of the saved state of `mark`, from this
@@ -184,7 +184,7 @@ def build_sealed(
         and mark[1] == identity.pins_sha256
         and repo.count_between(subject, mark[0], head) <= GROW_MAX
     ):
-        base = _saved_base(repo, subject, mark)
+        base = saved_base(repo, subject, mark)
         if base is not None:
             through, raw, state = base
             if through >= head:
