@@ -97,7 +97,7 @@ class DistributedChunkFT(ChunkFT):
                 else:
                     p.grad.copy_(avg)
             elif g is None:
-                slot.grad = avg.to(self.entries[0].param.dtype).clone()
+                slot.grad = avg.to(slot.entry.param.dtype).clone()
             else:
                 g.copy_(avg)
 

@@ -233,6 +233,7 @@ def _chunkft(device: Any, rank: int, world: int) -> dict[str, Any]:
         sum(p.end - p.start for p in o_dp.plan[k]) for k in range(o_dp.chunks)
     ]
     res["model_param_bytes"] = sum(p.numel() * p.element_size() for p in model.parameters())
+    res["missing_slice_grad_dtypes"] = _chunkft_missing_slice_grad(device, rank)
     try:
         DistributedChunkFT(build(), chunks=2, fused=True)
         res["fused_refused"] = False
@@ -268,6 +269,36 @@ def _main() -> None:
     if rank == 0:
         Path(args.out).write_text(json.dumps(results, indent=1))
     dist.destroy_process_group()
+
+
+def _chunkft_missing_slice_grad(device: Any, rank: int) -> list[list[str]]:
+    """A bf16 layer that only rank 0 uses, behind an fp32 first tensor: the slice gradient
+    rank 1 lacked is made by the average; (its dtype, its parameter's) for each of rank 1's
+    slices."""
+    import torch
+    import torch.distributed as dist
+    from torch import nn
+
+    from kernels.chunkft.parallel import DistributedChunkFT
+
+    torch.manual_seed(0)
+    model = nn.ModuleDict(
+        {"first": nn.Linear(6, 6), "bf16": nn.Linear(6, 4, bias=False).to(torch.bfloat16)}
+    ).to(device)
+    opt = DistributedChunkFT(model, chunks=1, lr=1e-2)
+    h = model["first"](torch.randn(3, 6, device=device))
+    if rank == 0:
+        h = model["bf16"](h.to(torch.bfloat16)).float()
+    h.square().mean().backward()
+    opt.average_gradients()
+    mine = [
+        [str(slot.grad.dtype), str(slot.entry.param.dtype)]
+        for slot in opt.slots
+        if slot.entry.kind != "dense" and slot.grad is not None
+    ]
+    every: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(every, mine)
+    return every[1]  # rank 1 never used the bf16 layer: its gradient came from the average
 
 
 # --- the tests -----------------------------------------------------------------------------
@@ -327,6 +358,14 @@ def test_fsdp2_optimizer_equals_one_process(results: dict[str, Any], name: str) 
 def test_chunkft_data_parallel_equals_one_process(results: dict[str, Any]) -> None:
     _assert_equal_to_one_process(results["chunkft"]["params"])
     assert results["chunkft"]["fused_refused"]
+
+
+def test_chunkft_makes_a_missing_slice_gradient_in_its_own_parameters_dtype(
+    results: dict[str, Any],
+) -> None:
+    dtypes = results["chunkft"]["missing_slice_grad_dtypes"]
+    assert ["torch.bfloat16", "torch.bfloat16"] in dtypes
+    assert all(grad == param for grad, param in dtypes)
 
 
 def test_chunkft_reports_memory_of_every_rank(results: dict[str, Any]) -> None:
