@@ -60,10 +60,16 @@ def bundle_verify_keys(ctx: AppContext, receipt: dict[str, Any]) -> list[bytes]:
 
 
 def bundle_verify_command(base_url: str, suffix: str, keys: list[bytes]) -> str:
-    """`pith verify` of the bundle, offline: every signed event (replication records included)
-    checked, the merged state recomputed, the receipt checked."""
+    """`pith verify` of the whole bundle, offline: every signed event (replication records
+    included) checked, the merged state recomputed, the receipt checked. The bundle is fetched
+    by pith_client (installed with `pith`), which follows `next` through every page: one page
+    alone holds only its events, so its state could not be checked."""
     flags = " ".join(f"--key {key.hex()}" for key in keys)
-    return f"curl -s {base_url}/pith/{suffix}/bundle.json | pith verify {flags} -"
+    fetch = (
+        "import json; from pith_client import PithClient; "
+        f"print(json.dumps(PithClient('{base_url}').bundle('{suffix}')))"
+    )
+    return f'python -c "{fetch}" | pith verify {flags} -'
 
 
 def _text(value: Any, limit: int = 80) -> str:
