@@ -8,6 +8,7 @@ is cached under a key the middleware never looks up, and the route adds the head
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from sqlalchemy.orm import Session
@@ -21,7 +22,10 @@ from pith_core.number import parse_pith_id
 
 from .cache import response_key
 from .context import Rendered, RenderedResponse, context_of
+from .guard import CHARGE_AS_WRITE
 from .http import IMMUTABLE
+from .problems import Problem
+from .ratelimit import LimiterUnavailable
 
 SUFFIX_LENGTH = 26
 
@@ -54,6 +58,31 @@ def names_one_record_forever(pith_id: str) -> bool:
     return pid.is_full or len(pid.prefix) == SUFFIX_LENGTH
 
 
+async def _charge_as_write(request: Request) -> None:
+    """A fixed answer not cached yet is built afresh (a historical log size is a full merge):
+    it costs the client a write token, so one client cannot loop distinct sizes or cursors."""
+    charge = request.scope.get(CHARGE_AS_WRITE)
+    if charge is None:
+        return
+    try:
+        wait = await charge()
+    except LimiterUnavailable:
+        raise Problem(
+            503,
+            "busy",
+            "the rate limiter's database is unavailable; retry shortly",
+            headers={"Retry-After": "1"},
+        ) from None
+    if wait > 0:
+        retry = max(1, math.ceil(wait))
+        raise Problem(
+            429,
+            "rate_limited",
+            f"too many uncached fixed-size reads from this client; retry in {retry} s",
+            headers={"Retry-After": str(retry)},
+        )
+
+
 async def serve_fixed(
     request: Request, pith_id: str, build: Callable[[Session], tuple[bytes, str]]
 ) -> Response:
@@ -62,7 +91,10 @@ async def serve_fixed(
     ctx = context_of(request)
     path, query, representation = response_key(request.scope)
     key = (f"fixed:{path}", query, representation)
-    rendered = ctx.cache.get(key) or await run_in_threadpool(ctx.render, key, build)
+    rendered = ctx.cache.get(key)
+    if rendered is None:
+        await _charge_as_write(request)
+        rendered = await run_in_threadpool(ctx.render, key, build)
     if not names_one_record_forever(pith_id):
         return RenderedResponse(rendered)
     return FixedResponse(rendered)

@@ -25,6 +25,8 @@ from .problems import Problem, problem_response
 from .ratelimit import LimiterUnavailable, SharedBuckets
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# scope key: an async callable charging this read to the client's write bucket (seconds to wait)
+CHARGE_AS_WRITE = "pith.charge_as_write"
 MAX_CLIENTS = 50_000
 
 
@@ -172,7 +174,13 @@ class GuardMiddleware:
             await problem_response(problem, scope.get("path"))(scope, receive, send)
             return
         if is_read:
-            await self.app(scope, receive, send)
+            client = self._client(scope)
+
+            async def charge_as_write() -> float:
+                return await self._wait(False, client)
+
+            # a read that turns out heavy (a fixed page built afresh) is charged as a write
+            await self.app({**scope, CHARGE_AS_WRITE: charge_as_write}, receive, send)
             return
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
