@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, entry_points, version
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from .canonical import canonical_sha256, parse_json
 from .errors import PithError
@@ -35,6 +37,8 @@ class UsageError(Exception):
 
 
 def _read_json(source: str) -> Any:
+    if source.startswith(("http://", "https://")):
+        return _fetch_json(source)
     try:
         text = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
     except OSError as e:
@@ -43,6 +47,35 @@ def _read_json(source: str) -> Any:
         return parse_json(text)
     except PithError as e:
         raise UsageError(f"{'stdin' if source == '-' else source}: {e}") from e
+
+
+_BUNDLE_PATH = re.compile(r"^(?P<base>.*)/pith/(?P<id>[^/]+)/bundle\.json$")
+
+
+def _fetch_json(url: str) -> Any:
+    """A document from a registry's URL (the CLI's one network read). A bundle URL is fetched
+    whole: a record with more events than one page holds is served in pages, and one page alone
+    cannot have its merged state checked, so every page is followed (pith_client)."""
+    import httpx  # the CLI's edge only: pith_core stays free of network code
+
+    from pith_client import PithAPIError, PithClient
+
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    match = _BUNDLE_PATH.match(parts.path)
+    try:
+        if match and set(query) <= {"log_size"}:
+            base = urlunsplit((parts.scheme, parts.netloc, match["base"], "", ""))
+            size = int(query["log_size"]) if "log_size" in query else None
+            with PithClient(base) as client:
+                return client.bundle(match["id"], log_size=size)
+        r = httpx.get(
+            url, follow_redirects=True, timeout=60, headers={"Accept": "application/json"}
+        )
+        r.raise_for_status()
+        return parse_json(r.content)
+    except (httpx.HTTPError, PithAPIError, ValueError, PithError) as e:
+        raise UsageError(f"cannot read {url}: {e}") from e
 
 
 def _emit(obj: Any) -> None:
@@ -193,7 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="check a record, bundle or state: hash, number, receipt")
     p.add_argument(
-        "file", nargs="?", default="-", help="record, bundle or state JSON, or - for stdin"
+        "file",
+        nargs="?",
+        default="-",
+        help="record, bundle or state JSON: a file, - for stdin, or a registry URL (a bundle "
+        "URL is fetched with every page, so its merged state is checked)",
     )
     p.add_argument(
         "--key",

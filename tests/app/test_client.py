@@ -3,6 +3,8 @@ offline, submit, follow the feed, and retries of 429 that honour Retry-After."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,11 +14,13 @@ import pytest
 
 from pith_client import PithAPIError, PithClient
 from pith_client.client import retry_after_seconds
+from pith_core.keys import PUBLIC_REGISTRY_KEY_HEX
 
 from .helpers import new_key, seed_json, signed_event
-from .live import LiveServer, start_server
+from .live import PITH, LiveServer, start_server
 
 FORGE = seed_json("000")["pith_number"]
+SAGE = seed_json("001")["pith_number"]
 
 
 @pytest.fixture(scope="module")
@@ -158,3 +162,42 @@ def test_follow_and_bundle_go_through_pages_that_end_on_the_byte_bound(
         assert "next" not in bundle
         report = pith.verify(FORGE, trust_server_key=True)
         assert report.ok, report.failed
+
+
+def test_pith_verify_of_a_bundle_url_checks_the_whole_paged_bundle(
+    small_pages: LiveServer,
+) -> None:
+    """`pith verify <bundle URL>` (the command record pages show) fetches every page, so the
+    merged state is checked; the bytes of one page alone verify only as a partial bundle, and
+    a URL that answers 404 is a usage error (exit 2), not a traceback."""
+    key = new_key("pager-cli")
+    padded = [
+        signed_event(
+            key,
+            SAGE,
+            seq=i + 1,
+            payload={"claim_id": "c", "verdict": "inconclusive", "pad": "q" * 20_000},
+        )
+        for i in range(8)
+    ]
+    with small_pages.client() as http:
+        assert http.post("/api/events", json=padded).status_code == 201
+        registry_key = http.get("/pith-signing-key.json").json()["public_key_hex"]
+        one_page = http.get(f"/pith/{SAGE}/bundle.json")
+        assert "next" in one_page.json()  # the byte bound really pages this bundle
+    keys = ["--key", registry_key, "--key", PUBLIC_REGISTRY_KEY_HEX]
+    url = f"{small_pages.base_url}/pith/{SAGE}/bundle.json"
+    whole = subprocess.run([str(PITH), "verify", "--json", *keys, url], capture_output=True)
+    assert whole.returncode == 0, whole.stdout + whole.stderr
+    report = json.loads(whole.stdout)
+    assert report["ok"] is True and "state not checked" not in json.dumps(report)
+    page = subprocess.run(
+        [str(PITH), "verify", "--json", *keys, "-"], input=one_page.content, capture_output=True
+    )
+    assert "state not checked" in page.stdout.decode()
+    missing = subprocess.run(
+        [str(PITH), "verify", *keys, f"{small_pages.base_url}/pith/AAAAAAAA/bundle.json"],
+        capture_output=True,
+    )
+    assert missing.returncode == 2 and b"cannot read" in missing.stderr
+    assert b"Traceback" not in missing.stderr

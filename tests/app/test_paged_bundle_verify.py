@@ -73,8 +73,10 @@ def test_a_page_is_a_partial_bundle_and_the_whole_bundle_checks_the_state(
         merged = next(c for c in checks if c.name == "events and merged state")
         assert "state not checked" not in merged.detail
         assert whole["state_sha256"] in merged.detail
-        # the page's command fetches the bundle through pith_client (every page), not one page
+        # the page's command gives pith verify the bundle's URL (it follows every page), not
+        # one page through curl
         page = client.get(f"/pith/{SUFFIX}").text
         command = html.unescape(re.search(r'<pre id="verify-bundle">(.*?)</pre>', page).group(1))
-        assert f"PithClient('{client.base_url}').bundle('{SUFFIX}')" in command
-        assert command.endswith(" -") and "curl" not in command
+        assert command.startswith("pith verify --key ")
+        assert command.endswith(f"{client.base_url}/pith/{SUFFIX}/bundle.json")
+        assert "curl" not in command

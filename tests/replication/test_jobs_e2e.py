@@ -160,11 +160,11 @@ def _state(live: Live, pith: str) -> dict[str, Any]:
 
 
 def _page_verify(live: Live, pith: str) -> None:
-    """Run the paper page's command (fetch every page of the bundle, pipe it into `pith verify
-    --key …`) in a shell, as a reader would, with this venv's python and pith on the PATH."""
+    """Run the paper page's command (`pith verify --key … <bundle URL>`: it fetches every page
+    of the bundle) in a shell, as a reader would, with this venv's pith on the PATH."""
     page = live.http.get(f"/pith/{pith.rsplit(':', 1)[1]}").text
     command = html.unescape(re.search(r'<pre id="verify-bundle">(.*?)</pre>', page, re.S).group(1))
-    assert " | pith verify " in command and command.endswith(" -")
+    assert command.startswith("pith verify ") and command.endswith("/bundle.json")
     path = f"{PITH.parent}{os.pathsep}{os.environ.get('PATH', '')}"
     run = subprocess.run(
         ["bash", "-c", command.replace("pith verify ", "pith verify --json ")],
