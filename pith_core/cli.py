@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, entry_points, version
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from .canonical import canonical_sha256, parse_json
 from .errors import PithError
@@ -49,33 +47,20 @@ def _read_json(source: str) -> Any:
         raise UsageError(f"{'stdin' if source == '-' else source}: {e}") from e
 
 
-_BUNDLE_PATH = re.compile(r"^(?P<base>.*)/pith/(?P<id>[^/]+)/bundle\.json$")
-
-
 def _fetch_json(url: str) -> Any:
-    """A document from a registry's URL (the CLI's one network read). A bundle URL is fetched
-    whole: a record with more events than one page holds is served in pages, and one page alone
-    cannot have its merged state checked, so every page is followed (pith_client)."""
-    import httpx  # the CLI's edge only: pith_core stays free of network code
-
-    from pith_client import PithAPIError, PithClient
-
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query))
-    match = _BUNDLE_PATH.match(parts.path)
+    """A document from a registry's URL. pith_core holds no network code: the fetch is a
+    `pith.fetch` entry point (pith_client's, which follows every page of a bundle)."""
+    fetchers = list(entry_points(group="pith.fetch"))
+    if not fetchers:
+        raise UsageError(f"cannot read {url}: no URL reader installed (pith_client)")
     try:
-        if match and set(query) <= {"log_size"}:
-            base = urlunsplit((parts.scheme, parts.netloc, match["base"], "", ""))
-            size = int(query["log_size"]) if "log_size" in query else None
-            with PithClient(base) as client:
-                return client.bundle(match["id"], log_size=size)
-        r = httpx.get(
-            url, follow_redirects=True, timeout=60, headers={"Accept": "application/json"}
-        )
-        r.raise_for_status()
-        return parse_json(r.content)
-    except (httpx.HTTPError, PithAPIError, ValueError, PithError) as e:
-        raise UsageError(f"cannot read {url}: {e}") from e
+        text = fetchers[0].load()(url)
+    except ValueError as e:  # the reader's errors say what failed
+        raise UsageError(str(e)) from e
+    try:
+        return parse_json(text)
+    except PithError as e:
+        raise UsageError(f"{url}: {e}") from e
 
 
 def _emit(obj: Any) -> None:

@@ -88,9 +88,16 @@ def _receipt_key(receipt: Any, keys: Sequence[bytes]) -> bytes:
 
 
 def is_page(doc: Any) -> bool:
-    """Whether a bundle is one page of a paged list (it carries `next` or `events_total`): its
-    events are that page's, while its state hash is the whole list's merge."""
-    return isinstance(doc, dict) and ("next" in doc or "events_total" in doc)
+    """Whether a bundle is one page of a paged list: it names a `next` page, or holds fewer
+    events than its `events_total`. Its events are that page's, while its state hash is the
+    whole list's merge. A bundle that holds every event (`next` null, all `events_total` of
+    them) is whole, and its state is checked."""
+    if not isinstance(doc, dict):
+        return False
+    if doc.get("next"):
+        return True
+    total, events = doc.get("events_total"), doc.get("events")
+    return isinstance(total, int) and isinstance(events, list) and len(events) < total
 
 
 def verify_document(doc: Any, trusted_keys: bytes | Sequence[bytes]) -> tuple[str, list[Check]]:

@@ -52,3 +52,33 @@ def test_cli_takes_repeated_keys(tmp_path: Path) -> None:
         [PITH, "verify", "--key", ours.hex(), str(path)], capture_output=True, text=True
     )
     assert out.returncode == 1 and "receipt" in out.stderr
+
+
+def test_a_whole_bundle_is_not_a_page_whatever_keys_it_carries() -> None:
+    """Only a bundle that names a next page, or holds fewer events than its events_total, is
+    a page (state not checked); one carrying `next: null` and all its events is whole: its
+    state is checked, so a wrong state hash fails (it cannot dodge the check by those keys)."""
+    bundle, ours = imported_bundle()
+    keys = [ours, PUBLIC]
+    whole = {**bundle, "next": None, "events_total": len(bundle["events"])}
+    assert failed(verify_document(whole, keys)[1]) == set()
+    forged = {**whole, "state_sha256": "0" * 64}
+    assert failed(verify_document(forged, keys)[1]) == {"events and merged state"}
+    page = {**forged, "next": "cursor"}
+    checks = verify_document(page, keys)[1]
+    assert failed(checks) == set()
+    assert "state not checked" in next(c.detail for c in checks if c.name.startswith("events"))
+    short = {**forged, "events_total": len(bundle["events"]) + 1}
+    assert failed(verify_document(short, keys)[1]) == set()
+
+
+def test_pith_verify_of_an_unreachable_url_is_a_usage_error() -> None:
+    """The URL reader (pith_client, found through the `pith.fetch` entry point) reports a
+    refused connection as exit 2 with the URL, no traceback."""
+    out = subprocess.run(
+        [PITH, "verify", "http://127.0.0.1:9/pith/AAAAAAAA/bundle.json"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2 and "cannot read http://127.0.0.1:9/" in out.stderr
+    assert "Traceback" not in out.stderr
