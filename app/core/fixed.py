@@ -4,12 +4,17 @@ size) with immutable Cache-Control, through the read cache under a key of its ow
 `CacheControlMiddleware` gives every answer without its own Cache-Control the revalidating
 default, and `CachedReadMiddleware` answers a cache hit before the route runs; so a fixed answer
 is cached under a key the middleware never looks up, and the route adds the header itself.
+
+Most fixed answers are cheap reads (canonical JSON, a page of events). One that must merge a
+record's events afresh (a bundle at a historical size) calls `heavy_read` first: only that
+costs the client a write token, paid outside any read unit before the build runs again.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextvars import ContextVar
 
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -20,14 +25,27 @@ from starlette.types import Message, Receive, Scope, Send
 from pith_core.errors import PithNumberError
 from pith_core.number import parse_pith_id
 
-from .cache import response_key
-from .context import Rendered, RenderedResponse, context_of
+from .cache import ResponseKey, response_key
+from .context import AppContext, Rendered, RenderedResponse, context_of
 from .guard import CHARGE_AS_WRITE
 from .http import IMMUTABLE
 from .problems import Problem
 from .ratelimit import LimiterUnavailable
 
 SUFFIX_LENGTH = 26
+# False while a fixed build runs whose client has not paid for heavy work yet
+_HEAVY_PAID: ContextVar[bool] = ContextVar("pith_heavy_read_paid", default=True)
+
+
+class HeavyRead(Exception):
+    """A fixed build reached costly work its client has not paid for yet."""
+
+
+def heavy_read() -> None:
+    """Called by a build about to do costly work (a full merge): raises `HeavyRead` unless the
+    request paid its write token already (or is charged nothing: no limiter, not a request)."""
+    if not _HEAVY_PAID.get():
+        raise HeavyRead
 
 
 class FixedResponse(RenderedResponse):
@@ -59,8 +77,8 @@ def names_one_record_forever(pith_id: str) -> bool:
 
 
 async def _charge_as_write(request: Request) -> None:
-    """A fixed answer not cached yet is built afresh (a historical log size is a full merge):
-    it costs the client a write token, so one client cannot loop distinct sizes or cursors."""
+    """A fixed answer that merges afresh (a historical log size) costs the client a write
+    token, so one client cannot loop distinct sizes or cursors."""
     charge = request.scope.get(CHARGE_AS_WRITE)
     if charge is None:
         return
@@ -78,9 +96,19 @@ async def _charge_as_write(request: Request) -> None:
         raise Problem(
             429,
             "rate_limited",
-            f"too many uncached fixed-size reads from this client; retry in {retry} s",
+            f"too many fixed-size reads needing a fresh merge from this client; retry in {retry} s",
             headers={"Retry-After": str(retry)},
         )
+
+
+def _render(
+    ctx: AppContext, key: ResponseKey, build: Callable[[Session], tuple[bytes, str]], paid: bool
+) -> Rendered:
+    token = _HEAVY_PAID.set(paid)
+    try:
+        return ctx.render(key, build)
+    finally:
+        _HEAVY_PAID.reset(token)
 
 
 async def serve_fixed(
@@ -93,8 +121,12 @@ async def serve_fixed(
     key = (f"fixed:{path}", query, representation)
     rendered = ctx.cache.get(key)
     if rendered is None:
-        await _charge_as_write(request)
-        rendered = await run_in_threadpool(ctx.render, key, build)
+        charged = request.scope.get(CHARGE_AS_WRITE) is not None
+        try:
+            rendered = await run_in_threadpool(_render, ctx, key, build, not charged)
+        except HeavyRead:
+            await _charge_as_write(request)  # outside the read unit: it is a write
+            rendered = await run_in_threadpool(_render, ctx, key, build, True)
     if not names_one_record_forever(pith_id):
         return RenderedResponse(rendered)
     return FixedResponse(rendered)

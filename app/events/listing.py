@@ -25,6 +25,7 @@ from pith_core.merge import merge
 from pith_core.number import short_pith_number
 
 from ..core.context import AppContext
+from ..core.fixed import heavy_read
 from ..core.problems import Problem
 from ..log.models import LogLeaf
 from ..log.repository import LogRepository
@@ -216,7 +217,8 @@ def state_at(ctx: AppContext, session: Session, subject: str, page: Page) -> dic
     """The record's merged state at the page's tree size: the saved state when it was saved
     through exactly the record's last event at that size (checked by its mark, its text read
     only then, or taken parsed from this process's recent states), else the merge of those
-    events (no signature checked again: stored events were verified on the way in)."""
+    events (no signature checked again: stored events were verified on the way in), which a
+    rate-limited client pays for (`heavy_read`)."""
     repo = EventRepository(session)
     last = session.scalar(
         select(func.max(Event.log_index)).where(
@@ -228,6 +230,7 @@ def state_at(ctx: AppContext, session: Session, subject: str, page: Page) -> dic
         base = saved_base(repo, subject, mark)
         if base is not None:
             return base[2]
+    heavy_read()
     events = [orjson.loads(b) for b in repo.bodies_between(subject, 0, page.upto)]
     verified = {(bytes.fromhex(e["event_id"][7:]), e["signature_b64"]) for e in events}
     return merge(events, ctx.identity.pinned_keys, subject=subject, verified=verified)
