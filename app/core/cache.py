@@ -15,8 +15,9 @@ used set bounded in bytes (`max_bytes`); an entry larger than a quarter of it is
 Some answers change without a new event (a witness cosignature makes a record anchored):
 `watch` names a mark read with the head, whose change drops every entry, and `invalidate` drops
 them at once after this worker stored such a thing. An entry is kept only if no invalidation
-happened since its thread last looked the key up (which precedes the build), so an answer built
-before the change is never kept after it.
+happened since the epoch its builder read before the build (`epoch`, passed to `put`; by default
+the one its thread's last lookup saw), so an answer built before the change is never kept after
+it.
 """
 
 from __future__ import annotations
@@ -138,15 +139,25 @@ class ReadCache:
             if self._watch is not None:
                 mark = self._watch()
                 if mark != self._mark:
+                    first = self._mark is _UNREAD
                     self._mark = mark
-                    self.invalidate()
+                    if not first:  # nothing was kept before the mark was known (`watch`)
+                        self.invalidate()
         return self._head
+
+    @property
+    def epoch(self) -> int:
+        """How many invalidations so far: read it before a build, pass it to `put`."""
+        return self._epoch
 
     def watch(self, mark: Callable[[], Hashable]) -> None:
         """Also drop every entry when `mark()`, read with the head, changes (first read at the
-        next refresh: the database may not be ready yet)."""
+        next refresh: the database may not be ready yet). What was kept before is dropped: an
+        answer is kept only once the mark is known."""
         self._watch = mark
+        self._mark = _UNREAD
         self._checked = float("-inf")
+        self.invalidate()
 
     def invalidate(self) -> None:
         """Drop every entry: something answers show changed without a new event."""
@@ -181,9 +192,12 @@ class ReadCache:
         the rest when the head moves."""
         self.put(key, value, self._head)
 
-    def put(self, key: Hashable, value: Any, built_at_head: int) -> None:
-        """Keep `value`, built from the database as of log head `built_at_head`, dropping the
-        least recently used entries past the byte bound."""
+    def put(
+        self, key: Hashable, value: Any, built_at_head: int, *, seen_epoch: int | None = None
+    ) -> None:
+        """Keep `value`, built from the database as of log head `built_at_head` after `epoch`
+        read `seen_epoch` (None: what this thread's last `get` saw), dropping the least
+        recently used entries past the byte bound."""
         if self.ttl <= 0:
             return
         size = _size(value)
@@ -191,8 +205,10 @@ class ReadCache:
             return
         if built_at_head > self._head:
             self.advance(built_at_head)
+        if seen_epoch is None:
+            seen_epoch = getattr(self._seen, "epoch", 0)
         with self._lock:
-            if built_at_head != self._head or getattr(self._seen, "epoch", 0) != self._epoch:
+            if built_at_head != self._head or seen_epoch != self._epoch:
                 return
             old = self._entries.pop(key, None)
             if old is not None:

@@ -55,6 +55,8 @@ def log_manifest_entry(ctx: AppContext) -> dict[str, object]:
 
 
 def _render(ctx: AppContext, build: Build, key: tuple[str, bytes, str] | None) -> Rendered:
+    # read here, before the build, not by the lookup on the event loop (another thread)
+    seen = ctx.cache.epoch
     with ctx.db.read() as session:
         head = EventRepository(session).head()
         body, media_type, immutable = build(session)
@@ -62,7 +64,7 @@ def _render(ctx: AppContext, build: Build, key: tuple[str, bytes, str] | None) -
     control = (b"cache-control", IMMUTABLE if immutable else FRESH)
     rendered = dataclasses.replace(rendered, headers=(*rendered.headers, control))
     if key is not None:
-        ctx.cache.put(key, rendered, head)
+        ctx.cache.put(key, rendered, head, seen_epoch=seen)
     return rendered
 
 

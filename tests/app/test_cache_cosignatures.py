@@ -106,3 +106,48 @@ def test_a_watched_mark_that_moves_drops_the_entries() -> None:
     cache.put("k", value, 1)
     now[0] = 4.0
     assert cache.get("k") is value  # re-read, unchanged: kept
+
+
+def test_a_put_from_a_thread_that_never_looked_up_keeps_the_epoch_it_read() -> None:
+    cache = ReadCache(lambda: 1, ttl=3600)
+    cache.get("other")
+    cache.invalidate()
+    seen = cache.epoch  # read by the building thread before its build
+    value = object()
+    t = threading.Thread(target=lambda: cache.put("k", value, 1, seen_epoch=seen))
+    t.start()
+    t.join()
+    assert cache.get("k") is value
+    stale = cache.epoch
+    cache.invalidate()  # a cosignature kept during the next build
+    t = threading.Thread(target=lambda: cache.put("j", object(), 1, seen_epoch=stale))
+    t.start()
+    t.join()
+    assert cache.get("j") is None
+
+
+def test_the_watchs_first_read_drops_nothing() -> None:
+    cache = ReadCache(lambda: 1, ttl=3600)
+    cache.watch(lambda: 7)
+    before = cache.epoch
+    assert cache.get("k") is None  # the first read of the mark
+    assert cache.epoch == before
+    value = object()
+    cache.put("k", value, 1, seen_epoch=before)
+    assert cache.get("k") is value
+
+
+def test_log_reads_with_witnesses_are_cached(settings: Any, database: Any, identity: Any) -> None:
+    """The log's routes look up on the event loop and build in a worker thread: what they
+    build is kept (mirrors' and witnesses' hot path)."""
+    wkey = SigningKey.generate()
+    import_seeds(database, identity)
+    with make_client(_witnessed(settings, wkey, 3600), database) as client:
+        cache = client.app.state.ctx.cache
+        size = int(client.get("/log").json()["tree_size"])
+        assert 0 < size < 256
+        for path in ("/log/checkpoint/unwitnessed", f"/log/tile/0/000.p/{size}"):
+            cache.invalidate()  # as a cosignature does
+            assert cache.size_bytes == 0
+            assert client.get(path).status_code == 200
+            assert cache.size_bytes > 0, path
