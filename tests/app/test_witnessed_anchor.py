@@ -4,12 +4,15 @@ signature has no time: once it made every record read a 500)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from nacl.signing import SigningKey
 from pydantic import ValidationError
 
+from app.log.repository import LogRepository
+from app.log.service import LogSigner, first_witnessed_size_above
 from app.registry.service import load_identity
 from app.settings import Settings
 from app.storage.engine import Database
@@ -83,3 +86,38 @@ def test_a_64_byte_signature_line_neither_counts_nor_breaks_record_reads(
         assert r.status_code == 200
         assert "witnessed_log" not in r.json()["trust"]["anchors"]
         assert client.get(f"/pith/{FORGE_SUFFIX}").status_code == 200
+
+
+def test_a_rekeyed_witness_leaves_older_records_their_anchor(database: Database) -> None:
+    """After a re-key there may be any number of cosignatures by the old key above an old
+    record's leaf: the first size the new keys cosigned is still found."""
+
+    from app.log.repository import LogRepository
+
+    old, new, other = SigningKey.generate(), SigningKey.generate(), SigningKey.generate()
+    at = datetime(2027, 1, 1, tzinfo=UTC)
+
+    def cosign(repo: LogRepository, size: int, name: str, key: SigningKey) -> None:
+        line = note.cosign(f"log\n{size}\nroot\n", name, key, 1_800_000_000).line()[:-1]
+        repo.add_cosignature(size, name, b"\0" * 32, line, at)
+
+    other_name = "witness.example/w2_%"  # LIKE's wildcards in a name match only themselves
+    with database.write() as session:
+        repo = LogRepository(session)
+        for size in range(2, 40):  # the old key, at many sizes
+            cosign(repo, size, NAME, old)
+        cosign(repo, 45, NAME, new)
+        cosign(repo, 50, NAME, new)
+        cosign(repo, 50, other_name, other)
+    witnesses = tuple(
+        note.Verifier.parse(note.verifier_key(n, bytes(k.verify_key), note.SIG_COSIGNATURE_V1))
+        for n, k in ((NAME, new), (other_name, other))
+    )
+    one = LogSigner("log", SigningKey.generate(), witnesses[:1], 1)
+    both = LogSigner("log", SigningKey.generate(), witnesses, 2)
+    with database.read() as session:
+        assert first_witnessed_size_above(session, one, 0) == 45
+        assert first_witnessed_size_above(session, one, 45) == 50
+        assert first_witnessed_size_above(session, one, 50) is None
+        assert first_witnessed_size_above(session, both, 0) == 50
+        assert first_witnessed_size_above(session, both, 0, page=1) == 50
