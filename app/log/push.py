@@ -6,9 +6,11 @@ PITH_LOG_WITNESS_PUSH_SECONDS; two workers pushing one checkpoint is harmless (t
 answers 409 with its size to the second, which then asks again from there).
 
 A cosignature changes what pages say (a record under a witnessed checkpoint is anchored) without
-a new event, so `install` also has each worker's read cache watch the cosignatures: their count,
-read with the log head, drops cached answers when it moves (another worker's, or a pull
-witness's POST), and a cosignature this worker keeps drops them at once."""
+a new event, so `install` also has each worker's read cache watch the cosignatures: a mark of
+the newest ones (`cosignature_mark`), read with the log head, drops cached answers when it moves
+(another worker's, or a pull witness's POST), and a cosignature this worker keeps drops them at
+once (one at an older size moves no mark: only the worker that kept it drops its answers at once,
+the others when the log head next moves)."""
 
 from __future__ import annotations
 
@@ -129,10 +131,20 @@ class WitnessPusher:
             await asyncio.sleep(self.interval)
 
 
-def cosignature_count(db: Database) -> int:
-    """How many cosignatures the log holds: it grows with each one kept (none is removed)."""
+def cosignature_mark(db: Database) -> tuple[int, int]:
+    """(the largest cosigned tree size, its cosignatures): it moves with each new checkpoint
+    cosigned and each witness more on the newest one. Two index lookups on the primary key
+    (tree size, witness), however many rows the table holds: the cache reads it on the event
+    loop, and the table is never pruned."""
+    newest = select(func.max(LogCosignature.tree_size)).scalar_subquery()
+    stmt = (
+        select(LogCosignature.tree_size, func.count())
+        .where(LogCosignature.tree_size == newest)
+        .group_by(LogCosignature.tree_size)
+    )
     with db.read() as session:
-        return int(session.scalar(select(func.count()).select_from(LogCosignature)) or 0)
+        row = session.execute(stmt).first()
+    return (int(row[0]), int(row[1])) if row is not None else (0, 0)
 
 
 def install(app: Any, db: Database, signer: service.LogSigner, settings: Any) -> None:
@@ -141,7 +153,7 @@ def install(app: Any, db: Database, signer: service.LogSigner, settings: Any) ->
     if not signer.witnesses:
         return
     cache = app.state.ctx.cache
-    cache.watch(lambda: cosignature_count(db))
+    cache.watch(lambda: cosignature_mark(db))
     if not settings.log_witness_urls:
         return
     pusher = WitnessPusher(

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from nacl.signing import SigningKey
+from sqlalchemy import event
 
 from app.core.cache import ReadCache
+from app.log.push import cosignature_mark
+from app.log.repository import LogRepository
 from pith_core import note
 
 from .conftest import make_client
@@ -151,3 +155,46 @@ def test_log_reads_with_witnesses_are_cached(settings: Any, database: Any, ident
             assert cache.size_bytes == 0
             assert client.get(path).status_code == 200
             assert cache.size_bytes > 0, path
+
+
+def test_the_cosignature_mark_moves_with_the_newest_and_reads_no_whole_table(
+    database: Any, backend: str
+) -> None:
+    """The cache reads the mark on the event loop: it must not grow with the table (a row a
+    witness a pushed checkpoint, never pruned), so on SQLite no step of its plan is a scan."""
+    at = datetime(2027, 1, 1, tzinfo=UTC)
+    key = SigningKey.generate()
+
+    def cosign(size: int, name: str) -> None:
+        line = note.cosign(f"log\n{size}\nroot\n", name, key, 1_800_000_000).line()[:-1]
+        with database.write() as session:
+            LogRepository(session).add_cosignature(size, name, b"\0" * 32, line, at)
+
+    assert cosignature_mark(database) == (0, 0)
+    for size in range(2, 30):
+        cosign(size, NAME)
+    assert cosignature_mark(database) == (29, 1)
+    cosign(29, "witness.example/w2")
+    assert cosignature_mark(database) == (29, 2)
+    cosign(31, "witness.example/w2")
+    assert cosignature_mark(database) == (31, 1)
+    if backend != "sqlite":
+        return
+    statements: list[tuple[str, Any]] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        statements.append((statement, params))
+
+    with database.read() as session:
+        connection = session.connection()
+    event.listen(connection, "before_cursor_execute", seen)
+    try:
+        cosignature_mark(database)
+    finally:
+        event.remove(connection, "before_cursor_execute", seen)
+    queries = [(s, p) for s, p in statements if "tlog_cosignatures" in s]
+    assert queries
+    for statement, params in queries:
+        plan = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params).all()
+        steps = [str(row[-1]) for row in plan]
+        assert steps and not any(step.startswith("SCAN") for step in steps), steps
