@@ -260,13 +260,16 @@ class Worker:
     def run_job(self, job: dict[str, Any], lease: dict[str, Any]) -> None:
         job_id, lease_id = job["job_id"], lease["lease_id"]
         label = f"job {job_id} · {job['claim_id']}/{job['profile']} · {job['pith_number']}"
-        if job_gpus(job) > self.gpus:  # the registry should not lease it: never launch it
+        # the registry should not lease it: never launch it (a job of a registry older than
+        # GPU counts says none and runs as it always did, on a worker with no GPU too)
+        if "gpus" in job and job_gpus(job) > self.gpus:
             self.client.release(job_id, lease_id)
             self.reporter.emit(
                 "released",
                 job=job_id,
                 reason=f"the job needs {job_gpus(job)} GPUs; this worker offers {self.gpus}",
             )
+            self.stop.wait(self.poll_s)  # it may be leased straight back: no lease-release spin
             return
         self.reporter.job_started(label)
         workdir: Path | None = None

@@ -210,3 +210,46 @@ def test_a_job_needing_more_gpus_than_the_worker_offers_is_released_unrun(
     assert "needs 2 GPUs" in released["reason"] and "offers 1" in released["reason"]
     job = seeded.get(f"/api/jobs/{leased['job']['job_id']}").json()
     assert job["state"] == "queued"
+
+
+class _Waits(threading.Event):
+    """A stop event that records how long the worker waited on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout)
+        return super().wait(0)
+
+
+def test_a_released_job_is_followed_by_a_poll_interval_not_a_lease_at_once(
+    seeded: TestClient,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    w = _worker(seeded, tmp_path)
+    queue(seeded, SAGE, "selftest", "two_gpus")
+    leased = w.client.lease(["selftest"], gpus=2)
+    assert leased is not None
+    w.gpus, w.stop = 1, _Waits()
+    monkeypatch.setattr(worker_module, "run_claim", lambda *a, **k: pytest.fail("launched"))
+    w.run_job(leased["job"], leased["lease"])
+    assert "released" in _events(capsys.readouterr().err)
+    assert w.stop.waits == [w.poll_s]
+
+
+def test_a_job_of_an_older_registry_runs_on_a_worker_with_no_gpu(
+    seeded: TestClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    w = _worker(seeded, tmp_path)
+    leased = _lease(w, seeded, "smoke")
+    job = {k: v for k, v in leased["job"].items() if k != "gpus"}  # a registry without counts
+    w.gpus = 0
+    w.run_job(job, leased["lease"])
+    events = _events(capsys.readouterr().err)
+    assert "released" not in events
+    record = _record(seeded, events["submitted"]["event_id"])
+    assert record["payload"]["verdict"] == "replicated"
