@@ -19,7 +19,6 @@ from pith_core.bundle import build_bundle
 from pith_core.canonical import canonical_json_prechecked, parse_json
 from pith_core.errors import CanonicalError, EventError
 from pith_core.events import EVENT_FIELDS, SignerKey, build_event, sign_event, verify_event
-from pith_core.number import short_pith_number
 from pith_core.timefmt import format_utc_second
 
 from ..core.problems import Problem
@@ -309,15 +308,6 @@ def ingest_batch(
     known = RecordRepository(session).submitted_at_of(subjects)
     retired = identity.retired_windows if identity is not None else None
     return store_events(session, events, earliest_dates(known, margin_seconds), retired=retired)
-
-
-def events_document(record: Record, events: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "pith_number": record.pith_number,
-        "short_pith_number": short_pith_number(record.pith_number),
-        "event_count": len(events),
-        "events": list(events),
-    }
 
 
 def bundle_document(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -255,18 +255,45 @@ class LogRepository:
         )
         return {str(n): int(s) for n, s in self.session.execute(stmt)}
 
-    def witnessed_sizes(self, quorum: int, names: Collection[str], limit: int = 16) -> list[int]:
-        """Tree sizes with at least `quorum` cosignatures by witnesses named `names`, largest
-        first (the caller checks each line's key: a name may have changed keys)."""
-        stmt = (
-            select(LogCosignature.tree_size)
-            .where(LogCosignature.witness_name.in_(sorted(names)))
-            .group_by(LogCosignature.tree_size)
-            .having(func.count() >= quorum)
-            .order_by(LogCosignature.tree_size.desc())
-            .limit(limit)
+    def quorum_sizes(
+        self,
+        witnesses: Collection[tuple[str, str]],
+        quorum: int,
+        *,
+        above: int | None = None,
+        largest_first: bool = False,
+        page: int = 16,
+    ) -> Iterator[int]:
+        """Tree sizes with at least `quorum` cosignature rows by `witnesses` — (name, prefix
+        of its line: the name and the start of its key hash, so a witness's rows under an
+        earlier key are left out here) — smallest first above `above`, or largest first; read
+        `page` sizes a query, as far as the caller iterates (it checks each line in full)."""
+        match = or_(
+            *(
+                and_(
+                    LogCosignature.witness_name == name,
+                    LogCosignature.signature_line.startswith(prefix, autoescape=True),
+                )
+                for name, prefix in witnesses
+            )
         )
-        return [int(s) for s in self.session.scalars(stmt)]
+        size = LogCosignature.tree_size
+        bound = above
+        while True:
+            stmt = select(size).where(match)
+            if bound is not None:
+                stmt = stmt.where(size < bound if largest_first else size > bound)
+            stmt = (
+                stmt.group_by(size)
+                .having(func.count() >= quorum)
+                .order_by(size.desc() if largest_first else size)
+                .limit(page)
+            )
+            sizes = [int(s) for s in self.session.scalars(stmt)]
+            yield from sizes
+            if len(sizes) < page:
+                return
+            bound = sizes[-1]
 
     def add_cosignature(
         self, tree_size: int, witness_name: str, root: bytes, line: str, at: datetime

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nacl.signing import SigningKey
-from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from pith_core import note, tiles, tlog
@@ -208,32 +207,24 @@ def with_cosignatures(session: Session, signer: LogSigner, text: str, size: int)
     return text + "".join(line + "\n" for line in lines)
 
 
+def _line_prefixes(signer: LogSigner) -> list[tuple[str, str]]:
+    """Each configured witness's name and the start of its cosignature lines ("— name
+    base64(key hash || signature)": the first 5 characters hold 30 bits of the key hash; the
+    rest is checked line by line by `configured_cosignatures`)."""
+    return [(w.name, f"\u2014 {w.name} {b64(w.key_hash)[:5]}") for w in signer.witnesses]
+
+
 def witnessed_size(session: Session, signer: LogSigner) -> int | None:
     """The largest tree size a quorum of the configured witnesses cosigned; None before one."""
     if signer.quorum <= 0 or not signer.witnesses:
         return None
-    names = {w.name for w in signer.witnesses}
-    for size in LogRepository(session).witnessed_sizes(signer.quorum, names):
+    sizes = LogRepository(session).quorum_sizes(
+        _line_prefixes(signer), signer.quorum, largest_first=True
+    )
+    for size in sizes:
         if len(configured_cosignatures(session, signer, size)) >= signer.quorum:
             return size
     return None
-
-
-def _configured_lines(signer: LogSigner) -> ColumnElement[bool]:
-    """SQL: a cosignature row by a configured witness whose line starts with that witness's
-    name and key hash ("— name base64(key hash || signature)": the first 5 characters hold 30
-    bits of the hash, the rest is checked after, line by line)."""
-    return or_(
-        *(
-            and_(
-                LogCosignature.witness_name == w.name,
-                LogCosignature.signature_line.startswith(
-                    f"\u2014 {w.name} {b64(w.key_hash)[:5]}", autoescape=True
-                ),
-            )
-            for w in signer.witnesses
-        )
-    )
 
 
 def first_witnessed_size_above(
@@ -242,27 +233,17 @@ def first_witnessed_size_above(
     """The smallest tree size above `leaf` a quorum of the configured witnesses cosigned, or
     None: the earliest witnessed tree holding the leaf, so later checkpoints do not move the
     time it was first attested. Rows of a witness's earlier key are left out in SQL (after a
-    re-key there may be any number of them above the leaf), and sizes are read a page at a
-    time until one passes."""
+    re-key there may be any number of them), and sizes are read a page at a time until one
+    passes."""
     if signer.quorum <= 0 or not signer.witnesses:
         return None
-    after = leaf
-    while True:
-        stmt = (
-            select(LogCosignature.tree_size)
-            .where(_configured_lines(signer), LogCosignature.tree_size > after)
-            .group_by(LogCosignature.tree_size)
-            .having(func.count() >= signer.quorum)
-            .order_by(LogCosignature.tree_size)
-            .limit(page)
-        )
-        sizes = [int(size) for size in session.scalars(stmt)]
-        for size in sizes:
-            if len(configured_cosignatures(session, signer, size)) >= signer.quorum:
-                return size
-        if len(sizes) < page:
-            return None
-        after = sizes[-1]
+    sizes = LogRepository(session).quorum_sizes(
+        _line_prefixes(signer), signer.quorum, above=leaf, page=page
+    )
+    for size in sizes:
+        if len(configured_cosignatures(session, signer, size)) >= signer.quorum:
+            return size
+    return None
 
 
 def published_checkpoint(session: Session, signer: LogSigner) -> str:

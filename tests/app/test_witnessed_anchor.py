@@ -12,7 +12,7 @@ from nacl.signing import SigningKey
 from pydantic import ValidationError
 
 from app.log.repository import LogRepository
-from app.log.service import LogSigner, first_witnessed_size_above
+from app.log.service import LogSigner, first_witnessed_size_above, witnessed_size
 from app.registry.service import load_identity
 from app.settings import Settings
 from app.storage.engine import Database
@@ -121,3 +121,26 @@ def test_a_rekeyed_witness_leaves_older_records_their_anchor(database: Database)
         assert first_witnessed_size_above(session, one, 50) is None
         assert first_witnessed_size_above(session, both, 0) == 50
         assert first_witnessed_size_above(session, both, 0, page=1) == 50
+
+
+def test_rows_of_another_key_at_newer_sizes_do_not_hide_the_witnessed_size(
+    database: Database,
+) -> None:
+    """`/log/checkpoint`'s size: the largest one the configured keys cosigned, however many
+    newer rows carry the witness's name under another key (one it no longer uses, or one the
+    registry never configured)."""
+    from app.log.repository import LogRepository
+
+    configured, stray = SigningKey.generate(), SigningKey.generate()
+    at = datetime(2027, 1, 1, tzinfo=UTC)
+    with database.write() as session:
+        repo = LogRepository(session)
+        for size, key in [(45, configured), *((s, stray) for s in range(60, 100))]:
+            line = note.cosign(f"log\n{size}\nroot\n", NAME, key, 1_800_000_000).line()[:-1]
+            repo.add_cosignature(size, NAME, b"\0" * 32, line, at)
+    vkey = note.verifier_key(NAME, bytes(configured.verify_key), note.SIG_COSIGNATURE_V1)
+    signer = LogSigner("log", SigningKey.generate(), (note.Verifier.parse(vkey),), 1)
+    with database.read() as session:
+        assert witnessed_size(session, signer) == 45
+        sizes = LogRepository(session).quorum_sizes([(NAME, "")], 1, largest_first=True, page=7)
+        assert list(sizes)[:3] == [99, 98, 97]  # paged past the first page, newest first
