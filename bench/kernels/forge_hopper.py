@@ -327,7 +327,6 @@ def main() -> int:
         "features": {
             "device_desc": hopper.HAS_DEVICE_DESC,
             "host_desc": hopper.HAS_HOST_DESC,
-            "loop_hints": hopper.HAS_LOOP_HINTS,
         },
     }
     log(f"env: {json.dumps(env)}")

@@ -266,7 +266,7 @@ def test_scalars_from_device_buffer_match_reference(
 
 
 # Interpreter-sized variants of what the GPU sweep times: each column split through descriptors
-# and through pointers, host-side operand descriptors, the flattened loop, BLOCK_T past T.
+# and through pointers, host-side operand descriptors, BLOCK_T past T.
 VARIANTS = [
     pytest.param(make_config(32, 32, 16, 4, 1, 1, group=1), id="split1-rowmajor"),
     pytest.param(make_config(32, 64, 16, 4, 1, 4, group=2), id="split4"),
@@ -276,7 +276,7 @@ VARIANTS = [
     pytest.param(make_config(32, 64, 16, 4, 1, 4, epi_tma=False), id="split4-pointers"),
     pytest.param(make_config(16, 64, 32, 4, 1, 8, epi_tma=False), id="split8-pointers"),
     pytest.param(make_config(32, 32, 16, 4, 1, 2, host_desc=True), id="host-desc"),
-    pytest.param(make_config(32, 32, 64, 4, 1, 2, group=3, flatten=True), id="flatten-bt64"),
+    pytest.param(make_config(32, 32, 64, 4, 1, 2, group=3), id="bt64"),
 ]
 
 
