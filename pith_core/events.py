@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Container, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -233,7 +233,7 @@ def verify_event(
     registry_fingerprints: Collection[str] = (),
     *,
     signer_keys: dict[str, SignerKey] | None = None,
-    verified: set[tuple[bytes, str]] | None = None,
+    verified: Container[tuple[bytes, str]] = frozenset(),
 ) -> dict[str, Any]:
     """Return `event` if valid; raise EventError(reason, detail) naming the first failure.
 
@@ -243,7 +243,7 @@ def verify_event(
     pinned registry key (not_registry_signed), payload shape (bad_payload).
     Two caches a caller may pass across many events: `signer_keys`, each signer's parsed key;
     `verified`, (digest, signature) pairs whose signature already verified (the digest covers the
-    signer's key, so an exact copy needs no second Ed25519 check).
+    signer's key, so an exact copy needs no second Ed25519 check); it is only read.
     """
     if type(event) is not dict:
         raise EventError("bad_shape", "an event is a JSON object")
@@ -257,7 +257,8 @@ def verify_event(
             check_canonical(event["payload"], "$.payload")
         except CanonicalError as e:
             raise EventError("not_canonical", str(e)) from e
-    body = {k: v for k, v in event.items() if k != "event_id" and k != "signature_b64"}
+    body = dict(event)  # (a copy and two deletions: a fifth of a comprehension's time)
+    del body["event_id"], body["signature_b64"]
     try:
         body_bytes = canonical_json_prechecked(body)
     except UnicodeEncodeError as e:  # a lone surrogate in a signer string
@@ -284,7 +285,7 @@ def verify_event(
             f"event_id does not recompute (the content hashes to sha256:{digest.hex()})",
         )
     signature_b64 = event["signature_b64"]
-    if verified is None or (digest, signature_b64) not in verified:
+    if (digest, signature_b64) not in verified:
         try:
             signature = b64decode_strict(signature_b64, "signature_b64")
         except SignatureError as e:
@@ -297,8 +298,6 @@ def verify_event(
             raise EventError(
                 "bad_signature", "signature does not verify under the signer's key"
             ) from e
-        if verified is not None:
-            verified.add((digest, signature_b64))
     target = event["target"]
     if target in REGISTRY_ONLY_TARGETS and key.fingerprint not in registry_fingerprints:
         raise EventError(

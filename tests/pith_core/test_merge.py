@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from nacl.signing import VerifyKey
 
 from pith_core import canonical_json, merge, pith_number, state_sha256, verify_event
 from pith_core.canonical import canonical_sha256
@@ -128,6 +129,43 @@ def test_equivocation_is_listed_with_a_checkable_proof() -> None:
     a, b = eq["events"]
     assert a["signer"] == b["signer"] and a["seq"] == b["seq"] and a["event_id"] != b["event_id"]
     assert not ids & set(FULL["applied_event_ids"])
+
+
+def _count_ed25519(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    real = VerifyKey.verify
+
+    def counting(self: VerifyKey, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(VerifyKey, "verify", counting)
+    return calls
+
+
+def test_exact_copies_cost_one_signature_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _count_ed25519(monkeypatch)
+    a1 = NAMED["a1"]
+    state = run([a1, copy.deepcopy(a1), copy.deepcopy(a1)])
+    assert len(calls) == 1 and state["valid_event_count"] == 1
+    # a copy under another signature is checked, and refused
+    calls.clear()
+    forged = dict(a1, signature_b64=NAMED["rep"]["signature_b64"])
+    state = run([a1, forged])
+    assert len(calls) == 2 and state["invalid_event_count"] == 1
+
+
+def test_pairs_the_caller_verified_are_trusted_and_left_as_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = _count_ed25519(monkeypatch)
+    a1, a2 = NAMED["a1"], POOL[3]
+    pairs = {(bytes.fromhex(a1["event_id"][7:]), a1["signature_b64"])}
+    given_pairs = set(pairs)
+    state = merge([a1, a2, copy.deepcopy(a2)], KEYS, subject=SUBJECT, verified=pairs)
+    assert len(calls) == 1  # a2 once; a1 not at all
+    assert state["valid_event_count"] == 2
+    assert pairs == given_pairs
 
 
 def test_a_tampered_copy_never_hides_the_real_event() -> None:
