@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
@@ -100,4 +102,14 @@ def create_app(
     install_witness_push(app, db, log_signer_of(app.state.ctx), settings)  # issue 15
     if database is None:
         app.router.on_shutdown.append(db.dispose)
+    if settings.gc_freeze_at_startup:
+        app.router.on_startup.append(freeze_startup_objects)
     return app
+
+
+def freeze_startup_objects() -> None:
+    """Collect, then freeze what survives: the objects a started worker keeps for its life are
+    no longer traversed by every full collection (about 175k of them; each full collection
+    walked them all, a tenth of ingest's CPU). What requests allocate is collected as before."""
+    gc.collect()
+    gc.freeze()

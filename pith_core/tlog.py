@@ -11,6 +11,7 @@ root is a fold of a few of them. Proof *generation* here is split in two so stor
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 
@@ -84,6 +85,40 @@ def inclusion_ranges(index: int, size: int) -> list[LeafRange]:
             lo += k
     out.reverse()
     return out
+
+
+def inclusion_paths(
+    indices: Iterable[int], size: int
+) -> tuple[list[LeafRange], dict[int, list[int]]]:
+    """The audit paths of many leaves at once: the distinct leaf ranges they use, and per leaf
+    the positions of its path's ranges in that list, bottom-up (`inclusion_ranges(i, size)` is
+    `[ranges[k] for k in paths[i]]`). Neighbouring leaves share the upper part of their paths,
+    so the tree is descended once for all of them (a run of k leaves takes about 2k steps, not
+    k·log2(size)) and each range comes once, to be folded once."""
+    wanted = sorted(set(indices))
+    if wanted and not (wanted[0] >= 0 and wanted[-1] < size):
+        bad = wanted[0] if wanted[0] < 0 else wanted[-1]
+        raise ProofError(f"leaf {bad} is not in a tree of size {size}")
+    ranges: list[LeafRange] = []
+    paths: dict[int, list[int]] = {}
+    # (subtree [lo, hi), the wanted leaves in it as wanted[a:b], its path so far top-down)
+    stack: list[tuple[int, int, int, int, tuple[int, ...]]] = [(0, size, 0, len(wanted), ())]
+    while stack and wanted:
+        lo, hi, a, b, above = stack.pop()
+        if hi - lo == 1:
+            path = list(above)
+            path.reverse()
+            paths[wanted[a]] = path
+            continue
+        mid = lo + _split(hi - lo)
+        m = bisect.bisect_left(wanted, mid, a, b)
+        if a < m:
+            stack.append((lo, mid, a, m, (*above, len(ranges))))
+            ranges.append((mid, hi))
+        if m < b:
+            stack.append((mid, hi, m, b, (*above, len(ranges))))
+            ranges.append((lo, mid))
+    return ranges, paths
 
 
 def consistency_ranges(size1: int, size2: int) -> list[LeafRange]:

@@ -26,6 +26,7 @@ from pith_core.number import short_pith_number
 
 from ..core.context import AppContext
 from ..core.fixed import heavy_read
+from ..core.jsonbody import dumps
 from ..core.problems import Problem
 from ..log.models import LogLeaf
 from ..log.repository import LogRepository
@@ -267,7 +268,7 @@ def events_body(ctx: AppContext, session: Session, pith_id: str, asked: PageRequ
         "events": page.events,
     }
     doc["log"] = log_document(ctx, session, page)
-    return _dumps(_paging(doc, asked, page))
+    return dumps(_paging(doc, asked, page))
 
 
 def bundle_body(ctx: AppContext, session: Session, pith_id: str, asked: PageRequest) -> bytes:
@@ -281,8 +282,4 @@ def bundle_body(ctx: AppContext, session: Session, pith_id: str, asked: PageRequ
         state = state_for_read(ctx.db, session, ctx.identity, record.pith_number)
     doc = bundle_document(record, page.events, state)
     doc["log"] = log_document(ctx, session, page)
-    return _dumps(_paging(doc, asked, page))
-
-
-def _dumps(doc: object) -> bytes:
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return dumps(_paging(doc, asked, page))

@@ -142,17 +142,17 @@ class EventRepository:
         """Record each signer key not yet known (first sighting wins)."""
         rows = {}
         for s in signers:
-            rows.setdefault(
-                s["public_key_fingerprint"],
-                {
-                    "fingerprint": s["public_key_fingerprint"],
-                    "public_key_b64": s["public_key_b64"],
-                    "key_id": _displayable(s["key_id"], 200),
-                    "signer_id": _displayable(s["signer_id"], 200),
-                    "signer_type": _displayable(s["signer_type"], 64),
-                    "first_seen_at": seen_at,
-                },
-            )
+            fingerprint = s["public_key_fingerprint"]
+            if fingerprint in rows:  # a batch is mostly one signer's: one row each
+                continue
+            rows[fingerprint] = {
+                "fingerprint": fingerprint,
+                "public_key_b64": s["public_key_b64"],
+                "key_id": _displayable(s["key_id"], 200),
+                "signer_id": _displayable(s["signer_id"], 200),
+                "signer_type": _displayable(s["signer_type"], 64),
+                "first_seen_at": seen_at,
+            }
         if not rows:
             return
         dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert

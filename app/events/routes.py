@@ -171,7 +171,9 @@ def _ingest(ctx: AppContext, raw: bytes) -> Response:
 )
 async def submit_batch(request: Request) -> Response:
     raw = await request.body()
-    return await run_in_threadpool(_ingest, context_of(request), raw)
+    ctx = context_of(request)
+    async with ctx.ingest_gate:  # waits on the event loop, holding no thread
+        return await run_in_threadpool(_ingest, ctx, raw)
 
 
 def _feed(ctx: AppContext, after: int, limit: int) -> Response:

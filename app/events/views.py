@@ -3,12 +3,12 @@ event list are paged: listing.py)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
 from ..core.context import AppContext
+from ..core.jsonbody import dumps
 from ..records.service import resolve
 from .repository import EventRepository
 from .service import encode_cursor
@@ -16,10 +16,6 @@ from .state import state_bytes_for_read, state_for_read
 
 JSON = "application/json"
 Build = Callable[[Session], tuple[bytes, str]]
-
-
-def dumps(doc: object) -> bytes:
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def state_json(ctx: AppContext, pith_id: str) -> Build:

@@ -274,15 +274,18 @@ def inclusion_proofs(
 ) -> dict[int, list[str]]:
     """Base64 RFC 6962 audit paths of the leaves, against the tree of `size`: the nodes not
     `held` already (this transaction's appends) in one query."""
-    ranges = {i: tlog.inclusion_ranges(i, size) for i in set(leaf_indices)}
     # neighbouring leaves share most of their paths: each distinct range is folded once
-    distinct = {r for rs in ranges.values() for r in rs}
-    compact = {r: tlog.range_nodes(*r) for r in distinct}
-    wanted = {n for nodes in compact.values() for n in nodes}
+    ranges, paths = tlog.inclusion_paths(leaf_indices, size)
+    compact = [tlog.range_nodes(*r) for r in ranges]
     held = held or {}
-    known = {**repo.nodes(n for n in wanted if n not in held), **held}
-    folded = {r: b64(tlog.fold_range([known[n] for n in nodes])) for r, nodes in compact.items()}
-    return {i: [folded[r] for r in rs] for i, rs in ranges.items()}
+    missing = {n for nodes in compact for n in nodes if n not in held}
+    known = {**repo.nodes(missing), **held} if missing else held
+    # most ranges are one stored node (a perfect subtree): no fold
+    folded = [
+        b64(known[nodes[0]] if len(nodes) == 1 else tlog.fold_range([known[n] for n in nodes]))
+        for nodes in compact
+    ]
+    return {i: [folded[k] for k in path] for i, path in paths.items()}
 
 
 def consistency_proof(session: Session, size1: int, size2: int) -> list[str]:

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from pith_core.number import short_pith_number
 
 from ..core.context import AppContext
+from ..core.jsonbody import dumps
 from ..events.repository import EventRepository
 from ..events.state import state_for_read
 from ..storage.models import Record
@@ -21,10 +22,6 @@ from .service import links, record_document, resolve
 
 JSON = "application/json"
 Build = Callable[[Session], tuple[bytes, str]]
-
-
-def dumps(doc: object) -> bytes:
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def record_doc(ctx: AppContext, session: Session, record: Record) -> dict[str, Any]:

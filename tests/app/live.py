@@ -62,6 +62,7 @@ def start_server(db_url: str, workdir: Path, **env: str) -> LiveServer:
         "PITH_PORT": str(port),
         "PITH_ACCESS_LOG": "false",
         "PITH_RESULTS_DIR": str(workdir / "no-results"),  # the committed records only when asked
+        "PITH_GC_FREEZE_AT_STARTUP": "true",  # production's default (tests/conftest.py)
         **env,
     }
     with log.open("wb") as out:

@@ -12,6 +12,8 @@ from fastapi.testclient import TestClient
 from app.core.cache import ReadCache
 from app.core.guard import TokenBuckets
 from app.core.negotiation import wants_json
+from app.main import create_app
+from app.settings import Settings
 
 from .conftest import make_client
 from .helpers import import_seeds, new_key, seed_number, signed_event
@@ -105,3 +107,21 @@ def test_another_workers_write_shows_within_the_cache_period(settings, database,
         assert count() == 0  # the reader's cached copy, younger than its period
         time.sleep(period + 0.1)
         assert count() == 1
+
+
+def test_a_started_service_freezes_what_it_holds(settings: Settings, database) -> None:  # type: ignore[no-untyped-def]
+    """Startup moves the worker's long-lived objects out of the collector's reach; with the
+    setting off (as this test process runs) nothing is frozen."""
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    with TestClient(create_app(settings, database=database)):
+        assert gc.get_freeze_count() == 0  # off in this process (tests/conftest.py)
+    on = settings.model_copy(update={"gc_freeze_at_startup": True})
+    try:
+        with TestClient(create_app(on, database=database)) as client:
+            frozen = gc.get_freeze_count()
+            assert frozen > 10_000  # modules, routes, schemas
+            assert client.get("/healthz").status_code == 200
+    finally:
+        gc.unfreeze()

@@ -143,6 +143,35 @@ def test_every_proof_up_to_70_leaves_matches_the_recursive_reference() -> None:
             tlog.verify_consistency(m, n, proof, ref_mth(entries[:m]), root)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_paths_of_many_leaves_are_the_recursive_references(seed: int) -> None:
+    rnd = __import__("random").Random(seed)
+    n = rnd.randrange(1, 300)
+    entries = [f"entry {i}".encode() for i in range(n)]
+    new, _ = tlog.append_leaves(0, [], [tlog.leaf_hash(e) for e in entries])
+    store = {(level, idx): h for level, idx, h in new}
+    # a run of neighbours (as a batch appends), scattered leaves, and every leaf
+    start = rnd.randrange(n)
+    for wanted in (
+        range(start, min(n, start + rnd.randrange(1, 60))),
+        rnd.sample(range(n), min(n, 9)),
+        range(n),
+    ):
+        ranges, paths = tlog.inclusion_paths(wanted, n)
+        assert set(paths) == set(wanted)
+        assert len(ranges) == len(set(ranges))  # each range once
+        for m, path in paths.items():
+            proof = tlog.build_proof([ranges[k] for k in path], store.__getitem__)
+            assert proof == ref_path(m, entries)
+
+
+def test_paths_of_leaves_outside_the_tree_are_refused() -> None:
+    assert tlog.inclusion_paths([], 0) == ([], {})
+    for wanted, size in (([3], 3), ([-1, 0], 4), ([0, 1], 0)):
+        with pytest.raises(tlog.ProofError):
+            tlog.inclusion_paths(wanted, size)
+
+
 def test_appending_in_pieces_gives_the_same_nodes_as_at_once() -> None:
     leaves = [tlog.leaf_hash(i.to_bytes(2, "big")) for i in range(300)]
     whole, _ = tlog.append_leaves(0, [], leaves)
