@@ -6,9 +6,8 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, and_, any_, bindparam, func, insert, or_, select, tuple_
+from sqlalchemy import and_, func, insert, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from pith_core.tlog import NodeId
@@ -30,7 +29,10 @@ _EVENT_COLUMNS = (
     "received_at",
     "body",
 )
-_COPY_EVENTS = f"COPY events ({', '.join(_EVENT_COLUMNS)}) FROM STDIN"
+_COPY_EVENTS_AT = f"COPY events (log_index, {', '.join(_EVENT_COLUMNS)}) FROM STDIN"
+_RESERVE_LOG_INDICES = (
+    "SELECT nextval(pg_get_serial_sequence('events', 'log_index')) FROM generate_series(1, %s)"
+)
 _COPY_LEAVES = "COPY tlog_leaves (leaf_index, event_log_index) FROM STDIN"
 _COPY_NODES = "COPY tlog_nodes (level, idx, hash) FROM STDIN"
 _INSERT_EVENTS = (
@@ -62,8 +64,9 @@ class LogRepository:
     def insert_events(self, rows: list[dict[str, Any]]) -> list[int]:
         """Insert event rows (dicts of the Event columns); their log indices, in order. The only
         insert into `events` (app/log owns appends). Many rows go to PostgreSQL by COPY (an order
-        of magnitude cheaper than a multi-row INSERT), their indices then read back by id; to
-        SQLite by the driver's executemany (SQLAlchemy's bulk path cost more than the insert)."""
+        of magnitude cheaper than a multi-row INSERT) at log indices drawn from the column's
+        sequence; to SQLite by the driver's executemany (SQLAlchemy's bulk path cost more than
+        the insert)."""
         if not rows:
             return []
         if len(rows) < COPY_THRESHOLD:
@@ -73,18 +76,16 @@ class LogRepository:
             return [int(i) for i in result.scalars()]
         if not self._postgresql():
             return self._sqlite_insert_events(rows)
-        with self._driver().cursor() as cur, cur.copy(_COPY_EVENTS) as copy:
-            for row in rows:
-                copy.write_row([row[c] for c in _EVENT_COLUMNS])
-        ids = [row["event_id"] for row in rows]
-        index: dict[str, int] = {}
-        for start in range(0, len(ids), 1000):
-            chunk = ids[start : start + 1000]
-            # one array parameter: a fresh database keeps the index plan (see EventRepository)
-            wanted = Event.event_id == any_(bindparam("ids", chunk, type_=ARRAY(String)))
-            stmt = select(Event.event_id, Event.log_index).where(wanted)
-            index.update((str(e), int(i)) for e, i in self.session.execute(stmt))
-        return [index[i] for i in ids]
+        with self._driver().cursor() as cur:
+            # the rows' log indices taken from the column's sequence first (increasing, as
+            # they are drawn under the log lock), then written with the rows: nothing to read
+            # back by id
+            cur.execute(_RESERVE_LOG_INDICES, (len(rows),))
+            indices = sorted(int(v) for (v,) in cur.fetchall())
+            with cur.copy(_COPY_EVENTS_AT) as copy:
+                for log_index, row in zip(indices, rows, strict=True):
+                    copy.write_row([log_index, *[row[c] for c in _EVENT_COLUMNS]])
+        return indices
 
     def _sqlite_insert_events(self, rows: list[dict[str, Any]]) -> list[int]:
         """One executemany on the driver. The caller holds the write lock (BEGIN IMMEDIATE), so
