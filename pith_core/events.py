@@ -7,6 +7,7 @@ prefix keeps an event signature from ever passing as a receipt (which signs the 
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import re
 from collections.abc import Collection, Container, Mapping
@@ -228,6 +229,24 @@ def _check_fields(event: dict[str, Any]) -> None:
             raise EventError("bad_signer", f"signer.{k} must be a non-empty string")
 
 
+def _signature_bytes(text: str) -> bytes:
+    """The 64 bytes `signature_b64` encodes: standard base64 with padding, in its one canonical
+    form. The usual text is taken without a re-encode: 88 characters ending `==`, the one before
+    them one of `AQgw` (its four unused bits zero) is canonical once it decodes strictly."""
+    if len(text) == 88 and text.endswith("==") and text[85] in "AQgw":
+        try:
+            return binascii.a2b_base64(text, strict_mode=True)
+        except ValueError:  # (binascii.Error is one) the general path names what is wrong
+            pass
+    try:
+        signature = b64decode_strict(text, "signature_b64")
+    except SignatureError as e:
+        raise EventError("bad_signature", str(e)) from e
+    if len(signature) != 64:
+        raise EventError("bad_signature", "signature is not 64 bytes")
+    return signature
+
+
 def verify_event(
     event: Any,
     registry_fingerprints: Collection[str] = (),
@@ -286,12 +305,7 @@ def verify_event(
         )
     signature_b64 = event["signature_b64"]
     if (digest, signature_b64) not in verified:
-        try:
-            signature = b64decode_strict(signature_b64, "signature_b64")
-        except SignatureError as e:
-            raise EventError("bad_signature", str(e)) from e
-        if len(signature) != 64:
-            raise EventError("bad_signature", "signature is not 64 bytes")
+        signature = _signature_bytes(signature_b64)
         try:
             key.verifier.verify(EVENT_DOMAIN + digest, signature)
         except BadSignatureError as e:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import and_, func, insert, or_, select, tuple_
@@ -35,8 +36,11 @@ _RESERVE_LOG_INDICES = (
 )
 _COPY_LEAVES = "COPY tlog_leaves (leaf_index, event_log_index) FROM STDIN"
 _COPY_NODES = "COPY tlog_nodes (level, idx, hash) FROM STDIN"
-_INSERT_EVENTS = (
-    f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
+_COLUMNS_OF = itemgetter(*_EVENT_COLUMNS)  # a row dict's values, in column order
+_OTHER_COLUMNS = tuple(c for c in _EVENT_COLUMNS if c != "received_at")
+_OTHER_COLUMNS_OF = itemgetter(*_OTHER_COLUMNS)
+_INSERT_EVENTS_RECEIVED_LAST = (
+    f"INSERT INTO events ({', '.join(_OTHER_COLUMNS)}, received_at) "
     f"VALUES ({', '.join('?' * len(_EVENT_COLUMNS))})"
 )
 _INSERT_LEAVES = "INSERT INTO tlog_leaves (leaf_index, event_log_index) VALUES (?, ?)"
@@ -84,7 +88,7 @@ class LogRepository:
             indices = sorted(int(v) for (v,) in cur.fetchall())
             with cur.copy(_COPY_EVENTS_AT) as copy:
                 for log_index, row in zip(indices, rows, strict=True):
-                    copy.write_row([log_index, *[row[c] for c in _EVENT_COLUMNS]])
+                    copy.write_row((log_index, *_COLUMNS_OF(row)))
         return indices
 
     def _sqlite_insert_events(self, rows: list[dict[str, Any]]) -> list[int]:
@@ -94,15 +98,19 @@ class LogRepository:
         dialect = self.session.get_bind().dialect
         column = Event.__table__.c.received_at
         as_sqlite = column.type.dialect_impl(dialect).bind_processor(dialect) or (lambda v: v)
+        stamps: dict[datetime, Any] = {}
+
+        def stamp(at: datetime) -> Any:  # a batch's rows share one received_at: converted once
+            if at not in stamps:
+                stamps[at] = as_sqlite(at)
+            return stamps[at]
+
         driver = self._driver()
         cur = driver.cursor()
         try:
             cur.executemany(
-                _INSERT_EVENTS,
-                [
-                    [as_sqlite(row[c]) if c == "received_at" else row[c] for c in _EVENT_COLUMNS]
-                    for row in rows
-                ],
+                _INSERT_EVENTS_RECEIVED_LAST,
+                [(*_OTHER_COLUMNS_OF(row), stamp(row["received_at"])) for row in rows],
             )
             last = int(cur.execute("SELECT last_insert_rowid()").fetchone()[0])
             first = last - len(rows) + 1
