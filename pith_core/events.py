@@ -199,13 +199,13 @@ def _check_fields(event: dict[str, Any]) -> None:
     target, etype = event["target"], event["event_type"]
     if not isinstance(target, str) or not isinstance(etype, str):
         raise EventError("bad_shape", "target and event_type must be strings")
-    if target not in EVENT_TYPES:
-        raise EventError("bad_shape", f"unknown target {target!r}")
-    if EVENT_TYPES[target] != etype:
+    expected = EVENT_TYPES.get(target)
+    if expected != etype:
+        if expected is None:
+            raise EventError("bad_shape", f"unknown target {target!r}")
         raise EventError(
             "bad_shape",
-            f"event_type {etype!r} does not go with target {target!r} "
-            f"(expected {EVENT_TYPES[target]!r})",
+            f"event_type {etype!r} does not go with target {target!r} (expected {expected!r})",
         )
     if not is_pith_number(event["subject_pith_number"]):
         raise EventError("bad_shape", "subject_pith_number is not a Pith number")
@@ -224,9 +224,18 @@ def _check_fields(event: dict[str, Any]) -> None:
     signer = event["signer"]
     if type(signer) is not dict or signer.keys() != SIGNER_FIELDS:
         raise EventError("bad_signer", f"signer must hold exactly {sorted(SIGNER_FIELDS)}")
-    for k in ("key_id", "signer_id", "signer_type"):
-        if not isinstance(signer[k], str) or not signer[k]:
-            raise EventError("bad_signer", f"signer.{k} must be a non-empty string")
+    key_id, signer_id, signer_type = signer["key_id"], signer["signer_id"], signer["signer_type"]
+    if not (
+        isinstance(key_id, str)
+        and key_id
+        and isinstance(signer_id, str)
+        and signer_id
+        and isinstance(signer_type, str)
+        and signer_type
+    ):
+        for k in ("key_id", "signer_id", "signer_type"):
+            if not isinstance(signer[k], str) or not signer[k]:
+                raise EventError("bad_signer", f"signer.{k} must be a non-empty string")
 
 
 def _signature_bytes(text: str) -> bytes:

@@ -31,7 +31,6 @@ STATE_VERSION = "1.0"
 MERGE_VERSION = "pith-open-graph-merge-v1"
 
 _BY_ID = itemgetter("event_id")
-_CREATED_AT = itemgetter("created_at")  # events are applied in (created_at, event_id) order
 
 # target -> its list under `current` (record and alias are special: see _current)
 STATE_LISTS: dict[str, str] = {
@@ -160,6 +159,7 @@ def merge_sealed(
     # (signer, seq) slot. Walking 100k events a second time, in apply order, cost more than
     # the work done on them.
     entries: list[dict[str, Any]] = []
+    order_keys: list[str] = []
     holder: dict[str, dict[int, str]] = {}  # signer -> seq -> event id (no tuple per event)
     shared: dict[tuple[str, int], list[str]] = {}  # slots held by more than one event
     for event in events:
@@ -193,6 +193,8 @@ def merge_sealed(
             continue
         valid[event_id] = event
         entries.append(_entry(event))
+        # its place in apply order: created_at is fixed-width, so the string orders the pair
+        order_keys.append(event["created_at"] + event_id)
         signer_fp, seq = event["signer"]["public_key_fingerprint"], event["seq"]
         first = holder.setdefault(signer_fp, {}).setdefault(seq, event_id)
         if first != event_id:
@@ -213,11 +215,12 @@ def merge_sealed(
             }
         )
 
-    applied = [e for e in entries if e["event_id"] not in equivocating] if equivocating else entries
-    # (`created_at`, `event_id`) order as two stable sorts of single string keys: a third of
-    # the time of one sort on tuple keys
-    applied.sort(key=_BY_ID)
-    applied.sort(key=_CREATED_AT)
+    # apply order: (`created_at`, `event_id`), as one string each, made while the event was
+    # hot and sorted as positions (a third of the time of sorting the entries by a tuple)
+    order = sorted(range(len(entries)), key=order_keys.__getitem__)
+    applied = [entries[i] for i in order]
+    if equivocating:
+        applied = [e for e in applied if e["event_id"] not in equivocating]
     state: dict[str, Any] = {
         "state_type": STATE_TYPE,
         "state_version": STATE_VERSION,
