@@ -4,7 +4,7 @@
 
 Merge must verify every event's signature, so PyNaCl's raw verify rate is its floor; the target is
 merge throughput >= 70% of the raw verify rate measured in the same run. Rates are per CPU second
-of this process, the two interleaved, best of several rounds: a shared machine's other load moves
+of this process, the two interleaved, best of five rounds: a shared machine's other load moves
 neither much.
 """
 
@@ -161,7 +161,7 @@ def main() -> None:
 
         # interleaved, best of each: both see the same machine load
         verify_rate = merge_rate = 0.0
-        for _ in range(3 if n > 20_000 else 5):
+        for _ in range(5):
             verify_rate = max(
                 verify_rate, rate(n, lambda t=triples: [vk.verify(m, s) for vk, m, s in t], 1)
             )

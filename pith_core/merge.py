@@ -250,7 +250,8 @@ def seal(state: dict[str, Any]) -> bytes:
     digest = hashlib.sha256(raw).hexdigest()
     state["state_sha256"] = digest
     at = raw.rindex(b',"state_type":')
-    return b"".join((raw[:at], b',"state_sha256":"', digest.encode(), b'"', raw[at:]))
+    view = memoryview(raw)  # (slices of a view are not copies: one copy of the bytes, not two)
+    return b"".join((view[:at], b',"state_sha256":"', digest.encode(), b'"', view[at:]))
 
 
 def state_sha256(state: dict[str, Any]) -> str:
