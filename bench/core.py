@@ -150,6 +150,9 @@ def main() -> None:
         ]
         shuffled = list(evs)
         rng.shuffle(shuffled)
+        # as every caller holds events: parsed from JSON (a bundle, a page, the store's rows),
+        # so laid out in memory in the order given, not in the order this bench signed them
+        shuffled = json.loads(json.dumps(shuffled))
         counts: list[int] = []
 
         def run_merge(shuffled: list[dict[str, Any]] = shuffled, counts: list = counts) -> None:
@@ -160,12 +163,12 @@ def main() -> None:
             )
 
         # interleaved, best of each: both see the same machine load
-        verify_rate = merge_rate = 0.0
+        rounds: list[tuple[float, float]] = []
         for _ in range(5):
-            verify_rate = max(
-                verify_rate, rate(n, lambda t=triples: [vk.verify(m, s) for vk, m, s in t], 1)
-            )
-            merge_rate = max(merge_rate, rate(n, run_merge, 1))
+            verify_once = rate(n, lambda t=triples: [vk.verify(m, s) for vk, m, s in t], 1)
+            rounds.append((verify_once, rate(n, run_merge, 1)))
+        verify_rate = max(v for v, _ in rounds)
+        merge_rate = max(m for _, m in rounds)
         assert set(counts) == {n}, "every benchmark event must be valid"
         rows.append((f"signatures verified, raw PyNaCl ({n} events)", verify_rate, "sigs/CPU-s"))
         rows.append((f"merge ({n} events)", merge_rate, "events/CPU-s"))
@@ -173,6 +176,7 @@ def main() -> None:
             "raw_verify_per_s": verify_rate,
             "merge_events_per_s": merge_rate,
             "merge_over_verify": merge_rate / verify_rate,
+            "rounds": [{"raw_verify_per_s": v, "merge_events_per_s": m} for v, m in rounds],
             "target": 0.70,
             "met": merge_rate / verify_rate >= 0.70,
         }

@@ -163,12 +163,14 @@ def merge_sealed(
     holder: dict[str, dict[int, str]] = {}  # signer -> seq -> event id (no tuple per event)
     shared: dict[tuple[str, int], list[str]] = {}  # slots held by more than one event
     for event in events:
+        kept = None
         if type(event) is dict:
             copy_of = event.get("event_id")
-            if type(copy_of) is str and copy_of in valid:
+            kept = valid.get(copy_of) if type(copy_of) is str else None
+            if kept is not None:
                 if not known_is_ours:
                     known, known_is_ours = set(known), True
-                known.add((bytes.fromhex(copy_of[7:]), valid[copy_of]["signature_b64"]))
+                known.add((bytes.fromhex(copy_of[7:]), kept["signature_b64"]))
         try:
             verify_event(event, registry_fps, signer_keys=signer_keys, verified=known)
             if event["subject_pith_number"] != subject:
@@ -184,8 +186,7 @@ def merge_sealed(
             }
             continue
         event_id = event["event_id"]
-        kept = valid.get(event_id)
-        if kept is not None:
+        if kept is not None:  # (looked up above, before the checks)
             # one signed body may come with two valid signatures: keep the least, whatever
             # the order (the body, and so the entry, is the same)
             if event["signature_b64"] < kept["signature_b64"]:
@@ -196,7 +197,10 @@ def merge_sealed(
         # its place in apply order: created_at is fixed-width, so the string orders the pair
         order_keys.append(event["created_at"] + event_id)
         signer_fp, seq = event["signer"]["public_key_fingerprint"], event["seq"]
-        first = holder.setdefault(signer_fp, {}).setdefault(seq, event_id)
+        slots = holder.get(signer_fp)
+        if slots is None:
+            slots = holder[signer_fp] = {}
+        first = slots.setdefault(seq, event_id)
         if first != event_id:
             shared.setdefault((signer_fp, seq), [first]).append(event_id)
 
