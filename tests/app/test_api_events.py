@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, bindparam, text
 
 from pith_core.keys import b64encode
 from pith_core.merge import merge, state_sha256
@@ -313,6 +313,36 @@ class TestBatch:
         stored = {e: (i, json.loads(b)) for e, i, b in rows}
         for x, event in zip(results[1:], events[1:], strict=True):
             assert stored[x["event_id"]] == (x["log_index"], event)
+        # one leaf an event, the leaves numbered without a gap
+        leaves, events_stored, top = connection.execute(
+            text(
+                "SELECT (SELECT count(*) FROM tlog_leaves), (SELECT count(*) FROM events),"
+                " (SELECT max(leaf_index) FROM tlog_leaves)"
+            )
+        ).one()
+        assert leaves == events_stored == top + 1
+
+    def test_a_stored_event_midway_is_a_duplicate_and_the_rest_stored_whole(
+        self, seeded: TestClient, connection: Connection
+    ) -> None:
+        key = new_key()
+        events = [signed_event(key, FORGE, seq=seq) for seq in range(1, 21)]
+        assert _post(seeded, ACTION, events[10]).status_code == 201
+        r = seeded.post("/api/events", json=events)
+        assert r.status_code == 201, r.text
+        assert (r.json()["accepted"], r.json()["duplicates"]) == (19, 1)
+        assert r.json()["results"][10]["status"] == "duplicate"
+        ids = [e["event_id"] for e in events]
+        stored = connection.execute(
+            text("SELECT count(*) FROM events WHERE event_id IN :ids").bindparams(
+                bindparam("ids", expanding=True)
+            ),
+            {"ids": ids},
+        ).scalar()
+        leaves, events_stored = connection.execute(
+            text("SELECT (SELECT count(*) FROM tlog_leaves), (SELECT count(*) FROM events)")
+        ).one()
+        assert stored == 20 and leaves == events_stored
 
     def test_one_bad_event_stores_none(self, seeded: TestClient, connection: Connection) -> None:
         key = new_key()
