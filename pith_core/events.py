@@ -185,13 +185,19 @@ class SignerKey:
     verifier: VerifyKey
 
 
-def parse_signer_key(public_key_b64: Any) -> SignerKey:
+def _decoded(text: Any, field: str, size: int, reason: str, what: str) -> bytes:
+    """The `size` bytes the base64 `text` of `field` encodes; EventError(reason) otherwise."""
     try:
-        raw = b64decode_strict(public_key_b64, "signer.public_key_b64")
+        raw = b64decode_strict(text, field)
     except SignatureError as e:
-        raise EventError("bad_signer", str(e)) from e
-    if len(raw) != 32:
-        raise EventError("bad_signer", "signer public key is not 32 bytes")
+        raise EventError(reason, str(e)) from e
+    if len(raw) != size:
+        raise EventError(reason, f"{what} is not {size} bytes")
+    return raw
+
+
+def parse_signer_key(public_key_b64: Any) -> SignerKey:
+    raw = _decoded(public_key_b64, "signer.public_key_b64", 32, "bad_signer", "signer public key")
     return SignerKey(raw, fingerprint(raw), VerifyKey(raw))
 
 
@@ -247,13 +253,7 @@ def _signature_bytes(text: str) -> bytes:
             return binascii.a2b_base64(text, strict_mode=True)
         except ValueError:  # (binascii.Error is one) the general path names what is wrong
             pass
-    try:
-        signature = b64decode_strict(text, "signature_b64")
-    except SignatureError as e:
-        raise EventError("bad_signature", str(e)) from e
-    if len(signature) != 64:
-        raise EventError("bad_signature", "signature is not 64 bytes")
-    return signature
+    return _decoded(text, "signature_b64", 64, "bad_signature", "signature")
 
 
 def verify_event(
