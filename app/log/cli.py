@@ -185,6 +185,17 @@ def cmd_mirror_pull(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_rotations(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rotations",
+        type=Path,
+        metavar="FILE",
+        help="key rotations checkpoints are judged by (a registry's pith-signing-key.json or a "
+        "JSON list of signed statements; default: those the registry publishes): a checkpoint "
+        "signed by a retired or revoked key past its window is refused",
+    )
+
+
 def register(subparsers: Any) -> None:
     from ..registry.rotation import register as register_key
 
@@ -243,14 +254,7 @@ def register(subparsers: Any) -> None:
         help="cosignatures a checkpoint needs before the mirror publishes it (default: the "
         "registry's own quorum); never an unwitnessed checkpoint when above 0",
     )
-    mp.add_argument(
-        "--rotations",
-        type=Path,
-        metavar="FILE",
-        help="key rotations checkpoints are judged by (a registry's pith-signing-key.json or a "
-        "JSON list of signed statements; default: those the registry publishes): a checkpoint "
-        "signed by a retired or revoked key past its window is refused",
-    )
+    _add_rotations(mp)
     mp.set_defaults(func=cmd_mirror_pull)
 
     w = subparsers.add_parser(
@@ -278,12 +282,5 @@ def register(subparsers: Any) -> None:
     )
     w.add_argument("--host", default="127.0.0.1", help="serve: the address to listen on")
     w.add_argument("--port", type=int, default=8100, help="serve: the port to listen on")
-    w.add_argument(
-        "--rotations",
-        type=Path,
-        metavar="FILE",
-        help="key rotations checkpoints are judged by (a registry's pith-signing-key.json or a "
-        "JSON list of signed statements; default: those the registry publishes): a checkpoint "
-        "signed by a retired or revoked key past its window is refused",
-    )
+    _add_rotations(w)
     w.set_defaults(func=cmd_witness)

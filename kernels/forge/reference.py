@@ -10,7 +10,7 @@ stochastically with the same 16 random bits per element the kernel draws (`sr_ra
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
@@ -248,14 +248,16 @@ def forge_linear_step_reference(
     *,
     stochastic: bool = True,
     seed_key: int = 0,
+    grad: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> None:
-    """What the fused kernel computes, unfused: form dW, then update W and states in place."""
+    """What the fused kernel computes, unfused: form dW (by `grad`, `weight_grad` unless
+    given), then update W and states in place."""
     with torch.no_grad():
         apply_update_(
             rule,
             sc,
             weight,
-            weight_grad(dy, x),
+            (grad or weight_grad)(dy, x),
             states,
             stochastic=stochastic,
             seed_key=seed_key,

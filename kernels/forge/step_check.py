@@ -21,6 +21,7 @@ same exact products over T in the same order, so they must agree far more tightl
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -56,21 +57,12 @@ def lowp_step_(
     states: Sequence[torch.Tensor],
     rule: Rule,
     sc: StepScalars,
-    *,
-    stochastic: bool = True,
-    seed_key: int = 0,
+    **options: Any,
 ) -> None:
     """`reference.forge_linear_step_reference` with torch's low-precision dW (torch_lowp)."""
-    with torch.no_grad():
-        reference.apply_update_(
-            rule,
-            sc,
-            weight,
-            lowp_weight_grad(dy, x),
-            states,
-            stochastic=stochastic,
-            seed_key=seed_key,
-        )
+    reference.forge_linear_step_reference(
+        dy, x, weight, states, rule, sc, grad=lowp_weight_grad, **options
+    )
 
 
 def rule_bound(lowp: torch.Tensor, ref32: torch.Tensor) -> float:

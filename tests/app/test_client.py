@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from typing import Any
 
 import pytest
 
@@ -134,19 +135,17 @@ def small_pages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     server.stop()
 
 
+def _padded_events(subject: str, signer: str) -> list[dict[str, Any]]:
+    """Eight events of ~20 kB each: a few fill a 64 kB page (the fixture's byte bound)."""
+    key = new_key(signer)
+    payload = {"claim_id": "c", "verdict": "inconclusive", "pad": "p" * 20_000}
+    return [signed_event(key, subject, seq=i + 1, payload=payload) for i in range(8)]
+
+
 def test_follow_and_bundle_go_through_pages_that_end_on_the_byte_bound(
     small_pages: LiveServer,
 ) -> None:
-    key = new_key("pager")
-    padded = [
-        signed_event(
-            key,
-            FORGE,
-            seq=i + 1,
-            payload={"claim_id": "c", "verdict": "inconclusive", "pad": "p" * 20_000},
-        )
-        for i in range(8)
-    ]
+    padded = _padded_events(FORGE, "pager")
     with small_pages.client() as http:
         assert http.post("/api/events", json=padded).status_code == 201
         page = http.get("/api/events", params={"after": 0, "limit": 1000}).json()
@@ -170,16 +169,7 @@ def test_pith_verify_of_a_bundle_url_checks_the_whole_paged_bundle(
     """`pith verify <bundle URL>` (the command record pages show) fetches every page, so the
     merged state is checked; the bytes of one page alone verify only as a partial bundle, and
     a URL that answers 404 is a usage error (exit 2), not a traceback."""
-    key = new_key("pager-cli")
-    padded = [
-        signed_event(
-            key,
-            SAGE,
-            seq=i + 1,
-            payload={"claim_id": "c", "verdict": "inconclusive", "pad": "q" * 20_000},
-        )
-        for i in range(8)
-    ]
+    padded = _padded_events(SAGE, "pager-cli")
     with small_pages.client() as http:
         assert http.post("/api/events", json=padded).status_code == 201
         registry_key = http.get("/pith-signing-key.json").json()["public_key_hex"]

@@ -191,17 +191,24 @@ def test_a_smoke_job_is_signed_as_using_no_gpu(
     assert record["payload"]["environment"]["gpus_used"] == "0"
 
 
+def _two_gpu_job_on_a_one_gpu_worker(seeded: TestClient, tmp_path: Path) -> tuple[Any, dict]:
+    """A worker offering 1 GPU holding the lease of a 2-GPU job (as a registry that misjudged
+    it would hand out)."""
+    w = _worker(seeded, tmp_path)
+    queue(seeded, SAGE, "selftest", "two_gpus")
+    leased = w.client.lease(["selftest"], gpus=2)
+    assert leased is not None and leased["job"]["gpus"] == 2
+    w.gpus = 1
+    return w, leased
+
+
 def test_a_job_needing_more_gpus_than_the_worker_offers_is_released_unrun(
     seeded: TestClient,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    w = _worker(seeded, tmp_path)
-    queue(seeded, SAGE, "selftest", "two_gpus")
-    leased = w.client.lease(["selftest"], gpus=2)  # as a registry that misjudged it would
-    assert leased is not None and leased["job"]["gpus"] == 2
-    w.gpus = 1
+    w, leased = _two_gpu_job_on_a_one_gpu_worker(seeded, tmp_path)
     ran: list[str] = []
     monkeypatch.setattr(worker_module, "run_claim", lambda *a, **k: ran.append("ran"))
     w.run_job(leased["job"], leased["lease"])
@@ -230,11 +237,8 @@ def test_a_released_job_is_followed_by_a_poll_interval_not_a_lease_at_once(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    w = _worker(seeded, tmp_path)
-    queue(seeded, SAGE, "selftest", "two_gpus")
-    leased = w.client.lease(["selftest"], gpus=2)
-    assert leased is not None
-    w.gpus, w.stop = 1, _Waits()
+    w, leased = _two_gpu_job_on_a_one_gpu_worker(seeded, tmp_path)
+    w.stop = _Waits()
     monkeypatch.setattr(worker_module, "run_claim", lambda *a, **k: pytest.fail("launched"))
     w.run_job(leased["job"], leased["lease"])
     assert "released" in _events(capsys.readouterr().err)
