@@ -6,17 +6,26 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, any_, bindparam, func, select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from ..storage.models import Event, SignerKey, StateCache
+from ..storage.driver import Driver, placeholders
+from ..storage.models import Event, StateCache
 
 # Writers append under one lock, so log indices become visible in increasing order and a
 # changes-feed reader that saw index n never later finds a smaller one committed behind it.
 # (SQLite's BEGIN IMMEDIATE is that lock already.)
 LOG_LOCK_KEY = 0x70697468  # "pith"
+_LOCKED = "pith.log_locked"  # session.info: this transaction holds the log lock
+_CHUNK = 500
+_EXISTING_IDS = "SELECT event_id FROM events WHERE event_id IN ({})"
+_EXISTING_IDS_POSTGRESQL = "SELECT event_id FROM events WHERE event_id = ANY(%s::varchar[])"
+_ADD_SIGNER = (
+    "INSERT INTO signer_keys "
+    "(fingerprint, public_key_b64, key_id, signer_id, signer_type, first_seen_at) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (fingerprint) DO NOTHING"
+)
 
 
 def _displayable(text: str, limit: int) -> str:
@@ -30,12 +39,13 @@ class EventRepository:
         self.dialect = session.get_bind().dialect.name
 
     def lock_log(self) -> None:
-        if self.dialect == "postgresql":
-            self.session.execute(select(func.pg_advisory_xact_lock(LOG_LOCK_KEY)))
+        if self.dialect == "postgresql" and not self.session.info.get(_LOCKED):
+            Driver.of(self.session).rows(f"SELECT pg_advisory_xact_lock({LOG_LOCK_KEY})")
+            self.session.info[_LOCKED] = True  # held to the end of this transaction
 
     def head(self) -> int:
         """The highest log index (0 when the log is empty)."""
-        return int(self.session.scalar(select(func.max(Event.log_index))) or 0)
+        return int(Driver.of(self.session).scalar("SELECT max(log_index) FROM events") or 0)
 
     def subject_head(self, subject: str) -> int:
         stmt = select(func.max(Event.log_index)).where(Event.subject == subject)
@@ -44,18 +54,20 @@ class EventRepository:
     def by_event_id(self, event_id: str) -> Event | None:
         return self.session.scalars(select(Event).where(Event.event_id == event_id)).first()
 
-    def _ids_in(self, ids: list[str]) -> Any:
-        """`event_id IN ids`: one array parameter on PostgreSQL (cheap to send for long lists)."""
-        if self.dialect == "postgresql":
-            return Event.event_id == any_(bindparam("ids", ids, type_=ARRAY(String)))
-        return Event.event_id.in_(ids)
-
     def existing_ids(self, event_ids: Iterable[str]) -> set[str]:
+        """Those of `event_ids` the log holds: a batch's look-up, by the driver (one array
+        parameter on PostgreSQL, an IN list of up to 500 on SQLite: a search of the unique
+        index each)."""
         wanted = sorted(set(event_ids))
+        driver = Driver.of(self.session)
         found: set[str] = set()
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            found.update(self.session.scalars(select(Event.event_id).where(self._ids_in(chunk))))
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            if driver.postgresql:
+                rows = driver.rows(_EXISTING_IDS_POSTGRESQL, (chunk,))
+            else:
+                rows = driver.rows(_EXISTING_IDS.format(placeholders(len(chunk))), chunk)
+            found.update(str(event_id) for (event_id,) in rows)
         return found
 
     def bodies_for(self, subject: str) -> Sequence[str]:
@@ -139,25 +151,24 @@ class EventRepository:
         return self.session.scalar(stmt)
 
     def add_signers(self, signers: Iterable[dict[str, Any]], seen_at: datetime) -> None:
-        """Record each signer key not yet known (first sighting wins)."""
+        """Record each signer key not yet known (first sighting wins), by the driver."""
         rows = {}
         for s in signers:
             fingerprint = s["public_key_fingerprint"]
             if fingerprint in rows:  # a batch is mostly one signer's: one row each
                 continue
-            rows[fingerprint] = {
-                "fingerprint": fingerprint,
-                "public_key_b64": s["public_key_b64"],
-                "key_id": _displayable(s["key_id"], 200),
-                "signer_id": _displayable(s["signer_id"], 200),
-                "signer_type": _displayable(s["signer_type"], 64),
-                "first_seen_at": seen_at,
-            }
+            rows[fingerprint] = (
+                fingerprint,
+                s["public_key_b64"],
+                _displayable(s["key_id"], 200),
+                _displayable(s["signer_id"], 200),
+                _displayable(s["signer_type"], 64),
+            )
         if not rows:
             return
-        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        stmt = dialect_insert(SignerKey).on_conflict_do_nothing(index_elements=["fingerprint"])
-        self.session.execute(stmt, list(rows.values()))
+        driver = Driver.of(self.session)
+        stamp = driver.stamper()(seen_at)
+        driver.execute_many(_ADD_SIGNER, [(*row, stamp) for row in rows.values()])
 
     def cached_state(self, subject: str) -> StateCache | None:
         return self.session.get(StateCache, subject)

@@ -7,12 +7,13 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, tuple_
+from sqlalchemy import and_, func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from pith_core.tlog import NodeId
 
+from ..storage.driver import Driver
 from ..storage.models import Event
 from .models import LogCosignature, LogLeaf, LogNode
 
@@ -45,6 +46,11 @@ _INSERT_EVENTS_RECEIVED_LAST = (
 )
 _INSERT_LEAVES = "INSERT INTO tlog_leaves (leaf_index, event_log_index) VALUES (?, ?)"
 _INSERT_NODES = "INSERT INTO tlog_nodes (level, idx, hash) VALUES (?, ?, ?)"
+_NODE_BY_ID = "SELECT hash FROM tlog_nodes WHERE level = ? AND idx = ?"
+_NODES_BY_ID_POSTGRESQL = (
+    "SELECT n.level, n.idx, n.hash FROM tlog_nodes n "
+    "JOIN unnest(%s::smallint[], %s::bigint[]) AS w(level, idx) USING (level, idx)"
+)
 
 
 class LogRepository:
@@ -53,14 +59,11 @@ class LogRepository:
 
     def size(self) -> int:
         """The number of leaves (the highest leaf index + 1: one index probe, not a count)."""
-        top = self.session.scalar(select(func.max(LogLeaf.leaf_index)))
+        top = Driver.of(self.session).scalar("SELECT max(leaf_index) FROM tlog_leaves")
         return 0 if top is None else int(top) + 1
 
     def _driver(self) -> Any:
-        self.session.flush()
-        driver = self.session.connection().connection.driver_connection
-        assert driver is not None
-        return driver
+        return Driver.of(self.session).connection
 
     def _postgresql(self) -> bool:
         return self.session.get_bind().dialect.name == "postgresql"
@@ -124,24 +127,27 @@ class LogRepository:
         return list(range(first, last + 1))
 
     def nodes(self, ids: Iterable[NodeId]) -> dict[NodeId, bytes]:
+        """The stored hashes of the nodes `ids` (those not stored are left out). A batch reads
+        the frontier and its proofs' nodes here: by the driver, a primary-key search each (one
+        statement on PostgreSQL, the ids as two arrays)."""
         wanted = sorted(set(ids))
-        out: dict[NodeId, bytes] = {}
-        for start in range(0, len(wanted), _CHUNK):
-            chunk = wanted[start : start + _CHUNK]
-            stmt = select(LogNode.level, LogNode.idx, LogNode.hash).where(self._node_ids_in(chunk))
-            out.update(((int(lv), int(ix)), bytes(h)) for lv, ix, h in self.session.execute(stmt))
-        return out
-
-    def _node_ids_in(self, ids: Sequence[NodeId]) -> Any:
-        """`(level, idx) IN ids`. SQLite plans a row-value IN as a scan of the whole table (one
-        a batch made ingest quadratic), so there it is one `level = ? AND idx IN (...)` a level,
-        OR'ed: a primary-key search each."""
-        if self._postgresql():
-            return tuple_(LogNode.level, LogNode.idx).in_(ids)
-        by_level: dict[int, list[int]] = {}
-        for level, idx in ids:
-            by_level.setdefault(level, []).append(idx)
-        return or_(*(and_(LogNode.level == lv, LogNode.idx.in_(ix)) for lv, ix in by_level.items()))
+        if not wanted:
+            return {}
+        driver = Driver.of(self.session)
+        if driver.postgresql:
+            levels, indices = [lv for lv, _ in wanted], [ix for _, ix in wanted]
+            found = driver.rows(_NODES_BY_ID_POSTGRESQL, (levels, indices))
+            return {(int(lv), int(ix)): bytes(h) for lv, ix, h in found}
+        cur = driver.connection.cursor()
+        try:
+            out: dict[NodeId, bytes] = {}
+            for node in wanted:
+                row = cur.execute(_NODE_BY_ID, node).fetchone()
+                if row is not None:
+                    out[node] = bytes(row[0])
+            return out
+        finally:
+            cur.close()
 
     def level_slice(self, level: int, begin: int, end: int) -> list[bytes]:
         """The hashes of nodes [begin, end) of Merkle `level`, in order."""

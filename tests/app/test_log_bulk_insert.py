@@ -11,8 +11,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Connection, select, text
 from sqlalchemy.orm import Session
 
+from app.events import repository as event_repository
+from app.log import repository as log_repository
 from app.log.models import LogNode
 from app.log.repository import COPY_THRESHOLD, LogRepository
+from app.records import repository as record_repository
 from app.storage.models import Event
 from tests.app.helpers import new_key, seed_number, signed_event
 
@@ -59,16 +62,39 @@ def test_a_bulk_batch_stores_rows_as_a_single_submission_does(
         assert len(shapes) == 1, stored_text
 
 
-def test_node_look_ups_search_the_primary_key(connection: Connection) -> None:
+@pytest.mark.parametrize(
+    ("statement", "params", "table"),
+    [
+        (log_repository._NODE_BY_ID, (2, 1), "tlog_nodes"),
+        (event_repository._EXISTING_IDS.format("?, ?, ?"), ("a", "b", "c"), "events"),
+        (record_repository._SUBMITTED_AT.format("?, ?"), ("a", "b"), "records"),
+    ],
+    ids=["node", "existing_ids", "submitted_at"],
+)
+def test_a_batch_look_up_searches_an_index(
+    connection: Connection, statement: str, params: tuple[object, ...], table: str
+) -> None:
+    """The driver's statements of a batch (app/storage/driver.py) search, never scan: SQLite
+    planned a row-value IN over tlog_nodes as a scan once, and a batch ran it every time."""
     if connection.dialect.name != "sqlite":
-        pytest.skip("SQLite's planner only (PostgreSQL turns the row IN into index scans)")
+        pytest.skip("SQLite's planner only (PostgreSQL's custom plans: engine.py)")
+    rows = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params).all()
+    plan = " | ".join(str(row[-1]) for row in rows)
+    assert f"SCAN {table}" not in plan, plan
+    assert f"SEARCH {table}" in plan, plan
+
+
+def test_nodes_are_found_by_id_and_missing_ones_left_out(
+    seeded: TestClient, connection: Connection
+) -> None:
+    """`LogRepository.nodes` on both databases: what it answers is what the table holds, for
+    nodes of several levels at once, and an id with no node is left out."""
     with Session(connection) as session:
-        repo = LogRepository(session)
-        ids = [(0, 3), (0, 9), (2, 1), (5, 0)]
-        stmt = select(LogNode.hash).where(repo._node_ids_in(ids))
-        sql = str(stmt.compile(connection, compile_kwargs={"literal_binds": True}))
-        plan = " | ".join(
-            str(row[-1]) for row in session.execute(text("EXPLAIN QUERY PLAN " + sql))
-        )
-    assert "SCAN tlog_nodes" not in plan, plan
-    assert "SEARCH tlog_nodes" in plan, plan
+        stored = {
+            (int(lv), int(ix)): bytes(h)
+            for lv, ix, h in session.execute(select(LogNode.level, LogNode.idx, LogNode.hash))
+        }
+        assert len({lv for lv, _ in stored}) >= 2, stored  # the seeds' tree has inner nodes
+        absent = (max(lv for lv, _ in stored) + 1, 0)
+        found = LogRepository(session).nodes([*stored, absent])
+    assert found == stored
