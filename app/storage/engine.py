@@ -1,8 +1,9 @@
 """Engines and units of work.
 
 SQLite runs in WAL mode with `synchronous=FULL` (an acknowledged commit survives a crash),
-foreign keys on and a busy timeout; write units begin with `BEGIN IMMEDIATE`, so two writers
-queue instead of failing when one upgrades a read lock. PostgreSQL goes through psycopg 3.
+16 KiB pages (a new file), foreign keys on and a busy timeout; write units begin with
+`BEGIN IMMEDIATE`, so two writers queue instead of failing when one upgrades a read lock.
+PostgreSQL goes through psycopg 3.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# 16 KiB pages: a batch's commit writes a quarter as many WAL frames for the rows it appends
+# (bench: ingest ~3.5% less CPU than at SQLite's 4 KiB, measured side by side; 32 KiB no better).
+SQLITE_PAGE_SIZE = 16_384
 WRITE_OPTION = "pith_write"
 
 
@@ -39,6 +43,9 @@ def _configure_sqlite(engine: Engine) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        # Taken by a new, empty file only (before its first table and WAL); an existing
+        # database keeps the page size it was made with.
+        cur.execute(f"PRAGMA page_size = {SQLITE_PAGE_SIZE}")
         cur.execute("PRAGMA journal_mode = WAL")
         cur.execute("PRAGMA synchronous = FULL")
         cur.execute("PRAGMA foreign_keys = ON")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 
 import pytest
@@ -9,8 +10,8 @@ from sqlalchemy import Connection, inspect, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from app.records.repository import RecordRepository
-from app.storage.engine import Database, normalize_url
-from app.storage.migrate import alembic_config, current_revision
+from app.storage.engine import SQLITE_PAGE_SIZE, Database, normalize_url
+from app.storage.migrate import alembic_config, current_revision, upgrade_database
 
 from .helpers import seed_number
 
@@ -48,6 +49,31 @@ def test_sqlite_runs_wal_with_full_sync(tmp_path) -> None:  # type: ignore[no-un
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
     db.dispose()
+
+
+def test_a_new_sqlite_database_gets_large_pages_and_an_old_one_keeps_its_own(
+    tmp_path,
+) -> None:  # type: ignore[no-untyped-def]
+    """New files are made with SQLITE_PAGE_SIZE pages (set before the first table: migrations
+    connect through the same engine); a database made with SQLite's 4 KiB pages keeps them."""
+    new = f"sqlite:///{tmp_path / 'new.db'}"
+    upgrade_database(new)
+    old_path = tmp_path / "old.db"
+    with sqlite3.connect(old_path) as made_elsewhere:  # SQLite's own default, then WAL
+        made_elsewhere.execute("PRAGMA page_size = 4096")
+        made_elsewhere.execute("PRAGMA journal_mode = WAL")
+        made_elsewhere.execute("CREATE TABLE before_pith (a INTEGER)")
+    made_elsewhere.close()
+    upgrade_database(f"sqlite:///{old_path}")
+    for url, pages in ((new, SQLITE_PAGE_SIZE), (f"sqlite:///{old_path}", 4096)):
+        db = Database(url)
+        with db.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA page_size").scalar() == pages, url
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+            assert "events" in inspect(conn).get_table_names()
+        db.dispose()
+    assert SQLITE_PAGE_SIZE != 4096  # (else this test could not tell the two apart)
 
 
 def _event_count(connection: Connection) -> int:
