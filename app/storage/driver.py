@@ -22,7 +22,9 @@ _DRIVER = "pith.driver"  # session.info: (the transaction, its Driver)
 
 @dataclass(frozen=True)
 class Driver:
-    """The DBAPI connection of a session's transaction and how its dialect takes values."""
+    """The DBAPI connection of a session's transaction and how its dialect takes values. A
+    repository takes it with `Driver.of` before each use: that is where the session's pending
+    ORM writes are flushed."""
 
     connection: Any
     dialect: Dialect
@@ -30,14 +32,13 @@ class Driver:
     @classmethod
     def of(cls, session: Session) -> Driver:
         """The driver connection under `session`'s transaction, its pending ORM writes flushed
-        first (the statements sent here must see them). Found once a transaction: a batch
-        asks ten times, and SQLAlchemy's look-up costs more than a statement here."""
+        first (the statements sent here must see them). Looked up once a transaction (a batch
+        asks about ten times) and kept in `session.info` with the transaction it belongs to."""
         session.flush()
-        transaction = session.get_transaction()
         held = session.info.get(_DRIVER)
-        if held is not None and transaction is not None and held[0] is transaction:
+        if held is not None and held[0] is session.get_transaction():
             return held[1]
-        connection = session.connection().connection.driver_connection
+        connection = session.connection().connection.driver_connection  # begins one if none
         assert connection is not None
         driver = cls(connection, session.get_bind().dialect)
         session.info[_DRIVER] = (session.get_transaction(), driver)

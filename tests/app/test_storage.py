@@ -10,8 +10,10 @@ from sqlalchemy import Connection, inspect, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from app.records.repository import RecordRepository
+from app.storage.driver import Driver
 from app.storage.engine import SQLITE_PAGE_SIZE, Database, normalize_url
 from app.storage.migrate import alembic_config, current_revision, upgrade_database
+from app.storage.models import SignerKey
 
 from .helpers import seed_number
 
@@ -39,6 +41,41 @@ def test_migrations_build_every_table_at_head(db_url: str, connection: Connectio
         tuple(u["column_names"]) for u in inspect(connection).get_unique_constraints("aliases")
     }
     assert ("kind", "value") in uniques
+
+
+def test_the_driver_sees_pending_orm_writes_and_is_found_once_a_transaction(
+    tmp_path,
+) -> None:  # type: ignore[no-untyped-def]
+    """`Driver.of` flushes what the session holds before its statements run, answers the same
+    connection for the rest of the transaction, and looks again in the next one."""
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    upgrade_database(url)
+    db = Database(url)
+    count = "SELECT count(*) FROM signer_keys"
+    try:
+        with pytest.raises(LookupError), db.write() as session:  # rolled back on the way out
+            first = Driver.of(session)
+            assert Driver.of(session) is first
+            session.add(
+                SignerKey(
+                    fingerprint="f" * 32,
+                    public_key_b64="A" * 44,
+                    key_id="k",
+                    signer_id="s",
+                    signer_type="t",
+                    first_seen_at=datetime.now(UTC),
+                )
+            )  # pending: flushed by the next Driver.of
+            assert first.scalar(count) == 0
+            assert Driver.of(session) is first
+            assert first.scalar(count) == 1
+            raise LookupError
+        with db.write() as session:
+            again = Driver.of(session)
+            assert again is not first
+            assert again.scalar(count) == 0
+    finally:
+        db.dispose()
 
 
 def test_sqlite_runs_wal_with_full_sync(tmp_path) -> None:  # type: ignore[no-untyped-def]
