@@ -230,18 +230,9 @@ def _check_fields(event: dict[str, Any]) -> None:
     signer = event["signer"]
     if type(signer) is not dict or signer.keys() != SIGNER_FIELDS:
         raise EventError("bad_signer", f"signer must hold exactly {sorted(SIGNER_FIELDS)}")
-    key_id, signer_id, signer_type = signer["key_id"], signer["signer_id"], signer["signer_type"]
-    if not (
-        isinstance(key_id, str)
-        and key_id
-        and isinstance(signer_id, str)
-        and signer_id
-        and isinstance(signer_type, str)
-        and signer_type
-    ):
-        for k in ("key_id", "signer_id", "signer_type"):
-            if not isinstance(signer[k], str) or not signer[k]:
-                raise EventError("bad_signer", f"signer.{k} must be a non-empty string")
+    for k in ("key_id", "signer_id", "signer_type"):
+        if not isinstance(signer[k], str) or not signer[k]:
+            raise EventError("bad_signer", f"signer.{k} must be a non-empty string")
 
 
 def _signature_bytes(text: str) -> bytes:

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..core.context import AppContext, context_of
 from ..core.fixed import serve_fixed
+from ..core.jsonbody import dumps
 from ..core.openapi import CREATED_RESPONSE, JSON_RESPONSE
 from ..core.problems import Problem
 from ..log.routes import signer_of as log_signer_of
@@ -46,7 +47,7 @@ class Action(StrEnum):
 
 
 def _json(doc: Any, status: int = 200) -> Response:
-    return Response(views.dumps(doc), status_code=status, media_type="application/json")
+    return Response(dumps(doc), status_code=status, media_type="application/json")
 
 
 def _submit(ctx: AppContext, pith_id: str, action: str, raw: bytes) -> Response:

@@ -98,9 +98,8 @@ class LogRepository:
         """One executemany on the driver. The caller holds the write lock (BEGIN IMMEDIATE), so
         the rows take consecutive log indices ending at last_insert_rowid(); checked on the
         first row."""
-        dialect = self.session.get_bind().dialect
-        column = Event.__table__.c.received_at
-        as_sqlite = column.type.dialect_impl(dialect).bind_processor(dialect) or (lambda v: v)
+        driver = Driver.of(self.session)
+        as_sqlite = driver.stamper()
         stamps: dict[datetime, Any] = {}
 
         def stamp(at: datetime) -> Any:  # a batch's rows share one received_at: converted once
@@ -108,8 +107,7 @@ class LogRepository:
                 stamps[at] = as_sqlite(at)
             return stamps[at]
 
-        driver = self._driver()
-        cur = driver.cursor()
+        cur = driver.connection.cursor()
         try:
             cur.executemany(
                 _INSERT_EVENTS_RECEIVED_LAST,

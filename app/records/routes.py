@@ -16,6 +16,7 @@ from pith_core.number import short_pith_number
 
 from ..core.context import context_of
 from ..core.fixed import serve_fixed
+from ..core.jsonbody import dumps
 from ..core.openapi import CREATED_RESPONSE, JSON_RESPONSE
 from ..core.problems import Problem
 from ..registry.dependencies import require_admin
@@ -159,7 +160,7 @@ def register(
     with ctx.write() as session:
         stored = register_paper(session, ctx.identity, body)
         doc = views.record_doc(ctx, session, stored.record)
-    return _created(stored.created, views.dumps(doc))
+    return _created(stored.created, dumps(doc))
 
 
 def _trusted_key(hex_key: str | None) -> bytes:
@@ -201,4 +202,4 @@ def import_route(
             }
             for s in stored
         ]
-    return _created(any(s.created for s in stored), views.dumps({"records": result}))
+    return _created(any(s.created for s in stored), dumps({"records": result}))
