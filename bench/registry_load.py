@@ -28,6 +28,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import platform
 import random
 import secrets
 import statistics
@@ -52,6 +53,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from service import (  # noqa: E402  (bench/service.py: shared helpers)
     PITH,
     SUBJECTS,
+    cpu_model,
     cpu_seconds,
     free_port,
     fresh_postgres,
@@ -475,6 +477,8 @@ def main(argv: list[str] | None = None) -> int:
     results = {
         "when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "cpus": os.cpu_count(),
+        "cpu": cpu_model(),
+        "python": platform.python_version(),
         "load_avg_at_start": os.getloadavg(),
         "runs": [run_backend(b, args) for b in args.backends.split(",")],
     }
