@@ -253,7 +253,6 @@ def verify_event(
     *,
     signer_keys: dict[str, SignerKey] | None = None,
     verified: Container[tuple[bytes, str]] = frozenset(),
-    encoded: dict[str, bytes] | None = None,
 ) -> dict[str, Any]:
     """Return `event` if valid; raise EventError(reason, detail) naming the first failure.
 
@@ -263,9 +262,7 @@ def verify_event(
     pinned registry key (not_registry_signed), payload shape (bad_payload).
     Two caches a caller may pass across many events: `signer_keys`, each signer's parsed key;
     `verified`, (digest, signature) pairs whose signature already verified (the digest covers the
-    signer's key, so an exact copy needs no second Ed25519 check); it is only read. With
-    `encoded`, a valid event's canonical JSON is put there under its id (what a store keeps: made
-    from the signed bytes already encoded here, not encoded a second time).
+    signer's key, so an exact copy needs no second Ed25519 check); it is only read.
     """
     if type(event) is not dict:
         raise EventError("bad_shape", "an event is a JSON object")
@@ -323,32 +320,4 @@ def verify_event(
             f"{key.fingerprint} is not one",
         )
     _check_payload(target, event["subject_pith_number"], event["payload"])
-    if encoded is not None:
-        encoded[event["event_id"]] = _whole_event_json(body_bytes, event)
     return event
-
-
-_CREATED_AT_END = len('{"created_at":"2026-01-01T00:00:00Z",')  # created_at: 20 characters
-
-
-def _whole_event_json(body: bytes, event: Mapping[str, Any]) -> bytes:
-    """The canonical JSON of a verified `event` from that of its signed body (the event less
-    `event_id` and `signature_b64`): the two members go where key order puts them. `event_id`
-    follows `created_at`, which is first and of fixed width. `signature_b64` precedes the last
-    `,"signer":{` of the text: after the top-level signer comes nothing but its five keys and
-    string values, and a string holds no unescaped quote."""
-    signer_at = body.rindex(b',"signer":{') + 1
-    assert body.startswith(b'{"created_at":"') and body[_CREATED_AT_END - 2] == ord('"')
-    return b"".join(
-        (
-            body[:_CREATED_AT_END],
-            b'"event_id":',
-            canonical_json_prechecked(event["event_id"]),
-            b",",
-            body[_CREATED_AT_END:signer_at],
-            b'"signature_b64":',
-            canonical_json_prechecked(event["signature_b64"]),
-            b",",
-            body[signer_at:],
-        )
-    )

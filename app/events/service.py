@@ -101,16 +101,14 @@ def check_event(
     identity: RegistryIdentity,
     clock: Clock,
     expect_target: str | None = None,
-    encoded: dict[str, bytes] | None = None,
 ) -> dict[str, Any]:
     """`event` verified by `pith_core.events.verify_event` and its payload by its target's
     schema; a 422 problem naming what failed. With `expect_target`, another target is refused
-    before the payload is read (the URL said what it takes). `encoded` collects the canonical
-    JSON of what verifies, for `store_events`."""
+    before the payload is read (the URL said what it takes)."""
     if len(_SIGNER_KEYS) > _SIGNER_KEYS_MAX:
         _SIGNER_KEYS.clear()
     try:
-        verify_event(event, identity.pinned_fingerprints, signer_keys=_SIGNER_KEYS, encoded=encoded)
+        verify_event(event, identity.pinned_fingerprints, signer_keys=_SIGNER_KEYS)
     except EventError as e:
         raise Problem(422, e.reason, str(e), field=_field_of(e)) from e
     if expect_target is not None and event["target"] != expect_target:
@@ -141,7 +139,7 @@ def check_event(
     return event
 
 
-def _row(event: Mapping[str, Any], received_at: datetime, body: bytes | None) -> dict[str, Any]:
+def _row(event: Mapping[str, Any], received_at: datetime) -> dict[str, Any]:
     return {
         "event_id": event["event_id"],
         "subject": event["subject_pith_number"],
@@ -152,8 +150,7 @@ def _row(event: Mapping[str, Any], received_at: datetime, body: bytes | None) ->
         "event_type": event["event_type"],
         "created_at": event["created_at"],
         "received_at": received_at,
-        # verified: in the profile (`body`: its canonical JSON as verify_event made it)
-        "body": (body or canonical_json_prechecked(event)).decode("utf-8"),
+        "body": canonical_json_prechecked(event).decode("utf-8"),  # verified: in the profile
     }
 
 
@@ -185,14 +182,12 @@ def store_events(
     known_subjects: set[str] | Mapping[str, str],
     *,
     retired: Mapping[str, Any] | None = None,
-    encoded: Mapping[str, bytes] | None = None,
 ) -> list[StoredEvent]:
     """Append the verified `events` not yet in the log (all about subjects in `known_subjects`),
     in the order given; duplicates come back with the log's copy. Caller holds the log lock.
     When `known_subjects` maps each subject to the earliest date allowed (`earliest_dates`), a
     new event dated before it is refused; with `retired` (`RegistryIdentity.retired_windows`),
-    one of a retired registry key outside its window (by log position) is. `encoded`: event
-    id → canonical JSON, as `verify_event` gave it (what is missing is encoded here)."""
+    one of a retired registry key outside its window (by log position) is."""
     repo = EventRepository(session)
     now = utcnow()
     existing = repo.existing_ids(e["event_id"] for e in events)
@@ -211,8 +206,7 @@ def store_events(
         if event["event_id"] not in existing:
             fresh.setdefault(event["event_id"], event)
     repo.add_signers((e["signer"] for e in fresh.values()), now)
-    known = encoded or {}
-    rows = [_row(e, now, known.get(eid)) for eid, e in fresh.items()]
+    rows = [_row(e, now) for e in fresh.values()]
     # app/log stores them and makes each its next leaf, in this transaction (both or neither)
     indices = dict(zip(fresh, append_to_log(session, rows, retired=retired), strict=True))
     out: list[StoredEvent] = []
@@ -311,18 +305,14 @@ def ingest_batch(
     events: Sequence[dict[str, Any]],
     margin_seconds: int = 86_400,
     identity: RegistryIdentity | None = None,
-    encoded: Mapping[str, bytes] | None = None,
 ) -> list[StoredEvent]:
-    """Append a batch of verified events, all or nothing; states recompute when next read.
-    `encoded`: their canonical JSON by event id, from `check_event`."""
+    """Append a batch of verified events, all or nothing; states recompute when next read."""
     repo = EventRepository(session)
     repo.lock_log()
     subjects = {e["subject_pith_number"] for e in events}
     known = RecordRepository(session).submitted_at_of(subjects)
     retired = identity.retired_windows if identity is not None else None
-    return store_events(
-        session, events, earliest_dates(known, margin_seconds), retired=retired, encoded=encoded
-    )
+    return store_events(session, events, earliest_dates(known, margin_seconds), retired=retired)
 
 
 def bundle_document(
