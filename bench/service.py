@@ -193,7 +193,8 @@ def cpu_seconds(pids: list[int]) -> float:
 def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo ('' where there is none). Ratios to raw verify
     move with it: Ed25519 in C and the interpreter do not speed up alike from one CPU to the
-    next (issue 14's ingest read ~0.47 on one machine, 0.38-0.44 on an AMD EPYC)."""
+    next (issue 14's ingest, same code: a median of 0.47 on the earlier sessions' machine,
+    0.415 on an AMD EPYC)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             name, _, value = line.partition(":")
