@@ -6,8 +6,8 @@ For each backend:
      in `--ingest-rounds` (6) rounds; events the service accepted per CPU second of the service,
      against PyNaCl's raw Ed25519 verify rate measured between the rounds, each round's CPU
      weighed by the rate on either side of it (target ≥ 0.5). The machine's speed drifts within
-     a run: five runs each, alternating, on one machine, read 0.373-0.451 with raw verify
-     measured only before and after (`--ingest-rounds 1`), 0.365-0.397 in six rounds;
+     a run: five runs each, alternating, on a 2-core AMD EPYC, read 0.373-0.451 with raw
+     verify measured only before and after (`--ingest-rounds 1`), 0.365-0.397 in six rounds;
   2. a stale state.json of that paper (one new event since it was saved): CPU seconds of the
      service for the read (target ≤ 0.5), and the first, full build for reference;
   3. actions: CPU per action on that paper against one with 10 events (target ≤ 2×);
